@@ -1,0 +1,285 @@
+package agentexec
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/landlock-lsm/go-landlock/landlock"
+
+	"github.com/agentexec/agentexec/internal/cgroup"
+	"github.com/agentexec/agentexec/internal/sandbox"
+	"github.com/agentexec/agentexec/internal/templates"
+	"github.com/agentexec/agentexec/policy"
+)
+
+// Report is what `agentexec check` prints: the policy, and what this host will
+// enforce of it. docs/check.md documents the JSON form.
+type Report struct {
+	Policy string `json:"policy"`
+	// OK is true when everything the policy requires is available.
+	OK bool `json:"ok"`
+	// Problems are requirements the host cannot meet (each makes New fail).
+	Problems []string `json:"problems"`
+	// Warnings are best-effort rules this host does not enforce, and missing tools.
+	Warnings        []string              `json:"warnings"`
+	Landlock        LandlockReport        `json:"landlock"`
+	Cgroup          CgroupReport          `json:"cgroup"`
+	KernelTemplates KernelTemplatesReport `json:"kernel_templates"`
+	Profiles        []ProfileReport       `json:"profiles"`
+	Tools           []ToolReport          `json:"tools"`
+}
+
+// LandlockReport is the kernel's Landlock support.
+type LandlockReport struct {
+	ABI   int    `json:"abi"`
+	Error string `json:"error,omitempty"`
+}
+
+// CgroupReport is the cgroup v2 discovery.
+type CgroupReport struct {
+	Mode        string   `json:"mode"`
+	Mount       string   `json:"mount,omitempty"`
+	Self        string   `json:"self,omitempty"`
+	CanCreate   bool     `json:"can_create"`
+	Reason      string   `json:"reason,omitempty"`
+	Controllers []string `json:"controllers"`
+	Kill        bool     `json:"cgroup_kill"`
+	Error       string   `json:"error,omitempty"`
+}
+
+// KernelTemplatesReport is the spawn_template probe.
+type KernelTemplatesReport struct {
+	Setting   string `json:"setting"`
+	Available bool   `json:"available"`
+	Reason    string `json:"reason"`
+	Create    int    `json:"create_syscall"`
+	Spawn     int    `json:"spawn_syscall"`
+}
+
+// ProfileReport is one profile as this host will enforce it.
+type ProfileReport struct {
+	Name  string   `json:"name"`
+	Tools []string `json:"tools"`
+	// Landlock rights handled after any best-effort downgrade.
+	LandlockFS     string   `json:"landlock_fs"`
+	LandlockNet    string   `json:"landlock_net"`
+	LandlockScoped string   `json:"landlock_scoped"`
+	Read           []string `json:"read"`
+	Write          []string `json:"write"`
+	Exec           []string `json:"exec"`
+	ConnectTCP     []uint16 `json:"connect_tcp"`
+	BindTCP        []uint16 `json:"bind_tcp"`
+	// Limits requested, and those the host cannot enforce.
+	Memory      int64    `json:"memory_bytes,omitempty"`
+	Pids        int64    `json:"pids,omitempty"`
+	CPU         float64  `json:"cpu_cores,omitempty"`
+	Unenforced  []string `json:"unenforced"`
+	Degraded    []string `json:"degraded,omitempty"`
+	Concurrency int      `json:"concurrency"`
+	Landlock    string   `json:"landlock_enforcement"`
+	CgroupMode  string   `json:"cgroup_enforcement"`
+}
+
+// ToolReport is one tool's executable on this host.
+type ToolReport struct {
+	Name     string `json:"name"`
+	Exec     string `json:"exec"`
+	Path     string `json:"path,omitempty"`
+	Profile  string `json:"profile"`
+	Hot      bool   `json:"hot"`
+	Required bool   `json:"required"`
+	Found    bool   `json:"found"`
+	Error    string `json:"error,omitempty"`
+	// Kind is "elf" or "script".
+	Kind string `json:"kind,omitempty"`
+	// Backend is the template backend this tool will use: "kernel" or "userspace".
+	Backend  string        `json:"backend,omitempty"`
+	Identity *IdentityJSON `json:"identity,omitempty"`
+}
+
+// IdentityJSON is a binary's identity key.
+type IdentityJSON struct {
+	Dev   uint64 `json:"dev"`
+	Ino   uint64 `json:"ino"`
+	Size  int64  `json:"size"`
+	Mode  string `json:"mode"`
+	UID   uint32 `json:"uid"`
+	GID   uint32 `json:"gid"`
+	Mtime string `json:"mtime"`
+	Ctime string `json:"ctime"`
+}
+
+// Check validates a resolved policy against this host without starting anything.
+func Check(p *policy.Policy) *Report {
+	return CheckHost(p, ProbeHost(p))
+}
+
+// CheckHost is Check with the host already probed.
+func CheckHost(p *policy.Policy, h *Host) *Report {
+	r := &Report{Policy: p.Source, Problems: []string{}, Warnings: []string{}}
+	r.Landlock = LandlockReport{ABI: h.LandlockABI, Error: h.LandlockErr}
+	r.Cgroup = CgroupReport{Mode: string(cgroup.ModeNone), Error: h.CgroupErr, Controllers: []string{}}
+	if c := h.Cgroup; c != nil {
+		r.Cgroup = CgroupReport{Mode: string(c.Mode), Mount: c.Mount, Self: c.Self, CanCreate: c.CanCreate,
+			Reason: c.Reason, Controllers: append([]string{}, c.Controllers...), Kill: c.HasKill}
+	}
+	kt := h.KernelTemplates
+	r.KernelTemplates = KernelTemplatesReport{Setting: string(p.KernelTemplates), Available: kt.Available, Reason: kt.Reason,
+		Create: kt.Numbers.Create, Spawn: kt.Numbers.Spawn}
+	if p.KernelTemplates == policy.KernelTemplatesRequire && !kt.Available {
+		r.Problems = append(r.Problems, "kernel_templates: require: spawn_template is not available: "+kt.Reason)
+	}
+	for _, prof := range p.Profiles {
+		pr := ProfileReport{Name: prof.Name, Tools: prof.Tools, Read: nz(prof.FS.Read), Write: nz(prof.FS.Write), Exec: nz(prof.FS.Exec),
+			ConnectTCP: nz(prof.Network.ConnectTCP), BindTCP: nz(prof.Network.BindTCP),
+			Memory: prof.Limits.Memory, Pids: prof.Limits.Pids, CPU: prof.Limits.CPU, Unenforced: []string{},
+			Concurrency: prof.Concurrency, Landlock: string(prof.Enforcement.Landlock), CgroupMode: string(prof.Enforcement.Cgroup)}
+		plan, err := sandbox.PlanLandlock(prof, h.LandlockABI)
+		if err != nil {
+			r.Problems = append(r.Problems, err.Error())
+			// Show what best effort would give, for the reader.
+			bp := *prof
+			bp.Enforcement.Landlock = policy.BestEffort
+			plan, _ = sandbox.PlanLandlock(&bp, h.LandlockABI)
+		}
+		if plan != nil {
+			pr.LandlockFS = landlock.AccessFSSet(plan.HandledFS).String()
+			pr.LandlockNet = landlock.AccessNetSet(plan.HandledNet).String()
+			pr.LandlockScoped = landlock.ScopedSet(plan.Scoped).String()
+			pr.Unenforced = append(pr.Unenforced, plan.Unenforced...)
+			pr.Degraded = plan.Degraded
+		}
+		for _, u := range cgroupUnenforced(h.Cgroup, prof.Limits) {
+			pr.Unenforced = append(pr.Unenforced, "cgroup: "+u)
+			if prof.Enforcement.Cgroup == policy.Require {
+				r.Problems = append(r.Problems, fmt.Sprintf("profile %s: cgroup: require: limit %s cannot be enforced on this host", prof.Name, u))
+			}
+		}
+		for _, u := range pr.Unenforced {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("profile %s: not enforced: %s", prof.Name, u))
+		}
+		r.Profiles = append(r.Profiles, pr)
+	}
+	for _, t := range p.Tools {
+		tr := ToolReport{Name: t.Name, Exec: t.Exec, Path: t.Path, Profile: t.Profile.Name, Hot: t.Hot, Required: t.Required, Found: t.Path != ""}
+		if t.ResolveError != nil {
+			tr.Error = t.ResolveError.Error()
+		}
+		if tr.Found {
+			if tm, err := templates.New(t.Path); err != nil {
+				tr.Error = err.Error()
+			} else {
+				tr.Kind = "script"
+				tr.Backend = "userspace"
+				if tm.ELF {
+					tr.Kind = "elf"
+					if kt.Available && p.KernelTemplates != policy.KernelTemplatesOff {
+						tr.Backend = "kernel"
+					}
+				}
+				id := tm.ID
+				tr.Identity = &IdentityJSON{Dev: id.Dev, Ino: id.Ino, Size: id.Size, Mode: fmt.Sprintf("%#o", id.Mode), UID: id.UID, GID: id.GID,
+					Mtime: time.Unix(0, id.Mtime).UTC().Format(time.RFC3339Nano), Ctime: time.Unix(0, id.Ctime).UTC().Format(time.RFC3339Nano)}
+				tm.Close()
+			}
+		} else {
+			msg := fmt.Sprintf("tool %s: %s not found", t.Name, t.Exec)
+			if t.Required {
+				r.Problems = append(r.Problems, msg+" (required: true)")
+			} else {
+				r.Warnings = append(r.Warnings, msg+"; requests for it will fail")
+			}
+		}
+		r.Tools = append(r.Tools, tr)
+	}
+	r.OK = len(r.Problems) == 0
+	return r
+}
+
+func cgroupUnenforced(info *cgroup.Info, l policy.Limits) []string {
+	var out []string
+	has := func(c string) bool { return info != nil && info.CanCreate && info.Has(c) }
+	if l.Memory > 0 && !has("memory") {
+		out = append(out, "memory")
+	}
+	if l.Pids > 0 && !has("pids") {
+		out = append(out, "pids")
+	}
+	if l.CPU > 0 && !has("cpu") {
+		out = append(out, "cpu")
+	}
+	return out
+}
+
+func nz[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// WriteText prints the report for people.
+func (r *Report) WriteText(w io.Writer) {
+	fmt.Fprintf(w, "policy %s: %s\n", r.Policy, map[bool]string{true: "OK", false: "NOT SATISFIED"}[r.OK])
+	if r.Landlock.ABI > 0 {
+		fmt.Fprintf(w, "landlock: ABI %d\n", r.Landlock.ABI)
+	} else {
+		fmt.Fprintf(w, "landlock: unavailable (%s)\n", r.Landlock.Error)
+	}
+	c := r.Cgroup
+	fmt.Fprintf(w, "cgroup: %s", c.Mode)
+	if c.Mount != "" {
+		fmt.Fprintf(w, " at %s, self %s, create children: %v", c.Mount, c.Self, c.CanCreate)
+		if c.Reason != "" {
+			fmt.Fprintf(w, " (%s)", c.Reason)
+		}
+		fmt.Fprintf(w, ", controllers: [%s], cgroup.kill: %v", strings.Join(c.Controllers, " "), c.Kill)
+	}
+	if c.Error != "" {
+		fmt.Fprintf(w, " (%s)", c.Error)
+	}
+	fmt.Fprintln(w)
+	k := r.KernelTemplates
+	if k.Available {
+		fmt.Fprintf(w, "spawn_template: available (syscalls %d, %d), setting %s\n", k.Create, k.Spawn, k.Setting)
+	} else {
+		fmt.Fprintf(w, "spawn_template: not available: %s (setting %s; userspace templates are used)\n", k.Reason, k.Setting)
+	}
+	for _, p := range r.Profiles {
+		fmt.Fprintf(w, "profile %s (%s): landlock %s, cgroup %s, concurrency %d\n", p.Name, strings.Join(p.Tools, ", "), p.Landlock, p.CgroupMode, p.Concurrency)
+		fmt.Fprintf(w, "  landlock fs %s\n  landlock net %s, scoped %s\n", p.LandlockFS, p.LandlockNet, p.LandlockScoped)
+		fmt.Fprintf(w, "  read %v\n  write %v\n  exec %v\n", p.Read, p.Write, p.Exec)
+		if len(p.ConnectTCP)+len(p.BindTCP) > 0 {
+			fmt.Fprintf(w, "  tcp connect %v bind %v\n", p.ConnectTCP, p.BindTCP)
+		}
+		fmt.Fprintf(w, "  limits: memory %d, pids %d, cpu %g\n", p.Memory, p.Pids, p.CPU)
+		for _, u := range p.Unenforced {
+			fmt.Fprintf(w, "  NOT ENFORCED: %s\n", u)
+		}
+		for _, d := range p.Degraded {
+			fmt.Fprintf(w, "  degraded: %s\n", d)
+		}
+	}
+	for _, t := range r.Tools {
+		if !t.Found {
+			fmt.Fprintf(w, "tool %-10s %s: MISSING (required %v) %s\n", t.Name, t.Exec, t.Required, t.Error)
+			continue
+		}
+		fmt.Fprintf(w, "tool %-10s %s %s template %s hot %v", t.Name, t.Path, t.Kind, t.Backend, t.Hot)
+		if t.Identity != nil {
+			fmt.Fprintf(w, " dev %d ino %d size %d", t.Identity.Dev, t.Identity.Ino, t.Identity.Size)
+		}
+		if t.Error != "" {
+			fmt.Fprintf(w, " (%s)", t.Error)
+		}
+		fmt.Fprintln(w)
+	}
+	for _, p := range r.Problems {
+		fmt.Fprintf(w, "PROBLEM: %s\n", p)
+	}
+	for _, p := range r.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", p)
+	}
+}

@@ -1,0 +1,68 @@
+// Command agentexec launches a policy's tools fast and inside a sandbox.
+//
+//	agentexec check [--policy FILE] [--json]           what this host enforces of a policy
+//	agentexec run   [--policy FILE] [--json] -- TOOL ARGS…   one sandboxed launch
+//	agentexec serve [--policy FILE]                    JSON-lines executor on stdin/stdout
+//	agentexec ci    JOB.yaml                           run a CI job's steps under a policy
+//	agentexec bench                                    the agent tool-mix benchmark
+//
+// Without --policy, the embedded default policy (configs/default.yaml) is used: common
+// read-only tools inside the current directory.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/agentexec/agentexec"
+)
+
+func main() {
+	// The runtime re-executes this binary as its spawner processes.
+	agentexec.ServeSpawner()
+	os.Exit(realMain(os.Args[1:]))
+}
+
+const usage = `usage: agentexec COMMAND [flags]
+
+commands:
+  check   validate a policy and report what this host enforces
+  run     launch one tool under the policy: agentexec run [flags] -- TOOL ARGS...
+  serve   JSON-lines executor on stdin/stdout (docs/protocol.md)
+  ci      run a CI job file under a policy (docs/ci.md)
+  bench   benchmark the agent tool mix against baselines (docs/performance.md)
+  version print the version
+
+Run 'agentexec COMMAND -h' for a command's flags.
+`
+
+func realMain(args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "check":
+		return cmdCheck(rest)
+	case "run":
+		return cmdRun(rest)
+	case "serve":
+		return cmdServe(rest)
+	case "ci":
+		return cmdCI(rest)
+	case "bench":
+		return cmdBench(rest)
+	case "version", "--version":
+		fmt.Println("agentexec", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return 0
+	default:
+		fmt.Fprintf(os.Stderr, "agentexec: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+}
+
+var version = "0.1.0-dev"

@@ -1,0 +1,54 @@
+package agentexec
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/agentexec/agentexec/internal/sandbox"
+)
+
+// ErrDenied is matched (errors.Is) by every DeniedError.
+var ErrDenied = errors.New("denied by policy")
+
+// ErrNotSupported is matched by errors about kernel features the host lacks.
+var ErrNotSupported = sandbox.ErrNotSupported
+
+// ErrClosed is returned by a Runtime after Close.
+var ErrClosed = errors.New("agentexec: runtime closed")
+
+// DeniedError is a launch the policy refused. It names the rule, the operation and
+// the object, so that the user knows what to change:
+//
+//	rule tools.git.args.deny[0] ("push"): argv "push": denied
+type DeniedError struct {
+	// Rule is the policy field path that refused, such as "tools.git.args.deny[0]"
+	// or "tools" (no such tool).
+	Rule string
+	// Op is what was refused: "launch", "argv", "dir", "env", "stdin".
+	Op string
+	// Object is what the operation was applied to: the tool, the arguments, a path,
+	// a variable name.
+	Object string
+	// Reason says why, in a few words.
+	Reason string
+}
+
+func (e *DeniedError) Error() string {
+	return fmt.Sprintf("rule %s: %s %s: %s", e.Rule, e.Op, e.Object, e.Reason)
+}
+
+// Is makes DeniedError match ErrDenied.
+func (e *DeniedError) Is(t error) bool { return t == ErrDenied }
+
+// LaunchError is a launch that failed for a reason other than the policy or the
+// tool itself: the spawner died, a cgroup could not be had, a pipe could not be made.
+type LaunchError struct {
+	Tool string
+	Op   string
+	Err  error
+}
+
+func (e *LaunchError) Error() string { return fmt.Sprintf("launch %s: %s: %v", e.Tool, e.Op, e.Err) }
+
+// Unwrap returns the cause.
+func (e *LaunchError) Unwrap() error { return e.Err }

@@ -1,0 +1,189 @@
+package ci
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/agentexec/agentexec/policy"
+)
+
+// LoadOptions carry what a job's policy expansions depend on.
+type LoadOptions struct {
+	// Workspace overrides the job file's workspace: (relative to the current
+	// directory). "" uses the job file's field, or the job file's directory.
+	Workspace string
+	// Home, TmpDir and CPUs are passed to the policy (empty: from the host).
+	Home, TmpDir string
+	CPUs         int
+}
+
+// Load reads a job file, parses it, loads and resolves its policy (a path relative
+// to the job file, or inline) with the job's workspace as ${WORKSPACE}, and checks
+// the steps against the policy: an sh: step needs the policy's shell, and step
+// limits must lie within the policy's. Every problem is a *policy.FieldError
+// (joined); I/O errors are wrapped.
+func Load(file string, opts LoadOptions) (*Job, *policy.Policy, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, nil, fmt.Errorf("job file: %w", err)
+	}
+	j, err := Parse(file, data)
+	if err != nil {
+		return nil, nil, err
+	}
+	ws, err := j.workspace(opts.Workspace)
+	if err != nil {
+		return j, nil, err
+	}
+	h := policy.HostOptions()
+	popts := policy.Options{Workspace: ws, Home: cmpOr(opts.Home, h.Home), TmpDir: cmpOr(opts.TmpDir, h.TmpDir), CPUs: opts.CPUs}
+	if popts.CPUs == 0 {
+		popts.CPUs = h.CPUs
+	}
+	d := &decoder{file: file}
+	var pol *policy.Policy
+	if j.PolicyInline != nil {
+		p, err := policy.Parse(file, j.PolicyInline, popts)
+		if err != nil {
+			d.add(prefixFields(err, "policy"))
+		} else {
+			pol = p
+		}
+	} else {
+		pf := j.PolicyPath
+		if !filepath.IsAbs(pf) {
+			pf = filepath.Join(filepath.Dir(file), pf)
+		}
+		pdata, err := os.ReadFile(pf)
+		if err != nil {
+			d.fail(j.policyPos, "policy", "%v", err)
+		} else if p, err := policy.Parse(pf, pdata, popts); err != nil {
+			d.add(err)
+		} else {
+			pol = p
+		}
+	}
+	if pol != nil {
+		if err := policy.Resolve(pol); err != nil {
+			d.add(err)
+		}
+		j.check(d, pol)
+	}
+	if err := d.err(); err != nil {
+		return j, nil, err
+	}
+	return j, pol, nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// workspace returns the absolute workspace: the override, the workspace: field
+// (relative to the job file) or the job file's directory. It must be a directory.
+func (j *Job) workspace(override string) (string, error) {
+	var ws string
+	switch {
+	case override != "":
+		ws = override
+	case j.Workspace != "":
+		ws = j.Workspace
+		if !filepath.IsAbs(ws) {
+			ws = filepath.Join(filepath.Dir(j.File), ws)
+		}
+	default:
+		ws = filepath.Dir(j.File)
+	}
+	abs, err := filepath.Abs(ws)
+	if err != nil {
+		return "", fmt.Errorf("workspace %q: %w", ws, err)
+	}
+	st, err := os.Stat(abs)
+	switch {
+	case err != nil:
+		return "", &policy.FieldError{File: j.File, Field: "workspace", Msg: err.Error(), Err: err}
+	case !st.IsDir():
+		return "", &policy.FieldError{File: j.File, Field: "workspace", Msg: fmt.Sprintf("%s is not a directory", abs)}
+	}
+	return abs, nil
+}
+
+// prefixFields puts "policy." before the field of every FieldError of an inline policy.
+func prefixFields(err error, prefix string) error {
+	var out []error
+	for _, e := range flatten(err) {
+		var fe *policy.FieldError
+		if errors.As(e, &fe) {
+			c := *fe
+			c.Field = join(prefix, fe.Field)
+			out = append(out, &c)
+		} else {
+			out = append(out, e)
+		}
+	}
+	return errors.Join(out...)
+}
+
+// check fills each step's launch from the policy and checks its limits and cwd.
+// A tool the policy does not know is not an error here: the launch is refused at run
+// time and the step reported as denied, with the rule.
+func (j *Job) check(d *decoder, pol *policy.Policy) {
+	for i, s := range j.Steps {
+		f := index("steps", i)
+		if s.Sh != "" {
+			if pol.Shell == "" {
+				d.fail(s.pos["sh"], join(f, "sh"), "the policy has no shell: tool to run scripts with (set shell: in the policy, or use run:)")
+				continue
+			}
+			s.Tool, s.Args = pol.Shell, []string{"-c", s.Sh}
+		} else if len(s.Run) > 0 {
+			s.Tool, s.Args = s.Run[0], s.Run[1:]
+		}
+		if s.Cwd != "" {
+			c := s.Cwd
+			if !filepath.IsAbs(c) {
+				c = filepath.Join(pol.Workspace, c)
+			}
+			c = filepath.Clean(c)
+			if c != pol.Workspace && !strings.HasPrefix(c, pol.Workspace+"/") {
+				d.fail(s.pos["cwd"], join(f, "cwd"), "%q is outside the workspace %s", s.Cwd, pol.Workspace)
+			}
+		}
+		t, ok := pol.Tool(s.Tool)
+		if !ok {
+			continue
+		}
+		l := s.Limits
+		lim := t.Profile.Limits
+		within := func(key string, set bool, over bool, have, want string) {
+			if set && over {
+				d.fail(s.pos[key], join(f, key), "%s exceeds the policy's limit for tool %s (%s)", have, t.Name, want)
+			}
+		}
+		within("timeout", l.Timeout > 0, t.Timeout > 0 && l.Timeout > t.Timeout, l.Timeout.String(), t.Timeout.String())
+		within("limits.output", l.Output > 0, t.OutputBytes > 0 && l.Output > t.OutputBytes, fmtBytes(l.Output), fmtBytes(t.OutputBytes))
+		within("limits.memory", l.Memory > 0, lim.Memory > 0 && l.Memory > lim.Memory, fmtBytes(l.Memory), fmtBytes(lim.Memory))
+		within("limits.pids", l.Pids > 0, lim.Pids > 0 && l.Pids > lim.Pids, fmt.Sprint(l.Pids), fmt.Sprint(lim.Pids))
+		within("limits.cpu", l.CPU > 0, lim.CPU > 0 && l.CPU > lim.CPU, fmt.Sprintf("%g cores", l.CPU), fmt.Sprintf("%g cores", lim.CPU))
+	}
+}
+
+// fmtBytes formats a byte count with a binary unit.
+func fmtBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTP"[exp])
+}

@@ -1,0 +1,79 @@
+package contain
+
+import (
+	"os/exec"
+	"sort"
+	"testing"
+
+	"github.com/agentexec/agentexec/internal/testutil"
+)
+
+// BenchmarkForkExec times syscall.ForkExec + wait4 of /bin/true from a spawner
+// helper, without and with the containment layers, in the same run. The helper
+// times only the launches, so "ns/op" is the per-launch cost; process start-up of
+// the helper is excluded.
+func BenchmarkForkExec(b *testing.B) {
+	truePath, err := exec.LookPath("true")
+	if err != nil {
+		b.Skipf("requires true(1): %v", err)
+	}
+	run := []launch{{Argv: []string{truePath}}}
+	cg := testutil.Cgroup2Mount()
+	for _, bc := range []struct {
+		name string
+		cfg  spawnerConfig
+		root bool
+	}{
+		{"plain", spawnerConfig{Runs: run}, false},
+		{"nnp+seccomp", spawnerConfig{NNP: true, Seccomp: &SeccompSpec{Network: NetNone}, Runs: run}, false},
+		{"caps+nnp+seccomp", spawnerConfig{DropCaps: true, NNP: true, Seccomp: &SeccompSpec{Network: NetNone}, Runs: run}, true},
+		{"plain+cgroupfd", spawnerConfig{Runs: run, CgroupDir: cg}, true},
+		{"caps+nnp+seccomp+cgroupfd", spawnerConfig{DropCaps: true, NNP: true, Seccomp: &SeccompSpec{Network: NetNone}, Runs: run, CgroupDir: cg}, true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			if bc.root {
+				testutil.RequireRoot(b)
+			}
+			if bc.cfg.CgroupDir == "" && cg == "" && bc.name != "plain" && bc.name != "nnp+seccomp" && bc.name != "caps+nnp+seccomp" {
+				b.Skip("requires a cgroup v2 mount")
+			}
+			cfg := bc.cfg
+			cfg.Bench = b.N
+			rep := runSpawner(b, cfg, "", nil)
+			b.ReportMetric(rep.BenchNs, "ns/op")
+		})
+	}
+}
+
+// BenchmarkForkExecPaired alternates an unrestricted helper and a fully restricted
+// one (caps dropped, no_new_privs, seccomp) in rounds, so that load from elsewhere
+// on the machine hits both alike, and reports the median per-launch time of each
+// and their ratio. ns/op is the restricted launch.
+func BenchmarkForkExecPaired(b *testing.B) {
+	testutil.RequireRoot(b)
+	truePath, err := exec.LookPath("true")
+	if err != nil {
+		b.Skipf("requires true(1): %v", err)
+	}
+	run := []launch{{Argv: []string{truePath}}}
+	const rounds = 7
+	per := b.N/rounds + 1
+	var plain, filtered []float64
+	for range rounds {
+		p := runSpawner(b, spawnerConfig{Runs: run, Bench: per}, "", nil)
+		f := runSpawner(b, spawnerConfig{DropCaps: true, NNP: true, Seccomp: &SeccompSpec{Network: NetNone}, Runs: run, Bench: per}, "", nil)
+		plain = append(plain, p.BenchNs)
+		filtered = append(filtered, f.BenchNs)
+	}
+	mp, mf := median(plain), median(filtered)
+	b.ReportMetric(mf, "ns/op")
+	b.ReportMetric(mp, "plain-ns/launch")    // median per-launch time without containment
+	b.ReportMetric(mf, "filtered-ns/launch") // median per-launch time with caps+nnp+seccomp
+	b.ReportMetric(mf/mp, "filtered/plain")
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}

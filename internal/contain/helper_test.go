@@ -1,0 +1,487 @@
+package contain
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The tests change process state that cannot be undone (capabilities, seccomp), so
+// each case re-executes the test binary as a "spawner" helper that applies the
+// layers in the order the real spawner does and then launches children, which may
+// be the test binary again as a "probe" helper.
+const (
+	helperEnv = "AGENTEXEC_CONTAIN_HELPER" // "spawner" or "probe"
+	configEnv = "AGENTEXEC_CONTAIN_CONFIG" // spawnerConfig as JSON
+)
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(helperEnv) {
+	case "spawner":
+		os.Exit(spawnerMain())
+	case "probe":
+		os.Exit(probeMain(os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+// spawnerConfig tells the spawner helper what to apply and what to launch.
+type spawnerConfig struct {
+	DropCaps bool
+	Caps     CapsSpec
+	NNP      bool
+	Seccomp  *SeccompSpec // SpawnerPID is filled in by the helper
+	// RuntimeChecks exercises the Go runtime after the filter is in force.
+	RuntimeChecks bool
+	// CgroupDir, when set, makes launches use clone3 with CLONE_INTO_CGROUP.
+	CgroupDir string
+	Runs      []launch
+	// Bench, when > 0, times that many launches of Runs[0] and reports ns/launch.
+	Bench int
+}
+
+type launch struct {
+	Argv []string
+	Env  []string
+	// AsUID runs the child under another uid through SysProcAttr.Credential (for
+	// control runs, where the helper keeps its capabilities).
+	AsUID *uint32
+}
+
+type launchResult struct {
+	Out    string
+	Status string // "exit 0", "signal killed", "error: ..."
+}
+
+type spawnerReport struct {
+	SetupErr   string
+	RuntimeErr string
+	Runs       []launchResult
+	BenchNs    float64
+}
+
+func spawnerMain() int {
+	var cfg spawnerConfig
+	var rep spawnerReport
+	if err := json.Unmarshal([]byte(os.Getenv(configEnv)), &cfg); err != nil {
+		rep.SetupErr = "config: " + err.Error()
+	} else if err := setupSpawner(cfg); err != nil {
+		rep.SetupErr = err.Error()
+	} else {
+		if cfg.RuntimeChecks {
+			if err := runtimeChecks(); err != nil {
+				rep.RuntimeErr = err.Error()
+			}
+		}
+		var cgfd = -1
+		if cfg.CgroupDir != "" {
+			fd, err := unix.Open(cfg.CgroupDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				rep.SetupErr = "open cgroup: " + err.Error()
+			}
+			cgfd = fd
+		}
+		if cfg.Bench > 0 && len(cfg.Runs) > 0 {
+			start := time.Now()
+			for i := 0; i < cfg.Bench; i++ {
+				if r := spawn(cfg.Runs[0], cgfd); r.Status != "exit 0" {
+					rep.RuntimeErr = fmt.Sprintf("bench launch %d: %s", i, r.Status)
+					break
+				}
+			}
+			rep.BenchNs = float64(time.Since(start).Nanoseconds()) / float64(cfg.Bench)
+		} else {
+			for _, l := range cfg.Runs {
+				rep.Runs = append(rep.Runs, spawn(l, cgfd))
+			}
+		}
+	}
+	b, _ := json.Marshal(rep)
+	os.Stdout.Write(b)
+	return 0
+}
+
+// setupSpawner applies the layers in the spawner's order: capabilities,
+// no_new_privs, seccomp.
+func setupSpawner(cfg spawnerConfig) error {
+	if cfg.DropCaps {
+		if err := DropCapabilities(cfg.Caps); err != nil {
+			return err
+		}
+	}
+	if cfg.NNP {
+		if err := SetNoNewPrivs(); err != nil {
+			return err
+		}
+	}
+	if cfg.Seccomp != nil {
+		spec := *cfg.Seccomp
+		spec.SpawnerPID = os.Getpid()
+		f, err := BuildSeccomp(spec)
+		if err != nil {
+			return err
+		}
+		if err := f.Install(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runtimeChecks exercises what the Go runtime needs under the filter: goroutines,
+// timers, and asynchronous preemption (tgkill(getpid(), tid, SIGURG)): with one P, a
+// goroutine spinning without function calls yields only when preempted by signal.
+func runtimeChecks() error {
+	prev := runtime.GOMAXPROCS(1)
+	defer runtime.GOMAXPROCS(prev)
+	var stop sync.WaitGroup
+	stop.Add(1)
+	done := make(chan struct{})
+	go func() {
+		defer stop.Done()
+		n := 0
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			for i := 0; i < 1<<30; i++ { // a tight loop without preemption points
+				n += i
+			}
+			_ = n
+		}
+	}()
+	runtime.Gosched()
+	t0 := time.Now()
+	time.Sleep(5 * time.Millisecond)
+	close(done)
+	if d := time.Since(t0); d > 2*time.Second {
+		return fmt.Errorf("sleep of 5ms took %v: asynchronous preemption broken", d)
+	}
+	stop.Wait()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	sum := 0
+	for i := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Millisecond)
+			mu.Lock()
+			sum += i
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if sum != 64*63/2 {
+		return fmt.Errorf("goroutines: sum %d", sum)
+	}
+	return nil
+}
+
+// spawn launches l the way the spawner does (syscall.ForkExec with PidFD, Setsid,
+// Pdeathsig, and clone3 into a cgroup when cgfd >= 0) and collects its output.
+func spawn(l launch, cgfd int) launchResult {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return launchResult{Status: "error: pipe: " + err.Error()}
+	}
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return launchResult{Status: "error: " + err.Error()}
+	}
+	defer devnull.Close()
+	pidfd := -1
+	sys := &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL, PidFD: &pidfd}
+	if cgfd >= 0 {
+		sys.UseCgroupFD, sys.CgroupFD = true, cgfd
+	}
+	if l.AsUID != nil {
+		sys.Credential = &syscall.Credential{Uid: *l.AsUID, Gid: *l.AsUID, NoSetGroups: false}
+	}
+	pid, err := syscall.ForkExec(l.Argv[0], l.Argv, &syscall.ProcAttr{
+		Env:   l.Env,
+		Files: []uintptr{devnull.Fd(), w.Fd(), w.Fd()},
+		Sys:   sys,
+	})
+	w.Close()
+	if err != nil {
+		r.Close()
+		return launchResult{Status: "error: forkexec: " + err.Error()}
+	}
+	out, _ := io.ReadAll(r)
+	r.Close()
+	var ws syscall.WaitStatus
+	for {
+		_, err = syscall.Wait4(pid, &ws, 0, nil)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if pidfd >= 0 {
+		syscall.Close(pidfd)
+	} else {
+		return launchResult{Out: string(out), Status: "error: no pidfd"}
+	}
+	res := launchResult{Out: string(out)}
+	switch {
+	case err != nil:
+		res.Status = "error: wait4: " + err.Error()
+	case ws.Signaled():
+		res.Status = "signal " + ws.Signal().String()
+	default:
+		res.Status = "exit " + strconv.Itoa(ws.ExitStatus())
+	}
+	return res
+}
+
+// runSpawner runs the spawner helper with cfg (as uid when non-nil) and returns its
+// report; setup errors fail the test.
+func runSpawner(t testing.TB, cfg spawnerConfig, exe string, asUID *uint32) spawnerReport {
+	t.Helper()
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if exe == "" {
+		exe = testExe(t)
+	}
+	cmd := exec.CommandContext(ctx, exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=spawner", configEnv+"="+string(b))
+	// Like the real spawner: its own session, so its pgid is its pid.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if asUID != nil {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: *asUID, Gid: *asUID}
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("spawner helper: %v\nstdout: %s\nstderr: %s", err, out, stderr.Bytes())
+	}
+	var rep spawnerReport
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatalf("spawner helper output %q: %v\nstderr: %s", out, err, stderr.Bytes())
+	}
+	if rep.SetupErr != "" {
+		t.Fatalf("spawner setup: %s", rep.SetupErr)
+	}
+	if rep.RuntimeErr != "" {
+		t.Errorf("spawner runtime: %s", rep.RuntimeErr)
+	}
+	return rep
+}
+
+func testExe(t testing.TB) string {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exe
+}
+
+// probeEnv is what probe children need to find the listeners.
+type probeTargets struct {
+	UDP, TCP, UnixPath, UnixAbstract string
+}
+
+const targetsEnv = "AGENTEXEC_CONTAIN_TARGETS"
+
+// probeMain runs each named probe and prints "name errno" per line (0: it worked).
+// Signals sent by probes use PROBE_SIG (0 in control runs).
+func probeMain(names []string) int {
+	var tg probeTargets
+	_ = json.Unmarshal([]byte(os.Getenv(targetsEnv)), &tg)
+	sig, _ := strconv.Atoi(os.Getenv("PROBE_SIG"))
+	ppid := os.Getppid()
+	for _, n := range names {
+		err := probe(n, tg, ppid, syscall.Signal(sig))
+		var errno syscall.Errno
+		switch e := err.(type) {
+		case nil:
+		case syscall.Errno:
+			errno = e
+		default:
+			fmt.Printf("%s error %v\n", n, err)
+			continue
+		}
+		fmt.Printf("%s %d\n", n, int(errno))
+	}
+	return 0
+}
+
+func sockConnect(family, typ, proto int, sa unix.Sockaddr) error {
+	fd, err := unix.Socket(family, typ|unix.SOCK_CLOEXEC, proto)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if sa == nil {
+		return nil
+	}
+	if typ == unix.SOCK_DGRAM {
+		return unix.Sendto(fd, []byte("x"), 0, sa)
+	}
+	return unix.Connect(fd, sa)
+}
+
+func inet4(addr string) unix.Sockaddr {
+	ap, err := net.ResolveUDPAddr("udp4", addr)
+	if err != nil {
+		panic(err)
+	}
+	sa := &unix.SockaddrInet4{Port: ap.Port}
+	copy(sa.Addr[:], ap.IP.To4())
+	return sa
+}
+
+func probe(name string, tg probeTargets, ppid int, sig syscall.Signal) error {
+	switch name {
+	case "udp":
+		return sockConnect(unix.AF_INET, unix.SOCK_DGRAM, 0, inet4(tg.UDP))
+	case "tcp":
+		return sockConnect(unix.AF_INET, unix.SOCK_STREAM, 0, inet4(tg.TCP))
+	case "tcp-proto":
+		return sockConnect(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK, unix.IPPROTO_TCP, nil)
+	case "mptcp":
+		return sockConnect(unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_MPTCP, inet4(tg.TCP))
+	case "raw":
+		return sockConnect(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_ICMP, nil)
+	case "packet":
+		return sockConnect(unix.AF_PACKET, unix.SOCK_RAW, 0, nil)
+	case "netlink":
+		return sockConnect(unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_ROUTE, nil)
+	case "unix":
+		return sockConnect(unix.AF_UNIX, unix.SOCK_STREAM, 0, &unix.SockaddrUnix{Name: tg.UnixPath})
+	case "unix-abstract":
+		return sockConnect(unix.AF_UNIX, unix.SOCK_STREAM, 0, &unix.SockaddrUnix{Name: "@" + tg.UnixAbstract})
+	case "socketpair":
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err == nil {
+			unix.Close(fds[0])
+			unix.Close(fds[1])
+		}
+		return err
+	case "kill-spawner":
+		return unix.Kill(ppid, sig)
+	case "kill-spawner-pgrp":
+		return unix.Kill(-ppid, sig)
+	case "kill-all":
+		return unix.Kill(-1, 0) // never a real signal: -1 reaches every process
+	case "tgkill-spawner":
+		return unix.Tgkill(ppid, ppid, sig)
+	case "tkill-spawner":
+		_, _, e := unix.Syscall(unix.SYS_TKILL, uintptr(ppid), uintptr(sig), 0)
+		return errnoErr(e)
+	case "sigqueue-spawner":
+		var info [128]byte
+		*(*int32)(unsafe.Pointer(&info[0])) = int32(sig)
+		*(*int32)(unsafe.Pointer(&info[8])) = -1 // SI_QUEUE
+		_, _, e := unix.Syscall(unix.SYS_RT_SIGQUEUEINFO, uintptr(ppid), uintptr(sig), uintptr(unsafe.Pointer(&info[0])))
+		return errnoErr(e)
+	case "pidfd-open-spawner":
+		fd, err := unix.PidfdOpen(ppid, 0)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return err
+	case "pidfd-send-spawner":
+		// A /proc/PID directory fd works as a pidfd.
+		fd, err := unix.Open("/proc/"+strconv.Itoa(ppid), unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open /proc/%d: %w", ppid, err)
+		}
+		defer unix.Close(fd)
+		return unix.PidfdSendSignal(fd, sig, nil, 0)
+	case "ptrace-spawner":
+		// PTRACE_SEIZE does not stop the tracee; the tracer's exit detaches it.
+		_, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_SEIZE, uintptr(ppid), 0, 0, 0, 0)
+		return errnoErr(e)
+	case "kill-own-child":
+		cmd := exec.Command("/bin/sleep", "10")
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		err := cmd.Process.Signal(syscall.SIGTERM)
+		werr := cmd.Wait()
+		if err != nil {
+			return err
+		}
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
+			return fmt.Errorf("child not killed by SIGTERM: %v", werr)
+		}
+		return nil
+	case "clone-newuser":
+		// clone(2) with CLONE_NEWUSER (Go uses clone, not clone3, without a cgroup fd).
+		pid, err := syscall.ForkExec("/bin/true", []string{"true"}, &syscall.ProcAttr{
+			Sys: &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER}})
+		if err != nil {
+			return err
+		}
+		var ws syscall.WaitStatus
+		_, err = syscall.Wait4(pid, &ws, 0, nil)
+		return err
+	case "unshare-newuser":
+		// unshare(2) needs a single-threaded caller: use util-linux unshare(1) and
+		// map its failure back to the errno its message names.
+		out, err := exec.Command("unshare", "--user", "/bin/true").CombinedOutput()
+		if err == nil {
+			return nil
+		}
+		if strings.Contains(string(out), "Operation not permitted") {
+			return syscall.EPERM
+		}
+		return fmt.Errorf("unshare --user: %v: %s", err, out)
+	case "io_uring":
+		var params [120]byte
+		fd, _, e := unix.Syscall(unix.SYS_IO_URING_SETUP, 1, uintptr(unsafe.Pointer(&params[0])), 0)
+		if e == 0 {
+			unix.Close(int(fd))
+		}
+		return errnoErr(e)
+	}
+	return fmt.Errorf("unknown probe %q", name)
+}
+
+func errnoErr(e syscall.Errno) error {
+	if e == 0 {
+		return nil
+	}
+	return e
+}
+
+// parseProbes turns "name errno" lines into a map.
+func parseProbes(t testing.TB, out string) map[string]syscall.Errno {
+	t.Helper()
+	m := map[string]syscall.Errno{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			t.Fatalf("probe output line %q (all output: %q)", line, out)
+		}
+		n, err := strconv.Atoi(f[1])
+		if err != nil {
+			t.Fatalf("probe output line %q", line)
+		}
+		m[f[0]] = syscall.Errno(n)
+	}
+	return m
+}

@@ -1,0 +1,235 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/landlock-lsm/go-landlock/landlock"
+	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
+
+	"github.com/agentexec/agentexec/policy"
+)
+
+// Landlock access rights agentexec grants, by kind of root.
+const (
+	fsRead  = ll.AccessFSReadFile | ll.AccessFSReadDir
+	fsExec  = fsRead | ll.AccessFSExecute
+	fsWrite = fsRead | ll.AccessFSWriteFile | ll.AccessFSRemoveDir | ll.AccessFSRemoveFile |
+		ll.AccessFSMakeDir | ll.AccessFSMakeReg | ll.AccessFSMakeSock | ll.AccessFSMakeFifo |
+		ll.AccessFSMakeSym | ll.AccessFSRefer | ll.AccessFSTruncate
+	// fsFileOnly are the rights that apply to a non-directory; the kernel refuses
+	// directory rights on a file rule.
+	fsFileOnly = ll.AccessFSExecute | ll.AccessFSWriteFile | ll.AccessFSReadFile | ll.AccessFSTruncate
+)
+
+// abiFeature is one Landlock feature that appeared at an ABI version.
+type abiFeature struct {
+	name string
+	abi  int
+}
+
+// Features agentexec asks the kernel to handle, with the ABI that brought them.
+var (
+	featFS       = abiFeature{"fs", 1}
+	featRefer    = abiFeature{"fs.refer", 2}
+	featTruncate = abiFeature{"fs.truncate", 3}
+	featTCP      = abiFeature{"net.tcp", 4}
+	featScopeSig = abiFeature{"scope.signal", 6}
+	featScopeAbs = abiFeature{"scope.abstract_unix_socket", 6}
+)
+
+// handledFS returns the filesystem rights the kernel of ABI abi can handle, of those
+// agentexec uses. ioctl_dev (ABI 5) is left unhandled: device ioctls are allowed on
+// whatever device files the filesystem rules let a tool open.
+func handledFS(abi int) uint64 {
+	var h uint64
+	if abi >= 1 {
+		h = ll.AccessFSExecute | ll.AccessFSWriteFile | ll.AccessFSReadFile | ll.AccessFSReadDir |
+			ll.AccessFSRemoveDir | ll.AccessFSRemoveFile | ll.AccessFSMakeChar | ll.AccessFSMakeDir |
+			ll.AccessFSMakeReg | ll.AccessFSMakeSock | ll.AccessFSMakeFifo | ll.AccessFSMakeBlock |
+			ll.AccessFSMakeSym
+	}
+	if abi >= 2 {
+		h |= ll.AccessFSRefer
+	}
+	if abi >= 3 {
+		h |= ll.AccessFSTruncate
+	}
+	return h
+}
+
+// LandlockPlan is a profile's Landlock ruleset fitted to one kernel ABI: what the
+// spawner will enforce, and what the policy asked for that this kernel cannot.
+type LandlockPlan struct {
+	// ABI is the running kernel's Landlock ABI (0: none).
+	ABI int
+	// Enabled is false when nothing can be enforced (ABI 0 under best_effort).
+	Enabled bool
+	// HandledFS, HandledNet and Scoped are the sets handed to landlock_create_ruleset.
+	HandledFS, HandledNet, Scoped uint64
+	// Rules grant rights beneath paths.
+	Rules []PathRule
+	// ConnectTCP and BindTCP are the allowed ports (when HandledNet covers them).
+	ConnectTCP, BindTCP []uint16
+	// Unenforced lists what the policy asked for and this kernel cannot enforce, as
+	// "landlock: net.tcp (needs ABI 4, have 2)".
+	Unenforced []string
+	// Degraded lists what works less well than asked without weakening the sandbox
+	// (for example cross-directory renames refused on ABI 1).
+	Degraded []string
+}
+
+// PathRule grants Access beneath each of Paths.
+type PathRule struct {
+	Access uint64
+	Paths  []string
+}
+
+// FeatureError is a kernel feature the policy requires and the host lacks.
+type FeatureError struct{ Feature, Have, Want string }
+
+func (e *FeatureError) Error() string {
+	return fmt.Sprintf("%s: have %s, need %s", e.Feature, e.Have, e.Want)
+}
+
+// ErrNotSupported is matched by every FeatureError.
+var ErrNotSupported = errors.New("not supported by this host")
+
+// Is makes FeatureError match ErrNotSupported and errors.ErrUnsupported.
+func (e *FeatureError) Is(t error) bool { return t == ErrNotSupported || t == errors.ErrUnsupported }
+
+// PlanLandlock fits a profile's rules to Landlock ABI abi. It is pure: the same
+// profile and ABI give the same plan on every machine. With landlock: require, a rule
+// the ABI cannot enforce is an error naming the feature; with best_effort it is listed
+// in Unenforced.
+func PlanLandlock(p *policy.Profile, abi int) (*LandlockPlan, error) {
+	plan := &LandlockPlan{ABI: abi}
+	var missing []abiFeature
+	need := func(f abiFeature) bool {
+		if abi >= f.abi {
+			return true
+		}
+		missing = append(missing, f)
+		return false
+	}
+	if need(featFS) {
+		plan.Enabled = true
+		plan.HandledFS = handledFS(abi)
+		if abi < featRefer.abi && len(p.FS.Write) > 0 {
+			plan.Degraded = append(plan.Degraded, "landlock: renames and links across directories are refused (ABI 1 has no refer right)")
+		}
+	}
+	if len(p.FS.Write) > 0 || len(p.FS.Read) > 0 || len(p.FS.Exec) > 0 {
+		need(featTruncate)
+	}
+	// The network section always restricts TCP: an empty list means no port. Without
+	// ABI 4, a profile with no network at all is still covered by the seccomp filter
+	// (no AF_INET sockets), so only profiles that allow some ports need Landlock here.
+	if len(p.Network.ConnectTCP) > 0 || len(p.Network.BindTCP) > 0 {
+		need(featTCP)
+	}
+	if abi >= featTCP.abi {
+		plan.HandledNet = ll.AccessNetBindTCP | ll.AccessNetConnectTCP
+		plan.ConnectTCP = append([]uint16(nil), p.Network.ConnectTCP...)
+		plan.BindTCP = append([]uint16(nil), p.Network.BindTCP...)
+	}
+	if p.IPC.ScopeSignals && need(featScopeSig) {
+		plan.Scoped |= ll.ScopeSignal
+	}
+	if p.IPC.ScopeAbstractUnix && need(featScopeAbs) {
+		plan.Scoped |= ll.ScopeAbstractUnixSocket
+	}
+	for _, f := range missing {
+		plan.Unenforced = append(plan.Unenforced, fmt.Sprintf("landlock: %s (needs ABI %d, have %d)", f.name, f.abi, abi))
+	}
+	if len(missing) > 0 && p.Enforcement.Landlock != policy.BestEffort {
+		var names []string
+		for _, f := range missing {
+			names = append(names, fmt.Sprintf("%s (ABI %d)", f.name, f.abi))
+		}
+		return nil, fmt.Errorf("profile %s: landlock: require: %w", p.Name,
+			&FeatureError{Feature: "landlock " + strings.Join(names, ", "), Have: fmt.Sprintf("ABI %d", abi), Want: fmt.Sprintf("ABI %d", missing[len(missing)-1].abi)})
+	}
+	if plan.Enabled {
+		add := func(access uint64, paths []string) {
+			access &= plan.HandledFS
+			if len(paths) > 0 && access != 0 {
+				plan.Rules = append(plan.Rules, PathRule{Access: access, Paths: append([]string(nil), paths...)})
+			}
+		}
+		add(fsRead, p.FS.Read)
+		add(fsExec, p.FS.Exec)
+		add(fsWrite, p.FS.Write)
+	}
+	return plan, nil
+}
+
+// String renders the enforced rights for reports.
+func (pl *LandlockPlan) String() string {
+	if !pl.Enabled {
+		return "landlock: off"
+	}
+	return fmt.Sprintf("landlock ABI %d: fs %v, net %v, scoped %v",
+		pl.ABI, landlock.AccessFSSet(pl.HandledFS), landlock.AccessNetSet(pl.HandledNet), landlock.ScopedSet(pl.Scoped))
+}
+
+// restrictSelf enforces the plan on every thread of the calling process. It is
+// called only in a spawner process, never in the agent's own. Paths that do not exist
+// on this host are skipped and returned.
+func (pl *LandlockPlan) restrictSelf() (skipped []string, err error) {
+	if !pl.Enabled {
+		return nil, nil
+	}
+	cfg, err := landlock.NewConfig(landlock.AccessFSSet(pl.HandledFS), landlock.AccessNetSet(pl.HandledNet), landlock.ScopedSet(pl.Scoped))
+	if err != nil {
+		return nil, fmt.Errorf("landlock config: %w", err)
+	}
+	var rules []landlock.Rule
+	// Merge rights per path: a path listed as read and write gets both.
+	merged := map[string]uint64{}
+	for _, r := range pl.Rules {
+		for _, p := range r.Paths {
+			merged[p] |= r.Access
+		}
+	}
+	paths := make([]string, 0, len(merged))
+	for p := range merged {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		access := merged[p]
+		st, err := os.Stat(p)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				skipped = append(skipped, p)
+				continue
+			}
+			return skipped, fmt.Errorf("landlock rule for %s: %w", p, err)
+		}
+		if !st.IsDir() {
+			access &= fsFileOnly
+		}
+		rules = append(rules, landlock.PathAccess(landlock.AccessFSSet(access), p))
+	}
+	for _, port := range pl.ConnectTCP {
+		rules = append(rules, landlock.ConnectTCP(port))
+	}
+	for _, port := range pl.BindTCP {
+		rules = append(rules, landlock.BindTCP(port))
+	}
+	return skipped, cfg.Restrict(rules...)
+}
+
+// LandlockABI returns the running kernel's Landlock ABI version, 0 with the reason
+// when Landlock is absent or disabled.
+func LandlockABI() (int, error) {
+	v, err := ll.LandlockGetABIVersion()
+	if err != nil {
+		return 0, fmt.Errorf("landlock_create_ruleset(LANDLOCK_CREATE_RULESET_VERSION): %w", err)
+	}
+	return v, nil
+}

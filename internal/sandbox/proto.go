@@ -1,0 +1,176 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// The launch protocol between the main process and a spawner runs over one
+// SOCK_SEQPACKET socket pair: every message is one datagram holding a JSON object,
+// and file descriptors travel beside it as SCM_RIGHTS. Datagram boundaries make a
+// message and its fds arrive together, so no framing is needed.
+//
+//	main → spawner   hello (once), then launch requests
+//	spawner → main   ready (once), then per launch: started (with the pidfd) or
+//	                 failed, and later exited (status and rusage)
+
+// maxMessage bounds one protocol message; argv and environment together must fit.
+const maxMessage = 1 << 20
+
+// maxFDs bounds the descriptors passed with one message.
+const maxFDs = 64
+
+// hello configures a spawner before it restricts itself.
+type hello struct {
+	Profile  string        `json:"profile"`
+	Landlock *LandlockPlan `json:"landlock"`
+	// Containment is the profile's capability and seccomp setup.
+	Containment Containment `json:"containment"`
+	Tools       []toolSpec  `json:"tools"`
+	// KernelTemplates is "auto", "off" or "require".
+	KernelTemplates string `json:"kernel_templates"`
+}
+
+// toolSpec is a tool the spawner may launch.
+type toolSpec struct {
+	Name string `json:"name"`
+	Path string `json:"path"`
+	Hot  bool   `json:"hot"`
+}
+
+// ready answers hello.
+type ready struct {
+	Pid       int          `json:"pid"`
+	Err       string       `json:"err,omitempty"`
+	Skipped   []string     `json:"skipped,omitempty"`
+	Templates []toolStatus `json:"templates,omitempty"`
+	Layers    []string     `json:"layers,omitempty"`
+}
+
+// toolStatus reports a tool's template after the spawner prepared it.
+type toolStatus struct {
+	Name    string `json:"name"`
+	Backend string `json:"backend"`
+	ELF     bool   `json:"elf"`
+	Err     string `json:"err,omitempty"`
+}
+
+// launchMsg asks for one launch. Fds carried beside it, in order: stdin (absent when
+// StdinPath or NullStdin is set), stdout, stderr, the cgroup directory (when
+// Cgroup), then NExtra extra fds for the child's fds 3, 4, ….
+type launchMsg struct {
+	ID        uint64   `json:"id"`
+	Tool      string   `json:"tool"`
+	Argv      []string `json:"argv"`
+	Env       []string `json:"env"`
+	Dir       string   `json:"dir"`
+	StdinPath string   `json:"stdin_path,omitempty"`
+	NullStdin bool     `json:"null_stdin,omitempty"`
+	Cgroup    bool     `json:"cgroup,omitempty"`
+	NExtra    int      `json:"n_extra,omitempty"`
+}
+
+// Reply kinds.
+const (
+	replyStarted = "started"
+	replyFailed  = "failed"
+	replyExited  = "exited"
+)
+
+// reply is the spawner's answer about one launch.
+type reply struct {
+	ID   uint64 `json:"id"`
+	Kind string `json:"kind"`
+	Pid  int    `json:"pid,omitempty"`
+	// Failed: the errno and text of the failure; Exec is set when exec itself failed
+	// (the child existed but could not run the tool).
+	Errno int    `json:"errno,omitempty"`
+	Err   string `json:"err,omitempty"`
+	Exec  bool   `json:"exec,omitempty"`
+	// Started: how the child was launched.
+	Backend  string `json:"backend,omitempty"`
+	Template string `json:"template,omitempty"`
+	// Exited: the wait status and rusage of the child.
+	Status  uint32 `json:"status,omitempty"`
+	UtimeNS int64  `json:"utime_ns,omitempty"`
+	StimeNS int64  `json:"stime_ns,omitempty"`
+	MaxRSS  int64  `json:"maxrss_kb,omitempty"`
+}
+
+// sendMsg writes v as one datagram with fds attached.
+func sendMsg(c *net.UnixConn, v any, fds []int) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode message: %w", err)
+	}
+	if len(b) > maxMessage {
+		return fmt.Errorf("message of %d bytes exceeds the %d-byte limit (argv and environment too large)", len(b), maxMessage)
+	}
+	var oob []byte
+	if len(fds) > 0 {
+		oob = unix.UnixRights(fds...)
+	}
+	n, oobn, err := c.WriteMsgUnix(b, oob, nil)
+	if err != nil {
+		return fmt.Errorf("sendmsg: %w", err)
+	}
+	if n != len(b) || oobn != len(oob) {
+		return fmt.Errorf("sendmsg: short write (%d of %d bytes, %d of %d control bytes)", n, len(b), oobn, len(oob))
+	}
+	return nil
+}
+
+// errTruncated means a datagram or its control data did not fit the buffers.
+var errTruncated = errors.New("message truncated")
+
+// recvMsg reads one datagram into v and returns the fds that came with it, each
+// close-on-exec. buf and oob are scratch buffers reused by the caller's loop.
+func recvMsg(c *net.UnixConn, buf, oob []byte, v any) ([]int, error) {
+	n, oobn, flags, _, err := c.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return nil, err
+	}
+	var fds []int
+	if oobn > 0 {
+		msgs, perr := unix.ParseSocketControlMessage(oob[:oobn])
+		if perr != nil {
+			return nil, fmt.Errorf("parse control message: %w", perr)
+		}
+		for _, m := range msgs {
+			got, rerr := unix.ParseUnixRights(&m)
+			if rerr != nil {
+				continue
+			}
+			fds = append(fds, got...)
+		}
+		for _, fd := range fds {
+			unix.CloseOnExec(fd)
+		}
+	}
+	if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
+		closeAll(fds)
+		return nil, errTruncated
+	}
+	if n == 0 {
+		closeAll(fds)
+		return nil, os.ErrClosed
+	}
+	if err := json.Unmarshal(buf[:n], v); err != nil {
+		closeAll(fds)
+		return nil, fmt.Errorf("decode message: %w", err)
+	}
+	return fds, nil
+}
+
+func closeAll(fds []int) {
+	for _, fd := range fds {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}
+}

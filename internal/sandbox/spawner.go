@@ -1,0 +1,524 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// SpawnerConfig describes one profile's spawner process.
+type SpawnerConfig struct {
+	// Binary is the program run as the spawner (the agentexec binary, or an embedding
+	// program that calls agentexec.ServeSpawner first thing in main).
+	Binary string
+	// Profile names the profile in errors and reports.
+	Profile string
+	// Tools are the profile's tools with resolved paths.
+	Tools []ToolSpec
+	// Landlock is the fitted ruleset (nil: no Landlock).
+	Landlock *LandlockPlan
+	// Containment is applied by the spawner before Landlock.
+	Containment Containment
+	// NetNS starts the spawner in a new, empty network namespace.
+	NetNS bool
+	// KernelTemplates is the policy's kernel_templates setting.
+	KernelTemplates string
+	// Stderr receives the spawner's own diagnostics (nil: discarded).
+	Stderr io.Writer
+	// StartTimeout bounds the handshake (default 10s).
+	StartTimeout time.Duration
+}
+
+// ToolSpec is a tool a spawner may launch.
+type ToolSpec struct {
+	Name string
+	Path string
+	Hot  bool
+}
+
+// ErrSpawnerDied is returned for launches in flight when their spawner process died.
+var ErrSpawnerDied = errors.New("spawner process died")
+
+// ErrClosed is returned by a Spawner after Close.
+var ErrClosed = errors.New("spawner closed")
+
+// Spawner is the main process's handle on one profile's spawner process. A spawner
+// that dies is restarted on the next launch; launches in flight when it died fail
+// with ErrSpawnerDied.
+type Spawner struct {
+	cfg     SpawnerConfig
+	starter *threadStarter
+
+	mu       sync.Mutex
+	cur      *spawnerConn
+	closed   bool
+	restarts int
+	ready    ready
+
+	ids atomic.Uint64
+}
+
+// Ready is what a spawner reported after restricting itself.
+type Ready struct {
+	Pid       int
+	Skipped   []string
+	Templates []TemplateStatus
+	Layers    []string
+}
+
+// TemplateStatus is a tool's template in a spawner.
+type TemplateStatus struct {
+	Name, Backend string
+	ELF           bool
+	Err           string
+}
+
+// StartSpawner starts the spawner process and waits until it has restricted itself.
+func StartSpawner(cfg SpawnerConfig) (*Spawner, error) {
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = 10 * time.Second
+	}
+	s := &Spawner{cfg: cfg, starter: newThreadStarter()}
+	if _, err := s.conn(); err != nil {
+		s.starter.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Ready returns the latest spawner's report.
+func (s *Spawner) Ready() Ready {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := Ready{Pid: s.ready.Pid, Skipped: s.ready.Skipped, Layers: s.ready.Layers}
+	for _, t := range s.ready.Templates {
+		r.Templates = append(r.Templates, TemplateStatus{Name: t.Name, Backend: t.Backend, ELF: t.ELF, Err: t.Err})
+	}
+	return r
+}
+
+// Restarts counts spawner restarts after deaths.
+func (s *Spawner) Restarts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.restarts
+}
+
+// Pid returns the current spawner process's pid (0 if none is running).
+func (s *Spawner) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == nil {
+		return 0
+	}
+	return s.cur.pid
+}
+
+// conn returns the live connection, starting a spawner when there is none.
+func (s *Spawner) conn() (*spawnerConn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if s.cur != nil {
+		select {
+		case <-s.cur.dead:
+			s.cur = nil
+			s.restarts++
+		default:
+			return s.cur, nil
+		}
+	}
+	c, r, err := s.start()
+	if err != nil {
+		return nil, fmt.Errorf("profile %s: start spawner: %w", s.cfg.Profile, err)
+	}
+	s.cur, s.ready = c, r
+	return c, nil
+}
+
+func (s *Spawner) start() (*spawnerConn, ready, error) {
+	var r ready
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, r, fmt.Errorf("socketpair: %w", err)
+	}
+	// Room for a full-size launch message in flight each way.
+	for _, fd := range pair {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 4*maxMessage)
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4*maxMessage)
+	}
+	childEnd := os.NewFile(uintptr(pair[1]), "agentexec-spawner-socket")
+	defer childEnd.Close()
+	mainEnd := os.NewFile(uintptr(pair[0]), "agentexec-main-socket")
+	fc, err := net.FileConn(mainEnd)
+	mainEnd.Close()
+	if err != nil {
+		return nil, r, fmt.Errorf("socket: %w", err)
+	}
+	conn := fc.(*net.UnixConn)
+
+	cmd := &exec.Cmd{
+		Path:       s.cfg.Binary,
+		Args:       []string{s.cfg.Binary, SpawnerCommand, fmt.Sprintf("--sock-fd=%d", sockFD)},
+		Env:        []string{}, // the agent's environment (and secrets) stay with the agent
+		Stderr:     s.cfg.Stderr,
+		ExtraFiles: []*os.File{childEnd},
+		SysProcAttr: &syscall.SysProcAttr{
+			// Tied to the starter's thread, which never exits while the Spawner lives.
+			Pdeathsig: syscall.SIGKILL,
+		},
+	}
+	if s.cfg.NetNS {
+		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNET
+	}
+	if err := s.starter.run(cmd.Start); err != nil {
+		conn.Close()
+		return nil, r, fmt.Errorf("exec %s: %w", s.cfg.Binary, err)
+	}
+	c := &spawnerConn{
+		pid:     cmd.Process.Pid,
+		cmd:     cmd,
+		conn:    conn,
+		pending: map[uint64]*Child{},
+		dead:    make(chan struct{}),
+	}
+	tools := make([]toolSpec, len(s.cfg.Tools))
+	for i, t := range s.cfg.Tools {
+		tools[i] = toolSpec(t)
+	}
+	h := hello{Profile: s.cfg.Profile, Landlock: s.cfg.Landlock, Containment: s.cfg.Containment, Tools: tools, KernelTemplates: s.cfg.KernelTemplates}
+	fail := func(err error) (*spawnerConn, ready, error) {
+		conn.Close()
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, r, err
+	}
+	if err := sendMsg(conn, &h, nil); err != nil {
+		return fail(fmt.Errorf("send hello: %w", err))
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(s.cfg.StartTimeout))
+	buf := make([]byte, 64<<10)
+	oob := make([]byte, unix.CmsgSpace(maxFDs*4))
+	fds, err := recvMsg(conn, buf, oob, &r)
+	closeAll(fds)
+	if err != nil {
+		return fail(fmt.Errorf("%s did not answer as a spawner (%v); an embedding program must call agentexec.ServeSpawner() first thing in main, or the runtime must be given an installed agentexec binary", s.cfg.Binary, err))
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	if r.Err != "" {
+		return fail(errors.New(r.Err))
+	}
+	go c.readLoop()
+	go func() {
+		_ = cmd.Wait()
+		c.markDead(ErrSpawnerDied)
+	}()
+	return c, r, nil
+}
+
+// Close ends the spawner process. Its children die with it (Pdeathsig).
+func (s *Spawner) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	c := s.cur
+	s.cur = nil
+	s.mu.Unlock()
+	if c != nil {
+		c.close()
+	}
+	s.starter.stop()
+	return nil
+}
+
+// Kill kills the current spawner process (for tests of restart behaviour).
+func (s *Spawner) Kill() {
+	s.mu.Lock()
+	c := s.cur
+	s.mu.Unlock()
+	if c != nil {
+		_ = c.cmd.Process.Kill()
+		<-c.dead
+	}
+}
+
+// spawnerConn is one running spawner process and its socket.
+type spawnerConn struct {
+	pid  int
+	cmd  *exec.Cmd
+	conn *net.UnixConn
+
+	mu      sync.Mutex
+	pending map[uint64]*Child
+	dead    chan struct{}
+	err     error
+}
+
+func (c *spawnerConn) close() {
+	c.conn.Close()
+	_ = c.cmd.Process.Kill()
+	<-c.dead
+}
+
+func (c *spawnerConn) markDead(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case <-c.dead:
+		return
+	default:
+	}
+	c.err = err
+	close(c.dead)
+	c.conn.Close()
+	for id, ch := range c.pending {
+		delete(c.pending, id)
+		ch.finish(reply{Kind: replyFailed}, fmt.Errorf("launch %d: %w", id, err))
+	}
+}
+
+func (c *spawnerConn) readLoop() {
+	buf := make([]byte, 64<<10)
+	oob := make([]byte, unix.CmsgSpace(maxFDs*4))
+	for {
+		var r reply
+		fds, err := recvMsg(c.conn, buf, oob, &r)
+		if err != nil {
+			c.markDead(fmt.Errorf("%w: %v", ErrSpawnerDied, err))
+			return
+		}
+		c.mu.Lock()
+		ch := c.pending[r.ID]
+		if ch != nil && (r.Kind != replyStarted) {
+			delete(c.pending, r.ID)
+		}
+		c.mu.Unlock()
+		if ch == nil {
+			closeAll(fds)
+			continue
+		}
+		switch r.Kind {
+		case replyStarted:
+			pidfd := -1
+			if len(fds) > 0 {
+				pidfd = fds[0]
+				closeAll(fds[1:])
+			}
+			ch.start(r, pidfd)
+		default:
+			closeAll(fds)
+			ch.finish(r, nil)
+		}
+	}
+}
+
+// LaunchSpec is one launch request to a spawner. The fds are the main process's;
+// they are duplicated into the spawner by SCM_RIGHTS and stay open here.
+type LaunchSpec struct {
+	Tool string
+	Argv []string
+	Env  []string
+	Dir  string
+	// Stdin is an fd to use as the child's stdin; StdinPath a file the spawner opens
+	// (inside its sandbox); with neither, /dev/null.
+	Stdin     int
+	StdinPath string
+	Stdout    int
+	Stderr    int
+	// CgroupFD is an O_PATH fd of the child's cgroup (-1: the spawner's cgroup).
+	CgroupFD int
+	// Extra fds become the child's 3, 4, ….
+	Extra []int
+}
+
+// Child is a launched process, as the main process sees it.
+type Child struct {
+	ID       uint64
+	Pid      int
+	PidFD    int // owned by the Child: closed by Release
+	Backend  string
+	Template string
+
+	startOnce sync.Once
+	started   chan struct{}
+	doneOnce  sync.Once
+	done      chan struct{}
+	startR    reply
+	exitR     reply
+	err       error
+}
+
+func (ch *Child) start(r reply, pidfd int) {
+	ch.startOnce.Do(func() {
+		ch.startR = r
+		ch.Pid, ch.PidFD, ch.Backend, ch.Template = r.Pid, pidfd, r.Backend, r.Template
+		close(ch.started)
+	})
+}
+
+func (ch *Child) finish(r reply, err error) {
+	ch.doneOnce.Do(func() {
+		ch.exitR, ch.err = r, err
+		ch.startOnce.Do(func() {
+			ch.startR, ch.PidFD = r, -1
+			close(ch.started)
+		})
+		close(ch.done)
+	})
+}
+
+// LaunchError is a launch the spawner could not make.
+type LaunchError struct {
+	Errno syscall.Errno
+	// Exec is set when the failure was the tool's: chdir or execve failed in the
+	// child (not found, permission, exec format).
+	Exec bool
+	Msg  string
+}
+
+func (e *LaunchError) Error() string { return e.Msg }
+
+// Unwrap returns the errno.
+func (e *LaunchError) Unwrap() error { return e.Errno }
+
+// Launch asks the spawner to start a child and waits until it runs (or failed).
+func (s *Spawner) Launch(spec *LaunchSpec) (*Child, error) {
+	c, err := s.conn()
+	if err != nil {
+		return nil, err
+	}
+	m := launchMsg{ID: s.ids.Add(1), Tool: spec.Tool, Argv: spec.Argv, Env: spec.Env, Dir: spec.Dir, NExtra: len(spec.Extra)}
+	fds := make([]int, 0, 4+len(spec.Extra))
+	switch {
+	case spec.StdinPath != "":
+		m.StdinPath = spec.StdinPath
+	case spec.Stdin < 0:
+		m.NullStdin = true
+	default:
+		fds = append(fds, spec.Stdin)
+	}
+	fds = append(fds, spec.Stdout, spec.Stderr)
+	if spec.CgroupFD >= 0 {
+		m.Cgroup = true
+		fds = append(fds, spec.CgroupFD)
+	}
+	fds = append(fds, spec.Extra...)
+	if len(fds) > maxFDs {
+		return nil, fmt.Errorf("launch passes %d fds, at most %d", len(fds), maxFDs)
+	}
+	ch := &Child{ID: m.ID, PidFD: -1, started: make(chan struct{}), done: make(chan struct{})}
+	c.mu.Lock()
+	select {
+	case <-c.dead:
+		c.mu.Unlock()
+		return nil, fmt.Errorf("profile %s: %w", s.cfg.Profile, c.err)
+	default:
+	}
+	c.pending[m.ID] = ch
+	c.mu.Unlock()
+	if err := sendMsg(c.conn, &m, fds); err != nil {
+		c.mu.Lock()
+		delete(c.pending, m.ID)
+		c.mu.Unlock()
+		return nil, fmt.Errorf("profile %s: send launch: %w", s.cfg.Profile, err)
+	}
+	<-ch.started
+	if ch.startR.Kind == replyFailed {
+		<-ch.done
+		if ch.err != nil {
+			return nil, ch.err
+		}
+		return nil, &LaunchError{Errno: syscall.Errno(ch.exitR.Errno), Exec: ch.exitR.Exec, Msg: ch.exitR.Err}
+	}
+	return ch, nil
+}
+
+// Exit is how a child ended.
+type Exit struct {
+	Status     unix.WaitStatus
+	UserCPU    time.Duration
+	SystemCPU  time.Duration
+	MaxRSSKiB  int64
+	ReapedByUs bool
+}
+
+// Done is closed when the child's exit has been reported (or its spawner died).
+func (ch *Child) Done() <-chan struct{} { return ch.done }
+
+// Wait blocks until the spawner reports the child's exit.
+func (ch *Child) Wait() (Exit, error) {
+	<-ch.done
+	if ch.err != nil {
+		return Exit{}, ch.err
+	}
+	if ch.exitR.Kind != replyExited {
+		return Exit{}, &LaunchError{Errno: syscall.Errno(ch.exitR.Errno), Msg: ch.exitR.Err}
+	}
+	return Exit{
+		Status:    unix.WaitStatus(ch.exitR.Status),
+		UserCPU:   time.Duration(ch.exitR.UtimeNS),
+		SystemCPU: time.Duration(ch.exitR.StimeNS),
+		MaxRSSKiB: ch.exitR.MaxRSS,
+	}, nil
+}
+
+// Signal sends sig to the child through its pidfd (no pid reuse race).
+func (ch *Child) Signal(sig syscall.Signal) error {
+	if ch.PidFD < 0 {
+		return fmt.Errorf("signal launch %d: no pidfd", ch.ID)
+	}
+	err := unix.PidfdSendSignal(ch.PidFD, sig, nil, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return nil // already exited
+	}
+	return err
+}
+
+// Release closes the pidfd; call it once the child has been waited for.
+func (ch *Child) Release() {
+	if ch.PidFD >= 0 {
+		unix.Close(ch.PidFD)
+		ch.PidFD = -1
+	}
+}
+
+// threadStarter starts processes from one OS thread that lives as long as the
+// Spawner: Pdeathsig fires when the thread that forked a child exits, so the
+// spawner must not be forked from a thread the Go runtime (or an embedding program's
+// LockOSThread) might end.
+type threadStarter struct {
+	reqs chan func()
+	once sync.Once
+}
+
+func newThreadStarter() *threadStarter {
+	t := &threadStarter{reqs: make(chan func())}
+	go func() {
+		runtime.LockOSThread()
+		// Never unlocked: when the channel closes the goroutine exits and the thread
+		// with it, which is what kills (by Pdeathsig) a spawner still running.
+		for f := range t.reqs {
+			f()
+		}
+	}()
+	return t
+}
+
+func (t *threadStarter) run(f func() error) error {
+	errc := make(chan error, 1)
+	t.reqs <- func() { errc <- f() }
+	return <-errc
+}
+
+func (t *threadStarter) stop() { t.once.Do(func() { close(t.reqs) }) }

@@ -1,0 +1,266 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// SpawnerCommand is the hidden subcommand that turns a binary into a spawner. The
+// main process runs `BINARY __agentexec_spawner --sock-fd=3`.
+const SpawnerCommand = "__agentexec_spawner"
+
+// sockFD is the spawner's end of the protocol socket (the first ExtraFiles entry).
+const sockFD = 3
+
+// IsSpawnerInvocation reports whether args (os.Args) ask this process to be a spawner.
+func IsSpawnerInvocation(args []string) bool {
+	return len(args) >= 2 && args[1] == SpawnerCommand
+}
+
+// SpawnerMain runs a spawner process and never returns. args are os.Args.
+func SpawnerMain(args []string) {
+	fd := -1
+	for _, a := range args[2:] {
+		if v, ok := strings.CutPrefix(a, "--sock-fd="); ok {
+			n, err := strconv.Atoi(v)
+			if err == nil {
+				fd = n
+			}
+		}
+	}
+	if fd < 0 {
+		fmt.Fprintf(os.Stderr, "agentexec spawner: missing --sock-fd=N (usage: %s --sock-fd=N)\n", SpawnerCommand)
+		os.Exit(2)
+	}
+	if err := runSpawner(fd); err != nil {
+		fmt.Fprintf(os.Stderr, "agentexec spawner: %v\n", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// spawnerState is the spawner process's view of itself after restriction.
+type spawnerState struct {
+	conn    *net.UnixConn
+	devNull int
+	tools   map[string]*spawnTool
+	send    sync.Mutex
+}
+
+func runSpawner(fd int) error {
+	// Nothing the embedding program left open without O_CLOEXEC may reach a tool:
+	// mark every fd above the socket close-on-exec before anything else.
+	if err := unix.CloseRange(uint(fd)+1, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fmt.Errorf("close_range: %w", err)
+	}
+	unix.CloseOnExec(fd)
+	f := os.NewFile(uintptr(fd), "agentexec-spawner-socket")
+	c, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("socket fd %d: %w", fd, err)
+	}
+	conn, ok := c.(*net.UnixConn)
+	if !ok {
+		return fmt.Errorf("fd %d is not a unix socket", fd)
+	}
+	buf := make([]byte, maxMessage+1)
+	oob := make([]byte, unix.CmsgSpace(maxFDs*4))
+	var h hello
+	fds, err := recvMsg(conn, buf, oob, &h)
+	if err != nil {
+		return fmt.Errorf("read hello: %w", err)
+	}
+	closeAll(fds)
+
+	st := &spawnerState{conn: conn, tools: map[string]*spawnTool{}}
+	r := ready{Pid: os.Getpid()}
+	if err := st.setup(&h, &r); err != nil {
+		r.Err = err.Error()
+		_ = sendMsg(conn, &r, nil)
+		return err
+	}
+	if err := sendMsg(conn, &r, nil); err != nil {
+		return err
+	}
+	for {
+		var m launchMsg
+		fds, err := recvMsg(conn, buf, oob, &m)
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) {
+				return nil // the main process went away: our children die by Pdeathsig
+			}
+			var ne *net.OpError
+			if errors.As(err, &ne) {
+				return nil
+			}
+			// A malformed message is the main process's bug; report and go on.
+			fmt.Fprintf(os.Stderr, "agentexec spawner: %v\n", err)
+			continue
+		}
+		go st.launch(&m, fds)
+	}
+}
+
+// setup opens what the spawner needs, then restricts the whole process: capabilities,
+// no_new_privs, seccomp, Landlock, non-dumpable — in that order, before any launch.
+func (st *spawnerState) setup(h *hello, r *ready) error {
+	nul, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open /dev/null: %w", err)
+	}
+	st.devNull = nul
+	// Open each tool's template before the restriction: the exec roots may not grant
+	// the spawner itself what preparing needs, and revalidation later uses one statx.
+	for _, t := range h.Tools {
+		tool := &spawnTool{name: t.Name, path: t.Path}
+		st.tools[t.Name] = tool
+		if t.Hot {
+			tool.prepare()
+		}
+	}
+	layers, err := h.Containment.apply()
+	if err != nil {
+		return err
+	}
+	r.Layers = layers
+	if h.Landlock != nil && h.Landlock.Enabled {
+		skipped, err := h.Landlock.restrictSelf()
+		if err != nil {
+			return fmt.Errorf("landlock: %w", err)
+		}
+		r.Skipped = skipped
+		r.Layers = append(r.Layers, fmt.Sprintf("landlock-abi-%d", h.Landlock.ABI))
+	}
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("prctl(PR_SET_DUMPABLE, 0): %w", err)
+	}
+	for _, t := range h.Tools {
+		tool := st.tools[t.Name]
+		r.Templates = append(r.Templates, tool.status())
+	}
+	return nil
+}
+
+func (st *spawnerState) reply(m *reply, fds []int) {
+	st.send.Lock()
+	defer st.send.Unlock()
+	if err := sendMsg(st.conn, m, fds); err != nil {
+		fmt.Fprintf(os.Stderr, "agentexec spawner: reply to launch %d: %v\n", m.ID, err)
+	}
+}
+
+// launch runs one request: fork+exec through the Go runtime's clone3 path, reply with
+// the pid and pidfd, reap, reply with the status.
+func (st *spawnerState) launch(m *launchMsg, fds []int) {
+	defer closeAll(fds)
+	fail := func(errno syscall.Errno, exec bool, format string, args ...any) {
+		st.reply(&reply{ID: m.ID, Kind: replyFailed, Errno: int(errno), Exec: exec, Err: fmt.Sprintf(format, args...)}, nil)
+	}
+	want := 2 + m.NExtra
+	if m.Cgroup {
+		want++
+	}
+	if m.StdinPath == "" && !m.NullStdin {
+		want++
+	}
+	if len(fds) != want {
+		fail(unix.EINVAL, false, "launch %d: got %d fds, want %d", m.ID, len(fds), want)
+		return
+	}
+	tool, ok := st.tools[m.Tool]
+	if !ok {
+		fail(unix.ENOENT, false, "launch %d: tool %q is not in this spawner's profile", m.ID, m.Tool)
+		return
+	}
+	rest := fds
+	var stdin int
+	switch {
+	case m.NullStdin:
+		stdin = st.devNull
+	case m.StdinPath != "":
+		// Opened here, inside the sandbox, so the profile's Landlock rules decide.
+		in, err := unix.Open(m.StdinPath, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+		if err != nil {
+			errno, _ := err.(syscall.Errno)
+			fail(errno, false, "open stdin %s: %v", m.StdinPath, err)
+			return
+		}
+		defer unix.Close(in)
+		stdin = in
+	default:
+		stdin, rest = rest[0], rest[1:]
+	}
+	files := []uintptr{uintptr(stdin), uintptr(rest[0]), uintptr(rest[1])}
+	rest = rest[2:]
+	cgroupFD := -1
+	if m.Cgroup {
+		cgroupFD, rest = rest[0], rest[1:]
+	}
+	for _, fd := range rest {
+		files = append(files, uintptr(fd))
+	}
+
+	path, state, err := tool.resolve()
+	if err != nil {
+		errno, _ := errors.AsType[syscall.Errno](err)
+		fail(errno, true, "%v", err)
+		return
+	}
+	pidfd := -1
+	attr := &syscall.ProcAttr{
+		Dir:   m.Dir,
+		Env:   m.Env,
+		Files: files,
+		Sys: &syscall.SysProcAttr{
+			Setsid:      true,
+			Pdeathsig:   syscall.SIGKILL,
+			PidFD:       &pidfd,
+			UseCgroupFD: cgroupFD >= 0,
+			CgroupFD:    cgroupFD,
+		},
+	}
+	pid, err := syscall.ForkExec(path, m.Argv, attr)
+	if err != nil {
+		errno, _ := errors.AsType[syscall.Errno](err)
+		// ForkExec reports failures of the child's setup and of execve alike; chdir
+		// and exec failures are the tool's (exit 126/127), the rest are ours.
+		fail(errno, true, "%s: %v", path, err)
+		return
+	}
+	st.reply(&reply{ID: m.ID, Kind: replyStarted, Pid: pid, Backend: "userspace", Template: state}, []int{pidfd})
+	unix.Close(pidfd)
+
+	var ws unix.WaitStatus
+	var ru unix.Rusage
+	for {
+		_, err = unix.Wait4(pid, &ws, 0, &ru)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		fail(errnoOf(err), false, "wait4(%d): %v", pid, err)
+		return
+	}
+	st.reply(&reply{
+		ID: m.ID, Kind: replyExited, Pid: pid, Status: uint32(ws),
+		UtimeNS: time.Duration(ru.Utime.Nano()).Nanoseconds(),
+		StimeNS: time.Duration(ru.Stime.Nano()).Nanoseconds(),
+		MaxRSS:  ru.Maxrss,
+	}, nil)
+}
+
+func errnoOf(err error) syscall.Errno {
+	errno, _ := errors.AsType[syscall.Errno](err)
+	return errno
+}

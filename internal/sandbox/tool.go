@@ -1,0 +1,69 @@
+package sandbox
+
+import (
+	"sync"
+
+	"github.com/agentexec/agentexec/internal/templates"
+)
+
+// spawnTool is a tool inside a spawner process: its resolved path and, once
+// prepared, its userspace template (open exec fd and identity key).
+type spawnTool struct {
+	name string
+	path string
+
+	mu   sync.Mutex
+	tmpl *templates.Template
+	err  error // the last preparation error
+}
+
+// prepare creates the template; a failure is kept and reported, and the tool still
+// launches by path (the exec then reports the problem as 126/127).
+func (t *spawnTool) prepare() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.prepareLocked()
+}
+
+func (t *spawnTool) prepareLocked() {
+	tm, err := templates.New(t.path)
+	t.tmpl, t.err = tm, err
+}
+
+// resolve returns the path to exec and the template state for this launch: "hit"
+// when the prepared binary is unchanged, "created" on first use, "recreated" when a
+// package manager replaced the binary since, "none" when no template could be made.
+func (t *spawnTool) resolve() (string, string, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.tmpl == nil {
+		t.prepareLocked()
+		if t.err != nil {
+			return t.path, "none", nil
+		}
+		return t.tmpl.Path, "created", nil
+	}
+	recreated, err := t.tmpl.Revalidate()
+	if err != nil {
+		// The binary vanished or cannot be opened: exec by path and let exec report.
+		return t.path, "none", nil
+	}
+	if recreated {
+		return t.tmpl.Path, "recreated", nil
+	}
+	return t.tmpl.Path, "hit", nil
+}
+
+func (t *spawnTool) status() toolStatus {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := toolStatus{Name: t.name, Backend: "userspace"}
+	if t.tmpl != nil {
+		s.ELF = t.tmpl.ELF
+	}
+	if t.err != nil {
+		s.Backend = "none"
+		s.Err = t.err.Error()
+	}
+	return s
+}

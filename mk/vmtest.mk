@@ -1,0 +1,26 @@
+# The VM test tier (docs/vmtest.md): Go test packages run inside QEMU guests booted
+# from Debian's 6.12 and 6.1 cloud kernels with a pure cgroup v2 hierarchy.
+#
+#   make -f mk/vmtest.mk vmtest         # or `make vmtest` from the top-level Makefile
+#   make vmtest VMTEST_PKGS=./internal/cgroup VMTEST_RUN=TestMemory VMTEST_KERNELS=6.1
+#   make vmtest-deps                    # install/fetch/build prerequisites only
+#
+# Exit status of the harness: 0 pass, 1 fail, 2 usage, 3 skipped (prerequisites
+# cannot be had; 0 with VMTEST_ALLOW_SKIP=1). make itself reports any of 1-3 as
+# "Error N" and exits 2.
+
+VMTEST_CACHE ?= $(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME),$(HOME)/.cache)/agentexec-vmtest
+VMTEST_HARNESS ?= $(VMTEST_CACHE)/bin/vmtest
+VMTEST_GO ?= go
+
+.PHONY: vmtest vmtest-deps vmtest-harness
+
+vmtest-harness:
+	@mkdir -p "$(dir $(VMTEST_HARNESS))"
+	CGO_ENABLED=0 $(VMTEST_GO) build -o "$(VMTEST_HARNESS)" ./scripts/vmtest
+
+vmtest: vmtest-harness
+	VMTEST_CACHE="$(VMTEST_CACHE)" "$(VMTEST_HARNESS)" run
+
+vmtest-deps: vmtest-harness
+	VMTEST_CACHE="$(VMTEST_CACHE)" "$(VMTEST_HARNESS)" deps

@@ -1,0 +1,856 @@
+package policy
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Options carry the host facts a policy's expansions and defaults depend on. Parse
+// never looks them up itself, so the same bytes and Options always give the same
+// result. Load fills the empty fields from the host (see HostOptions).
+type Options struct {
+	// Workspace is ${WORKSPACE} unless the policy sets workspace: (where
+	// ${WORKSPACE} means this value). Empty: unset, and a policy that uses
+	// ${WORKSPACE} without a workspace: field is an error. Must be absolute.
+	Workspace string
+	// Home is ${HOME}. Empty: unset, and a policy that uses ${HOME} is an error.
+	// Must be absolute.
+	Home string
+	// TmpDir is ${TMPDIR}. Empty: "/tmp". Must be absolute.
+	TmpDir string
+	// CPUs is the host's CPU count; the default concurrency is 2×CPUs. 0 means 1.
+	CPUs int
+}
+
+// DefaultPath is the search path for bare exec names when the policy has no path:.
+var DefaultPath = []string{"/usr/local/bin", "/usr/bin", "/bin"}
+
+// Built-in defaults for settings neither defaults: nor a tool sets.
+const (
+	// DefaultLandlock: a sandbox whose filesystem rules are not enforced is no sandbox,
+	// so a kernel without Landlock is an error unless the policy says best_effort.
+	DefaultLandlock = Require
+	// DefaultCgroup: cgroup limits protect the host from runaway tools but are not the
+	// security boundary, and hybrid or undelegated cgroup hosts are common, so missing
+	// controllers only warn unless the policy says require.
+	DefaultCgroup = BestEffort
+	// DefaultKernelTemplates uses kernel spawn templates where the kernel has them.
+	DefaultKernelTemplates = KernelTemplatesAuto
+)
+
+// maxConcurrency bounds concurrency: a profile's launches in flight.
+const maxConcurrency = 1 << 16
+
+// Parse reads and validates a policy. name is used in error messages (usually the
+// file name). Parse never touches the host and never panics; on failure it returns
+// every problem it found, joined with errors.Join, each a *FieldError.
+func Parse(name string, data []byte, opts Options) (p *Policy, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p, err = nil, fmt.Errorf("policy: %s: bug: the parser panicked (please report): %v", name, r)
+		}
+	}()
+	return parse(name, data, opts)
+}
+
+func (o *Options) normalize() error {
+	for _, f := range []struct{ name, v string }{{"Workspace", o.Workspace}, {"Home", o.Home}, {"TmpDir", o.TmpDir}} {
+		if f.v != "" && !filepath.IsAbs(f.v) {
+			return fmt.Errorf("policy: Options.%s %q is not an absolute path", f.name, f.v)
+		}
+	}
+	if o.CPUs < 0 {
+		return fmt.Errorf("policy: Options.CPUs %d is negative", o.CPUs)
+	}
+	if o.TmpDir == "" {
+		o.TmpDir = "/tmp"
+	}
+	if o.CPUs == 0 {
+		o.CPUs = 1
+	}
+	o.Workspace, o.Home, o.TmpDir = cleanOrEmpty(o.Workspace), cleanOrEmpty(o.Home), filepath.Clean(o.TmpDir)
+	return nil
+}
+
+func cleanOrEmpty(s string) string {
+	if s == "" {
+		return ""
+	}
+	return filepath.Clean(s)
+}
+
+// decoder collects problems while walking one policy.
+type decoder struct {
+	file string
+	opts Options
+	x    expander
+	errs []*FieldError
+}
+
+func (d *decoder) fail(n *yaml.Node, field, format string, args ...any) {
+	fe := &FieldError{File: d.file, Field: field, Msg: fmt.Sprintf(format, args...)}
+	if n != nil {
+		fe.Line, fe.Col = n.Line, n.Column
+	}
+	d.errs = append(d.errs, fe)
+}
+
+func (d *decoder) err() error {
+	if len(d.errs) == 0 {
+		return nil
+	}
+	// Report in file order; duplicates (the same inherited problem found through
+	// several tools) once.
+	slices.SortStableFunc(d.errs, func(a, b *FieldError) int {
+		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col))
+	})
+	errs := make([]error, 0, len(d.errs))
+	seen := map[string]bool{}
+	for _, e := range d.errs {
+		if s := e.Error(); !seen[s] {
+			seen[s] = true
+			errs = append(errs, e)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+var yamlLineRE = regexp.MustCompile(`^yaml: line ([0-9]+): (.*)$`)
+
+// syntaxError turns a yaml.v3 parse error into a *FieldError. yaml.v3 has no typed
+// syntax error, so its "yaml: line N: msg" text is the only place the line is found.
+func (d *decoder) syntaxError(err error) error {
+	fe := &FieldError{File: d.file, Msg: "YAML syntax error: " + strings.TrimPrefix(err.Error(), "yaml: "), Err: err}
+	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+		fe.Line, _ = strconv.Atoi(m[1])
+		fe.Msg = "YAML syntax error: " + m[2]
+	}
+	return fe
+}
+
+// document parses data into its root node, insisting on exactly one document.
+func (d *decoder) document(data []byte) (*yaml.Node, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &FieldError{File: d.file, Field: "version", Msg: fmt.Sprintf("missing: the policy is empty (this build reads version %d)", CurrentVersion)}
+		}
+		return nil, d.syntaxError(err)
+	}
+	var extra yaml.Node
+	switch err := dec.Decode(&extra); {
+	case err == nil:
+		return nil, &FieldError{File: d.file, Line: extra.Line, Col: extra.Column, Msg: "a policy is a single YAML document; found another one here"}
+	case !errors.Is(err, io.EOF):
+		return nil, d.syntaxError(err)
+	}
+	root := &doc
+	if root.Kind == yaml.DocumentNode {
+		if len(root.Content) != 1 {
+			return nil, &FieldError{File: d.file, Line: 1, Col: 1, Field: "version", Msg: fmt.Sprintf("missing: the policy is empty (this build reads version %d)", CurrentVersion)}
+		}
+		root = root.Content[0]
+	}
+	root = deref(root)
+	if isNull(root) {
+		return nil, &FieldError{File: d.file, Line: root.Line, Col: root.Column, Field: "version", Msg: fmt.Sprintf("missing: the policy is empty (this build reads version %d)", CurrentVersion)}
+	}
+	if root.Kind != yaml.MappingNode {
+		return nil, &FieldError{File: d.file, Line: root.Line, Col: root.Column, Msg: fmt.Sprintf("a policy is a mapping (version:, defaults:, tools: …), got %s", describe(root))}
+	}
+	return root, nil
+}
+
+// version checks the version field before anything else: another version may mean
+// another schema, so nothing else is reported when it is wrong.
+func (d *decoder) version(root *yaml.Node) (int, error) {
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k := deref(root.Content[i])
+		if k == nil || k.Kind != yaml.ScalarNode || k.Value != "version" {
+			continue
+		}
+		v := deref(root.Content[i+1])
+		n, ok := d.integer(v, "version", 0, 1<<31)
+		if !ok {
+			return 0, d.err()
+		}
+		if n != CurrentVersion {
+			return 0, &FieldError{File: d.file, Line: v.Line, Col: v.Column, Field: "version",
+				Msg: fmt.Sprintf("version %d is not supported by this build (knows %d)", n, CurrentVersion)}
+		}
+		return int(n), nil
+	}
+	return 0, &FieldError{File: d.file, Line: root.Line, Col: root.Column, Field: "version",
+		Msg: fmt.Sprintf("missing (add \"version: %d\")", CurrentVersion)}
+}
+
+func parse(name string, data []byte, opts Options) (*Policy, error) {
+	if err := opts.normalize(); err != nil {
+		return nil, err
+	}
+	d := &decoder{file: name, opts: opts}
+	root, err := d.document(data)
+	if err != nil {
+		return nil, err
+	}
+	version, err := d.version(root)
+	if err != nil {
+		return nil, err
+	}
+	p := &Policy{Version: version, Source: name, KernelTemplates: DefaultKernelTemplates}
+
+	top := map[string]pair{}
+	d.object(root, "", false, []fieldSpec{
+		{name: "version", fn: func(*yaml.Node, string, bool) {}},
+		{name: "workspace", fn: d.keep(top, "workspace")},
+		{name: "path", fn: d.keep(top, "path")},
+		{name: "kernel_templates", fn: d.keep(top, "kernel_templates")},
+		{name: "spawn_template_syscalls", fn: d.keep(top, "spawn_template_syscalls")},
+		{name: "shell", fn: d.keep(top, "shell")},
+		{name: "defaults", fn: d.keep(top, "defaults")},
+		{name: "tools", fn: d.keep(top, "tools")},
+	})
+
+	// workspace first: ${WORKSPACE} everywhere else means its value.
+	d.x = expander{
+		vars: map[string]string{"WORKSPACE": opts.Workspace, "HOME": opts.Home, "TMPDIR": opts.TmpDir},
+		why: map[string]string{
+			"WORKSPACE": "Options.Workspace is empty and the policy has no workspace: field",
+			"HOME":      "Options.Home is empty",
+		},
+	}
+	p.Workspace = opts.Workspace
+	if w, ok := top["workspace"]; ok {
+		d.x.why["WORKSPACE"] = "Options.Workspace is empty"
+		if s, ok := d.str(w.v, "workspace"); ok {
+			if ws, err := d.x.absPath(s); err != nil {
+				d.fail(deref(w.v), "workspace", "%v", err)
+			} else {
+				p.Workspace = ws
+			}
+		}
+		d.x.why["WORKSPACE"] = "the workspace: field is invalid"
+	}
+	d.x.vars["WORKSPACE"] = p.Workspace
+
+	p.Path = slices.Clone(DefaultPath)
+	if v, ok := top["path"]; ok {
+		l := d.pathList(v.v, "path", false)
+		p.Path = dedup(values(l.items))
+	}
+	if v, ok := top["kernel_templates"]; ok {
+		if s, ok := d.enum(v.v, "kernel_templates", "auto", "off", "require"); ok {
+			p.KernelTemplates = KernelTemplates(s)
+		}
+	}
+	if v, ok := top["spawn_template_syscalls"]; ok {
+		p.SpawnTemplateSyscalls = d.syscalls(v.v, "spawn_template_syscalls")
+	}
+
+	var defs rules
+	if v, ok := top["defaults"]; ok {
+		d.object(v.v, "defaults", false, d.ruleSpecs(&defs, false))
+	}
+	tools := d.tools(p, top["tools"], &defs)
+	p.Tools = tools
+
+	if v, ok := top["shell"]; ok {
+		if s, ok := d.str(v.v, "shell"); ok {
+			if _, found := p.Tool(s); !found {
+				d.fail(deref(v.v), "shell", "%q is not a tool of this policy", s)
+			} else {
+				p.Shell = s
+			}
+		}
+	}
+	if err := d.err(); err != nil {
+		return nil, err
+	}
+	p.group(profileOf(&defs, d.opts))
+	return p, nil
+}
+
+// keep records a top-level pair for processing in a fixed order.
+func (d *decoder) keep(top map[string]pair, key string) func(*yaml.Node, string, bool) {
+	return func(v *yaml.Node, _ string, _ bool) { top[key] = pair{key: key, v: v} }
+}
+
+func (d *decoder) syscalls(n *yaml.Node, field string) *SyscallNumbers {
+	var s SyscallNumbers
+	var have [2]bool
+	d.object(n, field, false, []fieldSpec{
+		{name: "create", fn: func(v *yaml.Node, f string, _ bool) {
+			if x, ok := d.integer(v, f, 1, 4095); ok {
+				s.Create, have[0] = int(x), true
+			}
+		}},
+		{name: "spawn", fn: func(v *yaml.Node, f string, _ bool) {
+			if x, ok := d.integer(v, f, 1, 4095); ok {
+				s.Spawn, have[1] = int(x), true
+			}
+		}},
+	})
+	n = deref(n)
+	switch {
+	case n == nil || n.Kind != yaml.MappingNode:
+		return nil
+	case !have[0] && !have[1] && len(n.Content) == 0:
+		d.fail(n, field, "set both create and spawn, or leave the field out")
+	case !have[0] && !containsKey(n, "create"):
+		d.fail(n, field, "create is missing")
+	case !have[1] && !containsKey(n, "spawn"):
+		d.fail(n, field, "spawn is missing")
+	case have[0] && have[1] && s.Create == s.Spawn:
+		d.fail(n, field, "create and spawn are both %d", s.Create)
+	}
+	return &s
+}
+
+func containsKey(n *yaml.Node, key string) bool {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := deref(n.Content[i]); k != nil && k.Value == key {
+			return true
+		}
+	}
+	return false
+}
+
+// item is one list element with where it was written.
+type item[T any] struct {
+	v     T
+	n     *yaml.Node
+	field string
+}
+
+// list is a list-valued setting: unset, set (replacing) or extending the defaults.
+type list[T any] struct {
+	set, extend bool
+	items       []item[T]
+}
+
+// opt is a scalar setting that may be unset.
+type opt[T any] struct {
+	set bool
+	v   T
+	n   *yaml.Node
+}
+
+// rules are the settings defaults: and each tool may carry.
+type rules struct {
+	read, write, exec           list[string]
+	connect, bind               list[uint16]
+	unix                        opt[bool]
+	isolated                    opt[Enforcement]
+	scopeAbstract, scopeSignals opt[bool]
+	envAllow                    list[string]
+	envSet                      list[EnvVar]
+	memory, pids, output        opt[int64] // 0: unlimited
+	cpu                         opt[float64]
+	timeout                     opt[time.Duration]
+	landlock, cgroup            opt[Enforcement]
+	concurrency                 opt[int]
+	user                        opt[*User]
+	// fsSet notes that the filesystem section was written (for messages).
+	fsSet bool
+}
+
+func values[T any](items []item[T]) []T {
+	out := make([]T, len(items))
+	for i, it := range items {
+		out[i] = it.v
+	}
+	return out
+}
+
+// ruleSpecs are the sections shared by defaults: and tools.
+func (d *decoder) ruleSpecs(r *rules, inTool bool) []fieldSpec {
+	return []fieldSpec{
+		{name: "filesystem", fn: func(v *yaml.Node, f string, _ bool) {
+			r.fsSet = true
+			d.object(v, f, inTool, []fieldSpec{
+				{name: "read", list: true, fn: func(v *yaml.Node, f string, ext bool) { r.read = d.pathList(v, f, ext) }},
+				{name: "write", list: true, fn: func(v *yaml.Node, f string, ext bool) { r.write = d.pathList(v, f, ext) }},
+				{name: "exec", list: true, fn: func(v *yaml.Node, f string, ext bool) { r.exec = d.pathList(v, f, ext) }},
+			})
+		}},
+		{name: "network", fn: func(v *yaml.Node, f string, _ bool) {
+			d.object(v, f, inTool, []fieldSpec{
+				{name: "connect_tcp", list: true, fn: func(v *yaml.Node, f string, ext bool) { r.connect = d.ports(v, f, ext) }},
+				{name: "bind_tcp", list: true, fn: func(v *yaml.Node, f string, ext bool) { r.bind = d.ports(v, f, ext) }},
+				{name: "unix", fn: func(v *yaml.Node, f string, _ bool) { r.unix = d.optBool(v, f) }},
+				{name: "isolated", fn: func(v *yaml.Node, f string, _ bool) { r.isolated = d.isolated(v, f) }},
+			})
+		}},
+		{name: "ipc", fn: func(v *yaml.Node, f string, _ bool) {
+			d.object(v, f, inTool, []fieldSpec{
+				{name: "scope_abstract_unix", fn: func(v *yaml.Node, f string, _ bool) { r.scopeAbstract = d.optBool(v, f) }},
+				{name: "scope_signals", fn: func(v *yaml.Node, f string, _ bool) { r.scopeSignals = d.optBool(v, f) }},
+			})
+		}},
+		{name: "env", fn: func(v *yaml.Node, f string, _ bool) {
+			d.object(v, f, inTool, []fieldSpec{
+				{name: "allow", list: true, fn: func(v *yaml.Node, f string, ext bool) { r.envAllow = d.envAllow(v, f, ext) }},
+				{name: "set", list: true, fn: func(v *yaml.Node, f string, ext bool) { r.envSet = d.envSet(v, f, ext) }},
+			})
+		}},
+		{name: "limits", fn: func(v *yaml.Node, f string, _ bool) {
+			d.object(v, f, inTool, []fieldSpec{
+				{name: "memory", fn: func(v *yaml.Node, f string, _ bool) { r.memory = d.size(v, f) }},
+				{name: "pids", fn: func(v *yaml.Node, f string, _ bool) { r.pids = d.pids(v, f) }},
+				{name: "cpu", fn: func(v *yaml.Node, f string, _ bool) { r.cpu = d.cpu(v, f) }},
+				{name: "timeout", fn: func(v *yaml.Node, f string, _ bool) { r.timeout = d.duration(v, f) }},
+				{name: "output", fn: func(v *yaml.Node, f string, _ bool) { r.output = d.size(v, f) }},
+			})
+		}},
+		{name: "enforcement", fn: func(v *yaml.Node, f string, _ bool) {
+			d.object(v, f, inTool, []fieldSpec{
+				{name: "landlock", fn: func(v *yaml.Node, f string, _ bool) { r.landlock = d.enforcement(v, f) }},
+				{name: "cgroup", fn: func(v *yaml.Node, f string, _ bool) { r.cgroup = d.enforcement(v, f) }},
+			})
+		}},
+		{name: "concurrency", fn: func(v *yaml.Node, f string, _ bool) {
+			if x, ok := d.integer(v, f, 1, maxConcurrency); ok {
+				r.concurrency = opt[int]{set: true, v: int(x), n: deref(v)}
+			}
+		}},
+		{name: "user", fn: func(v *yaml.Node, f string, _ bool) { r.user = d.user(v, f) }},
+	}
+}
+
+func (d *decoder) pathList(n *yaml.Node, field string, extend bool) list[string] {
+	l := list[string]{set: true, extend: extend}
+	items, _ := d.seq(n, field)
+	for i, it := range items {
+		f := index(field, i)
+		s, ok := d.str(it, f)
+		if !ok {
+			continue
+		}
+		p, err := d.x.absPath(s)
+		if err != nil {
+			d.fail(deref(it), f, "%v", err)
+			continue
+		}
+		l.items = append(l.items, item[string]{v: p, n: deref(it), field: f})
+	}
+	return l
+}
+
+func (d *decoder) ports(n *yaml.Node, field string, extend bool) list[uint16] {
+	l := list[uint16]{set: true, extend: extend}
+	items, _ := d.seq(n, field)
+	for i, it := range items {
+		f := index(field, i)
+		if x, ok := d.integer(it, f, 1, 65535); ok {
+			l.items = append(l.items, item[uint16]{v: uint16(x), n: deref(it), field: f})
+		}
+	}
+	return l
+}
+
+func (d *decoder) optBool(n *yaml.Node, field string) opt[bool] {
+	b, ok := d.boolean(n, field)
+	return opt[bool]{set: ok, v: b, n: deref(n)}
+}
+
+func (d *decoder) isolated(n *yaml.Node, field string) opt[Enforcement] {
+	m := deref(n)
+	if m != nil && m.Kind == yaml.ScalarNode && m.Tag == "!!bool" {
+		b, _ := d.boolean(m, field)
+		if b {
+			return opt[Enforcement]{set: true, v: Require, n: m}
+		}
+		return opt[Enforcement]{set: true, n: m}
+	}
+	s, ok := d.enum(n, field, "off", "require", "best_effort")
+	if !ok {
+		return opt[Enforcement]{}
+	}
+	if s == "off" {
+		s = ""
+	}
+	return opt[Enforcement]{set: true, v: Enforcement(s), n: m}
+}
+
+func (d *decoder) enforcement(n *yaml.Node, field string) opt[Enforcement] {
+	s, ok := d.enum(n, field, string(Require), string(BestEffort))
+	return opt[Enforcement]{set: ok, v: Enforcement(s), n: deref(n)}
+}
+
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var envGlobRE = regexp.MustCompile(`^[A-Za-z0-9_*?]+$`)
+
+func (d *decoder) envAllow(n *yaml.Node, field string, extend bool) list[string] {
+	l := list[string]{set: true, extend: extend}
+	items, _ := d.seq(n, field)
+	for i, it := range items {
+		f := index(field, i)
+		s, ok := d.str(it, f)
+		if !ok {
+			continue
+		}
+		if !envGlobRE.MatchString(s) {
+			d.fail(deref(it), f, "%q is not a variable name or glob (letters, digits, _, * and ?)", s)
+			continue
+		}
+		l.items = append(l.items, item[string]{v: s, n: deref(it), field: f})
+	}
+	return l
+}
+
+func (d *decoder) envSet(n *yaml.Node, field string, extend bool) list[EnvVar] {
+	l := list[EnvVar]{set: true, extend: extend}
+	pairs, _ := d.mapping(n, field)
+	for _, p := range pairs {
+		f := join(field, p.key)
+		if !envNameRE.MatchString(p.key) {
+			d.fail(p.k, f, "%q is not a valid variable name", p.key)
+			continue
+		}
+		s, ok := d.str(p.v, f)
+		if !ok {
+			continue
+		}
+		v, err := d.x.expand(s)
+		if err == nil && strings.IndexByte(v, 0) >= 0 {
+			err = fmt.Errorf("%q contains a NUL byte", s)
+		}
+		if err != nil {
+			d.fail(deref(p.v), f, "%v", err)
+			continue
+		}
+		l.items = append(l.items, item[EnvVar]{v: EnvVar{Name: p.key, Value: v}, n: deref(p.v), field: f})
+	}
+	return l
+}
+
+// scalarText returns a scalar's text for unit parsing, or reports a type error.
+func (d *decoder) scalarText(n *yaml.Node, field, what string) (*yaml.Node, bool) {
+	n = deref(n)
+	if n == nil || n.Kind != yaml.ScalarNode || isNull(n) {
+		d.fail(n, field, "expected %s, got %s", what, describe(n))
+		return n, false
+	}
+	return n, true
+}
+
+func (d *decoder) size(v *yaml.Node, field string) opt[int64] {
+	n, ok := d.scalarText(v, field, "a size (as 512MiB)")
+	if !ok {
+		return opt[int64]{}
+	}
+	if isUnlimited(n.Value) {
+		return opt[int64]{set: true, n: n}
+	}
+	if n.Tag != "!!str" && n.Tag != "!!int" {
+		d.fail(n, field, "%q is not a size (examples: 4096, 512MiB, 1G)", n.Value)
+		return opt[int64]{}
+	}
+	b, err := ParseSize(n.Value)
+	if err != nil {
+		d.fail(n, field, "%v", err)
+		return opt[int64]{}
+	}
+	return opt[int64]{set: true, v: b, n: n}
+}
+
+// maxPids is the kernel's largest pid_max (PID_MAX_LIMIT on 64-bit).
+const maxPids = 1 << 22
+
+func (d *decoder) pids(v *yaml.Node, field string) opt[int64] {
+	n, ok := d.scalarText(v, field, "a process count")
+	if !ok {
+		return opt[int64]{}
+	}
+	if isUnlimited(n.Value) {
+		return opt[int64]{set: true, n: n}
+	}
+	x, ok := d.integer(n, field, 1, maxPids)
+	return opt[int64]{set: ok, v: x, n: n}
+}
+
+func (d *decoder) cpu(v *yaml.Node, field string) opt[float64] {
+	n, ok := d.scalarText(v, field, "a CPU limit (as 1.5 or 150%)")
+	if !ok {
+		return opt[float64]{}
+	}
+	if isUnlimited(n.Value) {
+		return opt[float64]{set: true, n: n}
+	}
+	if n.Tag != "!!str" && n.Tag != "!!int" && n.Tag != "!!float" {
+		d.fail(n, field, "%q is not a CPU limit (write cores, as 1.5, or a percentage, as 150%%)", n.Value)
+		return opt[float64]{}
+	}
+	c, err := ParseCPU(n.Value)
+	if err != nil {
+		d.fail(n, field, "%v", err)
+		return opt[float64]{}
+	}
+	return opt[float64]{set: true, v: c, n: n}
+}
+
+func (d *decoder) duration(v *yaml.Node, field string) opt[time.Duration] {
+	n, ok := d.scalarText(v, field, "a duration (as 30s)")
+	if !ok {
+		return opt[time.Duration]{}
+	}
+	if isUnlimited(n.Value) {
+		return opt[time.Duration]{set: true, n: n}
+	}
+	if n.Tag == "!!int" || n.Tag == "!!float" {
+		d.fail(n, field, "%s is not a duration: give a unit, as %ss", n.Value, n.Value)
+		return opt[time.Duration]{}
+	}
+	t, err := ParseDuration(n.Value)
+	if err != nil {
+		d.fail(n, field, "%v", err)
+		return opt[time.Duration]{}
+	}
+	return opt[time.Duration]{set: true, v: t, n: n}
+}
+
+// maxID is the largest valid uid/gid ((uid_t)-1 means "no change" to the kernel).
+const maxID = 1<<32 - 2
+
+func (d *decoder) user(v *yaml.Node, field string) opt[*User] {
+	n := deref(v)
+	if isNull(n) {
+		return opt[*User]{set: true, n: n}
+	}
+	u := &User{}
+	var haveUID, haveGID, bad bool
+	before := len(d.errs)
+	d.object(n, field, false, []fieldSpec{
+		{name: "uid", fn: func(v *yaml.Node, f string, _ bool) {
+			x, ok := d.integer(v, f, 0, maxID)
+			u.UID, haveUID = uint32(x), ok
+		}},
+		{name: "gid", fn: func(v *yaml.Node, f string, _ bool) {
+			x, ok := d.integer(v, f, 0, maxID)
+			u.GID, haveGID = uint32(x), ok
+		}},
+		{name: "groups", fn: func(v *yaml.Node, f string, _ bool) {
+			items, _ := d.seq(v, f)
+			for i, it := range items {
+				if x, ok := d.integer(it, index(f, i), 0, maxID); ok {
+					u.Groups = append(u.Groups, uint32(x))
+				}
+			}
+		}},
+	})
+	bad = len(d.errs) > before
+	if n.Kind == yaml.MappingNode && !bad {
+		if !haveUID {
+			d.fail(n, field, "uid is missing")
+		}
+		if !haveGID {
+			d.fail(n, field, "gid is missing")
+		}
+	}
+	if len(d.errs) > before {
+		return opt[*User]{}
+	}
+	return opt[*User]{set: true, v: u, n: n}
+}
+
+var toolNameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._+-]*$`)
+
+// rawTool is a tool as written, before merging.
+type rawTool struct {
+	name        string
+	k           *yaml.Node
+	exec        opt[string]
+	hot, req    opt[bool]
+	allow, deny []Pattern
+	r           rules
+}
+
+func (d *decoder) tools(p *Policy, tp pair, defs *rules) []*Tool {
+	if tp.v == nil {
+		d.fail(nil, "tools", "missing: a policy needs at least one tool")
+		return nil
+	}
+	pairs, ok := d.mapping(tp.v, "tools")
+	if !ok {
+		return nil
+	}
+	if len(pairs) == 0 {
+		d.fail(deref(tp.v), "tools", "a policy needs at least one tool")
+		return nil
+	}
+	var out []*Tool
+	for _, pr := range pairs {
+		f := join("tools", pr.key)
+		if !toolNameRE.MatchString(pr.key) {
+			d.fail(pr.k, f, "%q is not a valid tool name (letters, digits and . _ + -, not starting with . + -)", pr.key)
+			continue
+		}
+		rt := &rawTool{name: pr.key, k: pr.k}
+		specs := append([]fieldSpec{
+			{name: "exec", fn: func(v *yaml.Node, f string, _ bool) {
+				if s, ok := d.str(v, f); ok {
+					rt.exec = opt[string]{set: true, v: s, n: deref(v)}
+				}
+			}},
+			{name: "hot", fn: func(v *yaml.Node, f string, _ bool) { rt.hot = d.optBool(v, f) }},
+			{name: "required", fn: func(v *yaml.Node, f string, _ bool) { rt.req = d.optBool(v, f) }},
+			{name: "args", fn: func(v *yaml.Node, f string, _ bool) {
+				d.object(v, f, false, []fieldSpec{
+					{name: "allow", fn: func(v *yaml.Node, f string, _ bool) { rt.allow = d.patterns(v, f) }},
+					{name: "deny", fn: func(v *yaml.Node, f string, _ bool) { rt.deny = d.patterns(v, f) }},
+				})
+			}},
+		}, d.ruleSpecs(&rt.r, true)...)
+		d.object(pr.v, f, true, specs)
+		if t := d.buildTool(rt, defs); t != nil {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func (d *decoder) patterns(n *yaml.Node, field string) []Pattern {
+	items, _ := d.seq(n, field)
+	var out []Pattern
+	for i, it := range items {
+		f := index(field, i)
+		s, ok := d.str(it, f)
+		if !ok {
+			continue
+		}
+		pat, err := ParsePattern(f, s)
+		if err != nil {
+			d.fail(deref(it), f, "%v", err)
+			continue
+		}
+		out = append(out, pat)
+	}
+	return out
+}
+
+func mergeList[T any](def, t list[T]) list[T] {
+	switch {
+	case !t.set:
+		return def
+	case t.extend:
+		return list[T]{set: true, items: append(slices.Clip(def.items), t.items...)}
+	}
+	return t
+}
+
+func mergeOpt[T any](def, t opt[T]) opt[T] {
+	if t.set {
+		return t
+	}
+	return def
+}
+
+func merge(def, t *rules) rules {
+	return rules{
+		read: mergeList(def.read, t.read), write: mergeList(def.write, t.write), exec: mergeList(def.exec, t.exec),
+		connect: mergeList(def.connect, t.connect), bind: mergeList(def.bind, t.bind),
+		unix: mergeOpt(def.unix, t.unix), isolated: mergeOpt(def.isolated, t.isolated),
+		scopeAbstract: mergeOpt(def.scopeAbstract, t.scopeAbstract), scopeSignals: mergeOpt(def.scopeSignals, t.scopeSignals),
+		envAllow: mergeList(def.envAllow, t.envAllow), envSet: mergeList(def.envSet, t.envSet),
+		memory: mergeOpt(def.memory, t.memory), pids: mergeOpt(def.pids, t.pids), output: mergeOpt(def.output, t.output),
+		cpu: mergeOpt(def.cpu, t.cpu), timeout: mergeOpt(def.timeout, t.timeout),
+		landlock: mergeOpt(def.landlock, t.landlock), cgroup: mergeOpt(def.cgroup, t.cgroup),
+		concurrency: mergeOpt(def.concurrency, t.concurrency), user: mergeOpt(def.user, t.user),
+		fsSet: def.fsSet || t.fsSet,
+	}
+}
+
+func (d *decoder) buildTool(rt *rawTool, defs *rules) *Tool {
+	f := join("tools", rt.name)
+	t := &Tool{Name: rt.name, Exec: rt.name, Hot: rt.hot.v, Required: rt.req.v, Line: rt.k.Line, Col: rt.k.Column}
+	t.Args = ArgRules{Allow: rt.allow, Deny: rt.deny}
+	if rt.exec.set {
+		t.Exec = rt.exec.v
+		e, err := d.x.expand(t.Exec)
+		switch {
+		case err != nil:
+			d.fail(rt.exec.n, f+".exec", "%v", err)
+		case strings.Contains(e, "/"):
+			if p, err := d.x.absPath(e); err != nil {
+				d.fail(rt.exec.n, f+".exec", "%q is a relative path; give an absolute path or a bare name looked up in path:", t.Exec)
+			} else {
+				t.Exec = p
+			}
+		case e == "" || e == "." || e == ".." || strings.IndexByte(e, 0) >= 0:
+			d.fail(rt.exec.n, f+".exec", "%q is not an executable name", t.Exec)
+		default:
+			t.Exec = e
+		}
+	}
+	m := merge(defs, &rt.r)
+	d.checkWriteBeneathRead(rt, defs, &m)
+	t.Env = Env{Allow: dedup(values(m.envAllow.items)), Set: envVars(m.envSet.items)}
+	t.Timeout = m.timeout.v
+	t.OutputBytes = m.output.v
+	prof := profileOf(&m, d.opts)
+	t.Profile = &prof
+	return t
+}
+
+// envVars flattens fixed values; a later value for the same name (a tool's set+
+// over the defaults') replaces the earlier one in place.
+func envVars(items []item[EnvVar]) []EnvVar {
+	var out []EnvVar
+	at := map[string]int{}
+	for _, it := range items {
+		if i, ok := at[it.v.Name]; ok {
+			out[i] = it.v
+			continue
+		}
+		at[it.v.Name] = len(out)
+		out = append(out, it.v)
+	}
+	return out
+}
+
+// checkWriteBeneathRead reports write roots that lie outside every read root.
+func (d *decoder) checkWriteBeneathRead(rt *rawTool, defs *rules, m *rules) {
+	for _, w := range m.write.items {
+		inside := false
+		for _, r := range m.read.items {
+			if beneath(w.v, r.v) {
+				inside = true
+				break
+			}
+		}
+		if inside {
+			continue
+		}
+		fromDefaults := strings.HasPrefix(w.field, "defaults.")
+		if fromDefaults && rt.r.read.set {
+			d.fail(w.n, w.field, "%q is outside every read root of tool %s (whose filesystem.read replaces the default read roots)", w.v, rt.name)
+		} else {
+			d.fail(w.n, w.field, "%q is outside every read root; add it (or a parent) to filesystem.read", w.v)
+		}
+	}
+}
+
+// dedup removes repeated values, keeping the first occurrence.
+func dedup[T comparable](in []T) []T {
+	seen := make(map[T]bool, len(in))
+	out := in[:0:0]
+	for _, v := range in {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}

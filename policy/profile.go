@@ -1,0 +1,99 @@
+package policy
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+)
+
+// profileOf computes the sandbox rules of merged settings, with built-in defaults for
+// what neither defaults: nor the tool set.
+func profileOf(m *rules, opts Options) Profile {
+	p := Profile{
+		FS: FS{
+			Read:  sortedSet(values(m.read.items)),
+			Write: sortedSet(values(m.write.items)),
+			Exec:  sortedSet(values(m.exec.items)),
+		},
+		Network: Network{
+			ConnectTCP: sortedSet(values(m.connect.items)),
+			BindTCP:    sortedSet(values(m.bind.items)),
+			Unix:       m.unix.v,
+			Isolated:   m.isolated.v,
+		},
+		IPC: IPC{
+			ScopeAbstractUnix: valueOr(m.scopeAbstract, true),
+			ScopeSignals:      valueOr(m.scopeSignals, true),
+		},
+		Limits:      Limits{Memory: m.memory.v, Pids: m.pids.v, CPU: m.cpu.v},
+		Enforcement: EnforcementRules{Landlock: valueOr(m.landlock, DefaultLandlock), Cgroup: valueOr(m.cgroup, DefaultCgroup)},
+		Concurrency: valueOr(m.concurrency, 2*opts.CPUs),
+		User:        m.user.v,
+	}
+	return p
+}
+
+func valueOr[T any](o opt[T], def T) T {
+	if o.set {
+		return o.v
+	}
+	return def
+}
+
+// sortedSet sorts and de-duplicates; nil for an empty set.
+func sortedSet[T cmp.Ordered](in []T) []T {
+	if len(in) == 0 {
+		return nil
+	}
+	out := slices.Clone(in)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// key is a canonical text of the rules that decide a spawner: two profiles with the
+// same key can share one spawner and one Landlock ruleset.
+func (p *Profile) key() string {
+	var u any = "none"
+	if p.User != nil {
+		u = *p.User
+	}
+	return fmt.Sprintf("%q|%q|%q|%v|%v|%t|%q|%t|%t|%d|%d|%v|%q|%q|%d|%v",
+		p.FS.Read, p.FS.Write, p.FS.Exec,
+		p.Network.ConnectTCP, p.Network.BindTCP, p.Network.Unix, p.Network.Isolated,
+		p.IPC.ScopeAbstractUnix, p.IPC.ScopeSignals,
+		p.Limits.Memory, p.Limits.Pids, p.Limits.CPU,
+		p.Enforcement.Landlock, p.Enforcement.Cgroup, p.Concurrency, u)
+}
+
+// Equal reports whether two profiles have the same sandbox rules (names and tool
+// lists aside).
+func (p *Profile) Equal(q *Profile) bool { return p.key() == q.key() }
+
+// group replaces each tool's provisional profile with a shared one: tools whose rules
+// are identical get the same *Profile. A profile identical to the defaults is named
+// "default"; any other is named after its first tool.
+func (p *Policy) group(defaults Profile) {
+	defKey := defaults.key()
+	byKey := map[string]*Profile{}
+	names := map[string]bool{}
+	p.Profiles = nil
+	for _, t := range p.Tools {
+		k := t.Profile.key()
+		prof, ok := byKey[k]
+		if !ok {
+			prof = t.Profile
+			prof.Name = t.Name
+			if k == defKey {
+				prof.Name = "default"
+			}
+			for i := 2; names[prof.Name]; i++ {
+				prof.Name = fmt.Sprintf("%s#%d", t.Name, i)
+			}
+			names[prof.Name] = true
+			byKey[k] = prof
+			p.Profiles = append(p.Profiles, prof)
+		}
+		prof.Tools = append(prof.Tools, t.Name)
+		t.Profile = prof
+	}
+}

@@ -1,0 +1,173 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+)
+
+// HostOptions returns Options from the running process: the current directory as
+// Workspace, $HOME (or the passwd entry) as Home, $TMPDIR (or /tmp) as TmpDir and
+// runtime.NumCPU as CPUs. A fact that cannot be found is left empty.
+func HostOptions() Options {
+	var o Options
+	if wd, err := os.Getwd(); err == nil {
+		o.Workspace = wd
+	}
+	if h, err := os.UserHomeDir(); err == nil && filepath.IsAbs(h) {
+		o.Home = h
+	}
+	if t := os.TempDir(); filepath.IsAbs(t) {
+		o.TmpDir = t
+	}
+	o.CPUs = runtime.NumCPU()
+	return o
+}
+
+// Load reads a policy file, parses it (Parse) and resolves its tools (Resolve).
+// Empty fields of opts are filled from HostOptions. Errors name the file as given.
+func Load(file string, opts Options) (*Policy, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	return LoadBytes(file, data, opts)
+}
+
+// LoadBytes is Load for a policy already in memory (the embedded default, say):
+// Parse with opts completed from the host, then Resolve.
+func LoadBytes(name string, data []byte, opts Options) (*Policy, error) {
+	h := HostOptions()
+	if opts.Workspace == "" {
+		opts.Workspace = h.Workspace
+	}
+	if opts.Home == "" {
+		opts.Home = h.Home
+	}
+	if opts.TmpDir == "" {
+		opts.TmpDir = h.TmpDir
+	}
+	if opts.CPUs == 0 {
+		opts.CPUs = h.CPUs
+	}
+	p, err := Parse(name, data, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := Resolve(p); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+// Resolve is the host step: it finds each tool's executable. A bare exec name is
+// looked up through p.Path (the first regular, executable file wins); an absolute one
+// is checked. The file found must also lie, after resolving symlinks, beneath one of
+// its profile's exec roots (resolved likewise), or the sandbox could not execute it.
+//
+// Tool.Path is set for every tool found; Tool.ResolveError (a *ResolveError) for
+// every tool not found or unusable. Only tools marked required make Resolve return an
+// error: the joined *FieldErrors (each wrapping the *ResolveError) of those tools.
+// The policy stays usable with its other tools when Resolve fails.
+func Resolve(p *Policy) error {
+	var errs []error
+	for _, t := range p.Tools {
+		t.Path, t.ResolveError = "", nil
+		path, rerr := resolveTool(p, t)
+		if rerr != nil {
+			t.ResolveError = rerr
+			if t.Required {
+				errs = append(errs, &FieldError{File: p.Source, Line: t.Line, Col: t.Col,
+					Field: "tools." + t.Name, Msg: "required tool is unusable: " + rerr.Error(), Err: rerr})
+			}
+			continue
+		}
+		t.Path = path
+	}
+	return errors.Join(errs...)
+}
+
+func resolveTool(p *Policy, t *Tool) (string, *ResolveError) {
+	re := &ResolveError{Tool: t.Name, Exec: t.Exec}
+	var found string
+	if filepath.IsAbs(t.Exec) {
+		re.Tried = []string{t.Exec}
+		if err := checkExecutable(t.Exec); err != nil {
+			re.Reason, re.Err = "is unusable: "+err.Error(), err
+			return "", re
+		}
+		found = t.Exec
+	} else {
+		var firstErr error
+		for _, dir := range p.Path {
+			cand := filepath.Join(dir, t.Exec)
+			re.Tried = append(re.Tried, cand)
+			err := checkExecutable(cand)
+			if err == nil {
+				found = cand
+				break
+			}
+			if firstErr == nil && !errors.Is(err, fs.ErrNotExist) {
+				firstErr = err
+			}
+		}
+		if found == "" {
+			re.Reason = "was not found in " + strings.Join(p.Path, ":")
+			re.Err = fs.ErrNotExist
+			if firstErr != nil {
+				re.Reason += " (" + firstErr.Error() + ")"
+				re.Err = firstErr
+			}
+			return "", re
+		}
+	}
+	if t.Profile != nil {
+		real, err := filepath.EvalSymlinks(found)
+		if err != nil {
+			re.Reason, re.Err = "cannot be resolved: "+err.Error(), err
+			return "", re
+		}
+		ok := false
+		for _, root := range t.Profile.FS.Exec {
+			r, err := filepath.EvalSymlinks(root)
+			if err != nil {
+				r = root
+			}
+			if beneath(real, r) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			re.Reason = fmt.Sprintf("was found at %s (%s), which is outside every exec root of the tool (%s)",
+				found, real, strings.Join(t.Profile.FS.Exec, ", "))
+			re.Err = fs.ErrPermission
+			return "", re
+		}
+	}
+	return found, nil
+}
+
+// errNotRegular and errNotExecutable explain unusable candidates.
+var (
+	errNotRegular    = errors.New("not a regular file")
+	errNotExecutable = errors.New("not executable")
+)
+
+func checkExecutable(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s: %w", path, errNotRegular)
+	}
+	if fi.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("%s: %w (mode %v)", path, errNotExecutable, fi.Mode().Perm())
+	}
+	return nil
+}

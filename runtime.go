@@ -1,0 +1,372 @@
+package agentexec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/agentexec/agentexec/internal/cgroup"
+	"github.com/agentexec/agentexec/internal/sandbox"
+	"github.com/agentexec/agentexec/policy"
+)
+
+// Option configures a Runtime.
+type Option func(*options)
+
+type options struct {
+	binary      string
+	logger      *slog.Logger
+	grace       time.Duration
+	noCgroups   bool
+	noTemplates bool
+	spawnerErr  io.Writer
+	poolSize    int
+}
+
+// WithSpawnerBinary runs spawners from an installed agentexec binary instead of the
+// current executable (which must then call ServeSpawner first thing in main).
+func WithSpawnerBinary(path string) Option { return func(o *options) { o.binary = path } }
+
+// WithLogger receives start-up warnings (unenforced limits, skipped paths).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithKillGrace sets how long a timed-out or canceled launch gets between SIGTERM
+// and the kill of its whole tree (default 1s).
+func WithKillGrace(d time.Duration) Option { return func(o *options) { o.grace = d } }
+
+// WithoutCgroups launches without per-launch cgroups (limits then unenforced; for
+// benchmarks and hosts where the policy allows it).
+func WithoutCgroups() Option { return func(o *options) { o.noCgroups = true } }
+
+// WithSpawnerStderr sends the spawners' own diagnostics to w (default: os.Stderr).
+func WithSpawnerStderr(w io.Writer) Option { return func(o *options) { o.spawnerErr = w } }
+
+// Runtime launches a policy's tools. It is safe for concurrent use.
+type Runtime struct {
+	pol      *policy.Policy
+	opts     options
+	host     *Host
+	cg       *cgroup.Manager
+	profiles map[*policy.Profile]*profileRT
+	order    []*profileRT
+
+	mu     sync.Mutex
+	closed bool
+	live   map[*Process]struct{}
+	wg     sync.WaitGroup
+
+	stats struct {
+		launches, failures, hits, created, recreated, denied atomic.Uint64
+		inflight                                             atomic.Int64
+	}
+}
+
+type profileRT struct {
+	p          *policy.Profile
+	spawner    *sandbox.Spawner
+	pool       *cgroup.Pool
+	sem        chan struct{}
+	plan       *sandbox.LandlockPlan
+	unenforced []string
+	layers     []string
+}
+
+// New validates the host against the policy, starts one spawner process per profile
+// (each restricts itself before it launches anything) and prepares templates for hot
+// tools. A feature the policy requires and the host lacks is an error; with
+// best_effort it is logged and reported in every Result's Unenforced.
+func New(ctx context.Context, p *policy.Policy, opts ...Option) (*Runtime, error) {
+	o := options{grace: time.Second, spawnerErr: os.Stderr, poolSize: 4}
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.logger == nil {
+		o.logger = slog.New(slog.DiscardHandler)
+	}
+	if o.binary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("agentexec: find own executable for spawners: %w", err)
+		}
+		o.binary = exe
+	}
+	host := ProbeHost(p)
+	rt := &Runtime{pol: p, opts: o, host: host, profiles: map[*policy.Profile]*profileRT{}, live: map[*Process]struct{}{}}
+	ok := false
+	defer func() {
+		if !ok {
+			rt.Close()
+		}
+	}()
+	if err := rt.setupCgroups(); err != nil {
+		return nil, err
+	}
+	for _, prof := range p.Profiles {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		prt, err := rt.startProfile(prof)
+		if err != nil {
+			return nil, err
+		}
+		rt.profiles[prof] = prt
+		rt.order = append(rt.order, prt)
+	}
+	ok = true
+	return rt, nil
+}
+
+func (rt *Runtime) setupCgroups() error {
+	needCgroup := false
+	for _, prof := range rt.pol.Profiles {
+		if prof.Limits != (policy.Limits{}) {
+			needCgroup = true
+		}
+	}
+	if rt.opts.noCgroups {
+		return nil
+	}
+	info := rt.host.Cgroup
+	if info == nil || !info.CanCreate {
+		reason := "no cgroup v2 hierarchy"
+		if info != nil {
+			reason = info.Reason
+		}
+		for _, prof := range rt.pol.Profiles {
+			if prof.Enforcement.Cgroup == policy.Require {
+				return fmt.Errorf("profile %s: cgroup: require: cannot create cgroups: %s: %w", prof.Name, reason, ErrNotSupported)
+			}
+		}
+		if needCgroup {
+			rt.opts.logger.Warn("cgroups unavailable; limits are not enforced", "reason", reason)
+		}
+		return nil
+	}
+	m, err := cgroup.NewManager(info, cgroup.Options{})
+	if err != nil {
+		for _, prof := range rt.pol.Profiles {
+			if prof.Enforcement.Cgroup == policy.Require {
+				return fmt.Errorf("profile %s: cgroup: %w", prof.Name, err)
+			}
+		}
+		rt.opts.logger.Warn("cgroups unavailable; limits are not enforced", "err", err)
+		return nil
+	}
+	rt.cg = m
+	return nil
+}
+
+func cgLimits(l policy.Limits) cgroup.Limits {
+	return cgroup.Limits{Memory: l.Memory, Pids: l.Pids, CPU: l.CPU}
+}
+
+func (rt *Runtime) startProfile(prof *policy.Profile) (*profileRT, error) {
+	prt := &profileRT{p: prof, sem: make(chan struct{}, max(prof.Concurrency, 1))}
+	plan, err := sandbox.PlanLandlock(prof, rt.host.LandlockABI)
+	if err != nil {
+		return nil, err
+	}
+	prt.plan = plan
+	prt.unenforced = append(prt.unenforced, plan.Unenforced...)
+	for _, u := range plan.Unenforced {
+		rt.opts.logger.Warn("not enforced on this host", "profile", prof.Name, "rule", u)
+	}
+	lim := cgLimits(prof.Limits)
+	switch {
+	case rt.cg != nil:
+		if un := rt.cg.Unenforced(lim); len(un) > 0 {
+			if prof.Enforcement.Cgroup == policy.Require {
+				return nil, fmt.Errorf("profile %s: cgroup: require: %w", prof.Name, rt.cg.Require(lim))
+			}
+			for _, u := range un {
+				prt.unenforced = append(prt.unenforced, "cgroup: "+u)
+				rt.opts.logger.Warn("limit not enforced on this host", "profile", prof.Name, "limit", u)
+			}
+		}
+		pool, err := rt.cg.NewPool(prof.Name, lim, min(rt.opts.poolSize, max(prof.Concurrency, 1)), max(prof.Concurrency, 1)*4)
+		if err != nil {
+			return nil, fmt.Errorf("profile %s: cgroup pool: %w", prof.Name, err)
+		}
+		prt.pool = pool
+		prt.layers = append(prt.layers, "cgroup")
+	default:
+		if prof.Limits.Memory > 0 {
+			prt.unenforced = append(prt.unenforced, "cgroup: memory")
+		}
+		if prof.Limits.Pids > 0 {
+			prt.unenforced = append(prt.unenforced, "cgroup: pids")
+		}
+		if prof.Limits.CPU > 0 {
+			prt.unenforced = append(prt.unenforced, "cgroup: cpu")
+		}
+	}
+	var tools []sandbox.ToolSpec
+	for _, name := range prof.Tools {
+		t, _ := rt.pol.Tool(name)
+		if t == nil || t.Path == "" {
+			continue
+		}
+		tools = append(tools, sandbox.ToolSpec{Name: t.Name, Path: t.Path, Hot: t.Hot && !rt.opts.noTemplates})
+	}
+	sp, err := sandbox.StartSpawner(sandbox.SpawnerConfig{
+		Binary:          rt.opts.binary,
+		Profile:         prof.Name,
+		Tools:           tools,
+		Landlock:        plan,
+		Containment:     sandbox.Containment{NoNewPrivs: true},
+		KernelTemplates: string(rt.pol.KernelTemplates),
+		Stderr:          rt.opts.spawnerErr,
+	})
+	if err != nil {
+		return nil, err
+	}
+	prt.spawner = sp
+	r := sp.Ready()
+	prt.layers = append(prt.layers, r.Layers...)
+	sort.Strings(prt.layers)
+	for _, s := range r.Skipped {
+		rt.opts.logger.Warn("policy path absent on this host; no rule added", "profile", prof.Name, "path", s)
+	}
+	return prt, nil
+}
+
+// Policy returns the policy the runtime enforces.
+func (rt *Runtime) Policy() *policy.Policy { return rt.pol }
+
+// Host returns what the runtime found on this host at start.
+func (rt *Runtime) Host() *Host { return rt.host }
+
+// Close kills every launch still running, ends the spawners and removes the
+// runtime's cgroups.
+func (rt *Runtime) Close() error {
+	rt.mu.Lock()
+	if rt.closed {
+		rt.mu.Unlock()
+		return nil
+	}
+	rt.closed = true
+	live := make([]*Process, 0, len(rt.live))
+	for p := range rt.live {
+		live = append(live, p)
+	}
+	rt.mu.Unlock()
+	for _, p := range live {
+		p.Kill()
+	}
+	rt.wg.Wait()
+	var errs []error
+	for _, prt := range rt.order {
+		if prt.spawner != nil {
+			errs = append(errs, prt.spawner.Close())
+		}
+	}
+	if rt.cg != nil {
+		errs = append(errs, rt.cg.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Stats are counters over the runtime's life.
+type Stats struct {
+	Launches, Failures, Denied       uint64
+	InFlight                         int64
+	TemplateHits, TemplatesCreated   uint64
+	TemplateRecreations, SpawnerRest uint64
+}
+
+// Stats returns the runtime's counters.
+func (rt *Runtime) Stats() Stats {
+	s := Stats{
+		Launches: rt.stats.launches.Load(), Failures: rt.stats.failures.Load(), Denied: rt.stats.denied.Load(),
+		InFlight:     rt.stats.inflight.Load(),
+		TemplateHits: rt.stats.hits.Load(), TemplatesCreated: rt.stats.created.Load(), TemplateRecreations: rt.stats.recreated.Load(),
+	}
+	for _, prt := range rt.order {
+		s.SpawnerRest += uint64(prt.spawner.Restarts())
+	}
+	return s
+}
+
+// check applies the policy to a request and returns the tool, its profile, the
+// working directory and the environment, or a DeniedError.
+func (rt *Runtime) check(req *Request) (*policy.Tool, *profileRT, string, []string, error) {
+	t, ok := rt.pol.Tool(req.Tool)
+	if !ok {
+		return nil, nil, "", nil, &DeniedError{Rule: "tools", Op: "launch", Object: fmt.Sprintf("%q", req.Tool), Reason: "no such tool in the policy"}
+	}
+	if t.Path == "" {
+		reason := "executable not found on this host"
+		if t.ResolveError != nil {
+			reason = t.ResolveError.Error()
+		}
+		return nil, nil, "", nil, &LaunchError{Tool: t.Name, Op: "resolve", Err: errors.New(reason)}
+	}
+	if d := t.Args.Check(req.Args); d != nil {
+		obj := fmt.Sprintf("%q", strings.Join(d.Args, " "))
+		reason := "denied"
+		if d.Index < 0 {
+			reason = "no allow pattern matches"
+		} else {
+			reason = fmt.Sprintf("matches %q at argument %d", d.Pattern, d.Index+1)
+		}
+		return nil, nil, "", nil, &DeniedError{Rule: d.Rule, Op: "argv", Object: obj, Reason: reason}
+	}
+	prt := rt.profiles[t.Profile]
+	dir := req.Dir
+	if dir == "" {
+		dir = rt.pol.Workspace
+	}
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(rt.pol.Workspace, dir)
+	}
+	dir = filepath.Clean(dir)
+	if !insideAny(dir, t.Profile.FS.Read, t.Profile.FS.Write, t.Profile.FS.Exec) {
+		return nil, nil, "", nil, &DeniedError{Rule: "tools." + t.Name + ".filesystem", Op: "dir", Object: dir, Reason: "outside every read, write and exec root"}
+	}
+	if req.StdinFile != "" && !filepath.IsAbs(req.StdinFile) {
+		req.StdinFile = filepath.Join(dir, req.StdinFile)
+	}
+	env := make([]string, 0, len(req.Env)+len(t.Env.Set))
+	keys := make([]string, 0, len(req.Env))
+	for k := range req.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	fixed := map[string]bool{}
+	for _, v := range t.Env.Set {
+		fixed[v.Name] = true
+	}
+	for _, k := range keys {
+		if !t.Env.Allowed(k) {
+			return nil, nil, "", nil, &DeniedError{Rule: "tools." + t.Name + ".env.allow", Op: "env", Object: k, Reason: "variable not on the allow-list"}
+		}
+		if fixed[k] {
+			continue // fixed values win
+		}
+		env = append(env, k+"="+req.Env[k])
+	}
+	for _, v := range t.Env.Set {
+		env = append(env, v.Name+"="+v.Value)
+	}
+	return t, prt, dir, env, nil
+}
+
+func insideAny(p string, lists ...[]string) bool {
+	for _, l := range lists {
+		for _, root := range l {
+			if p == root || root == "/" || strings.HasPrefix(p, root+"/") {
+				return true
+			}
+		}
+	}
+	return false
+}

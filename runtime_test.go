@@ -1,0 +1,507 @@
+package agentexec_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/agentexec/agentexec"
+	"github.com/agentexec/agentexec/internal/testutil"
+	"github.com/agentexec/agentexec/policy"
+)
+
+// The test binary serves as the spawner, and as a tool (TestHelperProcess).
+func TestMain(m *testing.M) {
+	agentexec.ServeSpawner()
+	if len(os.Args) > 2 && os.Args[1] == "-helper" {
+		os.Exit(helperMain(os.Args[2], os.Args[3:]))
+	}
+	os.Exit(m.Run())
+}
+
+// helperMain is the test binary run as a sandboxed tool.
+func helperMain(mode string, args []string) int {
+	switch mode {
+	case "cgroup":
+		b, _ := os.ReadFile("/proc/self/cgroup")
+		os.Stdout.Write(b)
+	case "status":
+		b, _ := os.ReadFile("/proc/self/status")
+		os.Stdout.Write(b)
+	case "kill":
+		pid, _ := strconv.Atoi(args[0])
+		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+			fmt.Println("kill:", err)
+			return 1
+		}
+		fmt.Println("kill: ok")
+	case "ptrace":
+		pid, _ := strconv.Atoi(args[0])
+		runtime.LockOSThread()
+		if err := syscall.PtraceAttach(pid); err != nil {
+			fmt.Println("ptrace:", err)
+			return 1
+		}
+		fmt.Println("ptrace: ok")
+		syscall.PtraceDetach(pid)
+	case "read":
+		if _, err := os.ReadFile(args[0]); err != nil {
+			fmt.Println("read:", err)
+			return 1
+		}
+		fmt.Println("read: ok")
+	case "write":
+		if err := os.WriteFile(args[0], []byte("x"), 0o644); err != nil {
+			fmt.Println("write:", err)
+			return 1
+		}
+		fmt.Println("write: ok")
+	case "exit":
+		n, _ := strconv.Atoi(args[0])
+		return n
+	case "signal":
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		time.Sleep(time.Second)
+	case "spew":
+		n, _ := strconv.Atoi(args[0])
+		buf := bytes.Repeat([]byte("0123456789abcdef"), 4096)
+		for written := 0; written < n; written += len(buf) {
+			os.Stdout.Write(buf[:min(len(buf), n-written)])
+			os.Stderr.Write(buf[:min(len(buf), n-written)])
+		}
+	case "env":
+		for _, e := range os.Environ() {
+			fmt.Println(e)
+		}
+	default:
+		fmt.Fprintln(os.Stderr, "unknown helper mode", mode)
+		return 2
+	}
+	return 0
+}
+
+// testPolicy builds a policy whose tools include the test binary itself ("self")
+// with read access to ws and the test binary's directory, write access to ws/out.
+func testPolicy(t testing.TB, extra string) (*policy.Policy, string) {
+	t.Helper()
+	ws := t.TempDir()
+	for _, d := range []string{"out", "bin"} {
+		if err := os.Mkdir(filepath.Join(ws, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := fmt.Sprintf(`version: 1
+workspace: %s
+defaults:
+  filesystem:
+    read: [/usr, /lib, /lib64, /bin, /etc, /proc, /dev/null, "${WORKSPACE}", %q]
+    write: ["${WORKSPACE}/out", /dev/null]
+    exec: [/usr, /bin, /lib, /lib64, %q, "${WORKSPACE}/bin"]
+  env:
+    allow: [FOO, LC_*]
+    set:
+      PATH: /usr/bin:/bin
+  limits:
+    timeout: 20s
+    output: 1MiB
+  enforcement:
+    landlock: require
+    cgroup: best_effort
+tools:
+  self: {exec: %q, hot: true}
+  sh: {exec: /bin/sh}
+  cat: {exec: /bin/cat, hot: true}
+  true: {exec: /bin/true}
+  sleep: {exec: /bin/sleep}
+  git:
+    exec: /usr/bin/git
+    args:
+      allow: ["status|log|--version"]
+      deny: ["push", "-c"]
+%s`, ws, filepath.Dir(exe), filepath.Dir(exe), exe, extra)
+	p, err := policy.Parse("test.yaml", []byte(y), policy.Options{Workspace: ws, Home: "/root", CPUs: runtime.NumCPU()})
+	if err != nil {
+		t.Fatalf("policy: %v", err)
+	}
+	if err := policy.Resolve(p); err != nil {
+		t.Fatalf("resolve: %v", err)
+	}
+	return p, ws
+}
+
+func newRuntime(t testing.TB, p *policy.Policy, opts ...agentexec.Option) *agentexec.Runtime {
+	t.Helper()
+	testutil.RequireRoot(t)
+	testutil.RequireLandlockABI(t, 6)
+	rt, err := agentexec.New(context.Background(), p, opts...)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := rt.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return rt
+}
+
+func run(t testing.TB, rt *agentexec.Runtime, tool string, args ...string) agentexec.Result {
+	t.Helper()
+	r, err := rt.Run(context.Background(), agentexec.Request{Tool: tool, Args: args})
+	if err != nil {
+		t.Fatalf("Run %s %q: %v", tool, args, err)
+	}
+	return r
+}
+
+func TestRunEchoAndExitCodes(t *testing.T) {
+	p, _ := testPolicy(t, "")
+	rt := newRuntime(t, p)
+	r := run(t, rt, "sh", "-c", "echo hello; echo oops >&2; exit 3")
+	if string(r.Stdout) != "hello\n" || string(r.Stderr) != "oops\n" || r.ExitCode != 3 {
+		t.Fatalf("got stdout %q stderr %q exit %d", r.Stdout, r.Stderr, r.ExitCode)
+	}
+	if r.Backend != agentexec.BackendUserspace {
+		t.Errorf("backend %q, want userspace", r.Backend)
+	}
+	for _, code := range []int{0, 1} {
+		if r := run(t, rt, "self", "-helper", "exit", strconv.Itoa(code)); r.ExitCode != code {
+			t.Errorf("exit %d: got %d", code, r.ExitCode)
+		}
+	}
+	if r := run(t, rt, "self", "-helper", "signal"); r.Signal != syscall.SIGKILL || r.ExitCode != -1 {
+		t.Errorf("signal: got signal %v exit %d", r.Signal, r.ExitCode)
+	}
+	// 126 and 127 come from the shell inside the sandbox and from exec itself.
+	if r := run(t, rt, "sh", "-c", "/nonexistent"); r.ExitCode != 127 {
+		t.Errorf("sh not found: %d", r.ExitCode)
+	}
+}
+
+func TestExecFailureStatus(t *testing.T) {
+	dir := t.TempDir()
+	gone := filepath.Join(dir, "gone")
+	script := filepath.Join(dir, "noexec")
+	for _, f := range []string{gone, script} {
+		if err := os.WriteFile(f, []byte("#!/bin/sh\necho hi\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, _ := testPolicy(t, fmt.Sprintf(`  gone: {exec: %s, filesystem: {exec: [%s]}}
+  noexec: {exec: %s, filesystem: {exec: [%s]}}
+`, gone, dir, script, dir))
+	rt := newRuntime(t, p)
+	// The binary vanished after the policy was resolved: 127. It lost its execute
+	// permission: 126.
+	os.Remove(gone)
+	os.Chmod(script, 0o644)
+	r, err := rt.Run(context.Background(), agentexec.Request{Tool: "gone"})
+	if err != nil || r.ExitCode != 127 || r.ExecError == "" {
+		t.Errorf("vanished binary: exit %d exec error %q err %v, want 127", r.ExitCode, r.ExecError, err)
+	}
+	r, err = rt.Run(context.Background(), agentexec.Request{Tool: "noexec"})
+	if err != nil || r.ExitCode != 126 || r.ExecError == "" {
+		t.Errorf("non-executable: exit %d exec error %q err %v, want 126", r.ExitCode, r.ExecError, err)
+	}
+}
+
+func TestDenied(t *testing.T) {
+	p, _ := testPolicy(t, "")
+	rt := newRuntime(t, p)
+	cases := []struct {
+		req  agentexec.Request
+		rule string
+	}{
+		{agentexec.Request{Tool: "rm"}, "tools"},
+		{agentexec.Request{Tool: "git", Args: []string{"push"}}, "tools.git.args.deny[0]"},
+		{agentexec.Request{Tool: "git", Args: []string{"log", "-c", "x=y"}}, "tools.git.args.deny[1]"},
+		{agentexec.Request{Tool: "git", Args: []string{"commit"}}, "tools.git.args.allow"},
+		{agentexec.Request{Tool: "cat", Dir: "/var"}, "tools.cat.filesystem"},
+		{agentexec.Request{Tool: "cat", Env: map[string]string{"SECRET": "x"}}, "tools.cat.env.allow"},
+	}
+	for _, c := range cases {
+		_, err := rt.Run(context.Background(), c.req)
+		var d *agentexec.DeniedError
+		if !errors.As(err, &d) || !errors.Is(err, agentexec.ErrDenied) {
+			t.Errorf("%+v: err %v, want DeniedError", c.req, err)
+			continue
+		}
+		if d.Rule != c.rule || d.Op == "" || d.Object == "" {
+			t.Errorf("%+v: rule %q op %q object %q, want rule %q", c.req, d.Rule, d.Op, d.Object, c.rule)
+		}
+		if !strings.Contains(err.Error(), c.rule) {
+			t.Errorf("error text %q does not name rule %q", err, c.rule)
+		}
+	}
+}
+
+func TestEnvironment(t *testing.T) {
+	os.Setenv("AGENTEXEC_TEST_SECRET", "hunter2")
+	defer os.Unsetenv("AGENTEXEC_TEST_SECRET")
+	p, _ := testPolicy(t, "")
+	rt := newRuntime(t, p)
+	r, err := rt.Run(context.Background(), agentexec.Request{Tool: "self", Args: []string{"-helper", "env"}, Env: map[string]string{"FOO": "bar", "LC_ALL": "C"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Fields(string(r.Stdout))
+	want := []string{"FOO=bar", "LC_ALL=C", "PATH=/usr/bin:/bin"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("env %q, want exactly %q (nothing inherited from the agent)", got, want)
+	}
+}
+
+func TestLandlockFilesystem(t *testing.T) {
+	p, ws := testPolicy(t, "")
+	rt := newRuntime(t, p)
+	secret := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secret, []byte("s"), 0o600)
+	os.WriteFile(filepath.Join(ws, "in.txt"), []byte("hello"), 0o644)
+	cases := []struct {
+		mode, path string
+		ok         bool
+	}{
+		{"read", filepath.Join(ws, "in.txt"), true},
+		{"read", secret, false},
+		{"read", "/root/.bashrc", false},
+		{"write", filepath.Join(ws, "out", "x"), true},
+		{"write", filepath.Join(ws, "x"), false},
+		{"write", "/tmp/agentexec-landlock-test", false},
+	}
+	for _, c := range cases {
+		r := run(t, rt, "self", "-helper", c.mode, c.path)
+		if (r.ExitCode == 0) != c.ok {
+			t.Errorf("%s %s: exit %d out %q, want ok=%v", c.mode, c.path, r.ExitCode, r.Stdout, c.ok)
+		}
+		if !c.ok && !strings.Contains(string(r.Stdout), "permission denied") {
+			t.Errorf("%s %s: %q, want permission denied", c.mode, c.path, r.Stdout)
+		}
+	}
+	// The main process itself is not restricted.
+	if _, err := os.ReadFile(secret); err != nil {
+		t.Errorf("main process lost access: %v", err)
+	}
+	// Executing outside the exec roots is refused.
+	tool := filepath.Join(ws, "out", "true")
+	b, _ := os.ReadFile("/bin/true")
+	os.WriteFile(tool, b, 0o755)
+	r := run(t, rt, "sh", "-c", tool)
+	if r.ExitCode != 126 {
+		t.Errorf("exec outside exec roots: exit %d stderr %q, want 126", r.ExitCode, r.Stderr)
+	}
+}
+
+func TestChildCannotReachAgent(t *testing.T) {
+	p, _ := testPolicy(t, "")
+	rt := newRuntime(t, p)
+	me := strconv.Itoa(os.Getpid())
+	for _, c := range [][]string{
+		{"kill", me},
+		{"ptrace", me},
+		{"read", "/proc/" + me + "/environ"},
+		{"read", "/proc/" + me + "/mem"},
+	} {
+		r := run(t, rt, "self", append([]string{"-helper"}, c...)...)
+		if r.ExitCode == 0 {
+			t.Errorf("%v: the child reached the agent process: %s", c, r.Stdout)
+		}
+	}
+}
+
+func TestFDHygiene(t *testing.T) {
+	p, _ := testPolicy(t, "")
+	// An fd the embedding program opened without O_CLOEXEC before New.
+	fd, err := unix.Open("/dev/null", unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	rt := newRuntime(t, p)
+	// And one opened after.
+	fd2, err := unix.Open("/dev/null", unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd2)
+	listFDs := "ls /proc/$$/fd"
+	r := run(t, rt, "sh", "-c", listFDs)
+	if got := strings.Join(strings.Fields(string(r.Stdout)), " "); got != "0 1 2" {
+		t.Fatalf("child fds %q, want exactly 0 1 2", got)
+	}
+	// An explicit extra fd arrives as fd 3, and nothing else does.
+	f, _ := os.Open("/dev/null")
+	defer f.Close()
+	r2, err := rt.Run(context.Background(), agentexec.Request{Tool: "sh", Args: []string{"-c", listFDs}, ExtraFiles: []*os.File{f}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(strings.Fields(string(r2.Stdout)), " "); got != "0 1 2 3" {
+		t.Fatalf("with an extra fd: %q, want 0 1 2 3", got)
+	}
+}
+
+func TestStdinAndLargeOutput(t *testing.T) {
+	p, ws := testPolicy(t, "")
+	rt := newRuntime(t, p)
+	r, err := rt.Run(context.Background(), agentexec.Request{Tool: "cat", Stdin: strings.NewReader("from stdin")})
+	if err != nil || string(r.Stdout) != "from stdin" {
+		t.Fatalf("stdin bytes: %q %v", r.Stdout, err)
+	}
+	os.WriteFile(filepath.Join(ws, "f"), []byte("from file"), 0o644)
+	r, err = rt.Run(context.Background(), agentexec.Request{Tool: "cat", StdinFile: "f"})
+	if err != nil || string(r.Stdout) != "from file" {
+		t.Fatalf("stdin file: %q %v", r.Stdout, err)
+	}
+	if r := run(t, rt, "cat"); len(r.Stdout) != 0 || r.ExitCode != 0 {
+		t.Fatalf("null stdin: %q %d", r.Stdout, r.ExitCode)
+	}
+	// 64 MiB on each stream against a 1 MiB cap: no deadlock, excess counted.
+	r = run(t, rt, "self", "-helper", "spew", strconv.Itoa(64<<20))
+	if r.ExitCode != 0 || len(r.Stdout) != 1<<20 || len(r.Stderr) != 1<<20 {
+		t.Fatalf("spew: exit %d, %d/%d bytes kept", r.ExitCode, len(r.Stdout), len(r.Stderr))
+	}
+	if !r.StdoutTruncated || r.StdoutDropped != 63<<20 || r.StderrDropped != 63<<20 {
+		t.Fatalf("spew: truncated %v dropped %d/%d", r.StdoutTruncated, r.StdoutDropped, r.StderrDropped)
+	}
+}
+
+// procsWith returns pids whose cmdline contains marker.
+func procsWith(marker string) []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err == nil && bytes.Contains(b, []byte(marker)) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// sleepMarker is a sleep duration unique to this call, so that the processes a test
+// started can be found in /proc by their command line.
+func sleepMarker() string { return fmt.Sprintf("1000.%09d", time.Now().UnixNano()%1e9) }
+
+func TestTimeoutKillsTree(t *testing.T) {
+	p, _ := testPolicy(t, "")
+	rt := newRuntime(t, p, agentexec.WithKillGrace(200*time.Millisecond))
+	m := sleepMarker()
+	r, err := rt.Run(context.Background(), agentexec.Request{Tool: "sh", Args: []string{"-c", "sleep " + m + " & sleep " + m}, Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.TimedOut || r.Signal == 0 {
+		t.Fatalf("not timed out: %+v", r)
+	}
+	if left := procsWith(m); len(left) > 0 {
+		t.Fatalf("processes left behind: %v", left)
+	}
+}
+
+func TestCancelKillsTree(t *testing.T) {
+	p, _ := testPolicy(t, "")
+	rt := newRuntime(t, p, agentexec.WithKillGrace(200*time.Millisecond))
+	m := sleepMarker()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	// The inner sh ignores SIGTERM, so only the tree kill after the grace ends it.
+	r, err := rt.Run(ctx, agentexec.Request{Tool: "sh", Args: []string{"-c", "trap '' TERM; (sleep " + m + " &); sleep " + m}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Canceled || r.Signal == 0 {
+		t.Fatalf("cancel: %+v", r)
+	}
+	if left := procsWith(m); len(left) > 0 {
+		t.Fatalf("processes left behind: %v", left)
+	}
+}
+
+func TestConcurrentRuns(t *testing.T) {
+	p, _ := testPolicy(t, "")
+	rt := newRuntime(t, p)
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			want := fmt.Sprintf("call-%d", i)
+			r, err := rt.Run(context.Background(), agentexec.Request{Tool: "sh", Args: []string{"-c", "echo " + want}})
+			if err != nil {
+				errs <- err
+				return
+			}
+			if strings.TrimSpace(string(r.Stdout)) != want || r.ExitCode != 0 {
+				errs <- fmt.Errorf("call %d: got %q exit %d", i, r.Stdout, r.ExitCode)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestSpawnerRestart(t *testing.T) {
+	p, _ := testPolicy(t, "")
+	rt := newRuntime(t, p)
+	ctx := context.Background()
+	proc, err := rt.Start(ctx, agentexec.Request{Tool: "sleep", Args: []string{"100"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, _ = readAll(proc) }()
+	agentexec.KillSpawnerForTest(rt, "sleep")
+	done := make(chan struct{})
+	go func() {
+		_, err = proc.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("launch in flight hung after its spawner died")
+	}
+	if err == nil {
+		t.Fatal("launch in flight when the spawner died: no error")
+	}
+	// The next launch restarts the spawner.
+	if r := run(t, rt, "true"); r.ExitCode != 0 {
+		t.Fatalf("after restart: %+v", r)
+	}
+	if rt.Stats().SpawnerRest == 0 {
+		t.Error("restart not counted")
+	}
+}
+
+func readAll(p *agentexec.Process) ([]byte, error) {
+	var b bytes.Buffer
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); b2 := new(bytes.Buffer); b2.ReadFrom(p.Stderr()) }()
+	_, err := b.ReadFrom(p.Stdout())
+	wg.Wait()
+	return b.Bytes(), err
+}
