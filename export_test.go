@@ -5,3 +5,12 @@ func KillSpawnerForTest(rt *Runtime, tool string) {
 	t, _ := rt.pol.Tool(tool)
 	rt.profiles[t.Profile].spawner.Kill()
 }
+
+// SpawnerPidsForTest returns the pids of the runtime's spawner processes.
+func SpawnerPidsForTest(rt *Runtime) []int {
+	var pids []int
+	for _, prt := range rt.order {
+		pids = append(pids, prt.spawner.Pid())
+	}
+	return pids
+}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/agentexec/agentexec/internal/cgroup"
+	"github.com/agentexec/agentexec/internal/contain"
 	"github.com/agentexec/agentexec/internal/sandbox"
 	"github.com/agentexec/agentexec/policy"
 )
@@ -217,12 +218,24 @@ func (rt *Runtime) startProfile(prof *policy.Profile) (*profileRT, error) {
 		}
 		tools = append(tools, sandbox.ToolSpec{Name: t.Name, Path: t.Path, Hot: t.Hot && !rt.opts.noTemplates})
 	}
+	netns := false
+	if prof.Network.Isolated != "" {
+		if ok, why := contain.NetNSAvailable(); ok {
+			netns = true
+			prt.layers = append(prt.layers, "netns")
+		} else if prof.Network.Isolated == policy.Require {
+			return nil, fmt.Errorf("profile %s: network isolated: require: %s: %w", prof.Name, why, ErrNotSupported)
+		} else {
+			prt.unenforced = append(prt.unenforced, "netns: "+why)
+		}
+	}
 	sp, err := sandbox.StartSpawner(sandbox.SpawnerConfig{
 		Binary:          rt.opts.binary,
 		Profile:         prof.Name,
 		Tools:           tools,
 		Landlock:        plan,
-		Containment:     sandbox.Containment{NoNewPrivs: true},
+		Containment:     sandbox.ContainmentFor(prof),
+		NetNS:           netns,
 		KernelTemplates: string(rt.pol.KernelTemplates),
 		Stderr:          rt.opts.spawnerErr,
 	})

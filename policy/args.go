@@ -101,7 +101,8 @@ func Glob(pattern, s string) bool {
 //   - then, if there are allow patterns, one of them must match args from the first
 //     argument on (args may continue past the pattern's words).
 //
-// A nil *ArgRules allows everything.
+// A nil *ArgRules allows everything. The result is a pointer, not an error: compare
+// it with nil before storing it in an error variable.
 func (r *ArgRules) Check(args []string) *ArgDenial {
 	if r == nil {
 		return nil

@@ -97,3 +97,51 @@ func (p *Policy) group(defaults Profile) {
 		t.Profile = prof
 	}
 }
+
+// LandlockFeature is one Landlock feature a profile's rules rely on.
+type LandlockFeature struct {
+	// Name is "fs", "refer", "truncate", "net_tcp", "ioctl_dev",
+	// "scope_abstract_unix" or "scope_signals".
+	Name string
+	// ABI is the first Landlock ABI version that has the feature.
+	ABI int
+	// Required marks features without which a rule of the profile goes unenforced:
+	// under landlock: require, a kernel that lacks one is an error at start. The
+	// others ("refer": renames and links inside write roots; "ioctl_dev") only make
+	// the sandbox work better or tighter, and are reported when missing.
+	Required bool
+}
+
+// LandlockFeatures lists the Landlock features the profile uses, by ABI version
+// (docs/policy.md has the table and what each enforcement mode does without them).
+func (p *Profile) LandlockFeatures() []LandlockFeature {
+	f := []LandlockFeature{{Name: "fs", ABI: 1, Required: true}}
+	if len(p.FS.Write) > 0 {
+		f = append(f, LandlockFeature{Name: "refer", ABI: 2})
+	}
+	f = append(f, LandlockFeature{Name: "truncate", ABI: 3, Required: true})
+	// An empty network namespace that must exist makes TCP rules moot, unless the
+	// policy lists ports (which an empty namespace could not reach anyway).
+	netRequired := p.Network.Isolated != Require || len(p.Network.ConnectTCP)+len(p.Network.BindTCP) > 0
+	f = append(f, LandlockFeature{Name: "net_tcp", ABI: 4, Required: netRequired},
+		LandlockFeature{Name: "ioctl_dev", ABI: 5})
+	if p.IPC.ScopeAbstractUnix {
+		f = append(f, LandlockFeature{Name: "scope_abstract_unix", ABI: 6, Required: true})
+	}
+	if p.IPC.ScopeSignals {
+		f = append(f, LandlockFeature{Name: "scope_signals", ABI: 6, Required: true})
+	}
+	return f
+}
+
+// MinLandlockABI is the lowest Landlock ABI version that enforces every required
+// feature of the profile: what landlock: require asks of the kernel.
+func (p *Profile) MinLandlockABI() int {
+	abi := 1
+	for _, f := range p.LandlockFeatures() {
+		if f.Required {
+			abi = max(abi, f.ABI)
+		}
+	}
+	return abi
+}

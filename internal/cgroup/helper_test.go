@@ -65,12 +65,29 @@ func runHelper(name string) int {
 		fmt.Println("allocated", len(keep))
 		return 0
 	case "spin":
+		// Spin until this process has used HELPER_MS of CPU (user+system), or for
+		// HELPER_WALL_MS of wall time when that is set (the cpu.max test).
 		ms, _ := strconv.Atoi(os.Getenv("HELPER_MS"))
-		end := time.Now().Add(time.Duration(ms) * time.Millisecond)
+		wall, _ := strconv.Atoi(os.Getenv("HELPER_WALL_MS"))
+		start := time.Now()
 		x := 0
-		for time.Now().Before(end) {
+		for {
 			for i := 0; i < 100000; i++ {
 				x += i
+			}
+			if wall > 0 {
+				if time.Since(start) >= time.Duration(wall)*time.Millisecond {
+					break
+				}
+				continue
+			}
+			var ru syscall.Rusage
+			if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 2
+			}
+			if time.Duration(ru.Utime.Nano()+ru.Stime.Nano()) >= time.Duration(ms)*time.Millisecond {
+				break
 			}
 		}
 		fmt.Println(x > 0)

@@ -67,13 +67,14 @@ type Pool struct {
 	// release replaces the group (in the background) to keep PeakMemory per launch.
 	freshOnly bool
 
-	mu     sync.Mutex
-	free   []*Group
-	all    map[*Group]struct{}
-	total  int // groups existing or being created
-	seq    int
-	closed bool
-	avail  chan struct{} // closed and replaced when a group is returned
+	mu      sync.Mutex
+	free    []*Group
+	all     map[*Group]struct{}
+	total   int // groups existing or being created
+	seq     int
+	closed  bool
+	avail   chan struct{} // closed and replaced when a group is returned to waiters
+	waiters int           // GetContext calls waiting on avail
 }
 
 // Group is one per-launch cgroup of a Pool.
@@ -100,6 +101,8 @@ type Group struct {
 	// fork (the kill sequence is compared against the parent's cgroup), so a killed
 	// group is replaced instead.
 	killed atomic.Bool
+
+	buf [512]byte // scratch for reads; the group has one user at a time
 }
 
 var poolNameRE = regexp.MustCompile(`^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,63}$`)
@@ -288,26 +291,26 @@ func (g *Group) closeFDs() {
 // rebase records the counters Usage subtracts and resets the resettable peaks. The
 // group is empty, so the counters do not move until the next launch.
 func (g *Group) rebase() error {
-	var buf [512]byte
-	v, err := readKeyFD(g.cpuStat, buf[:], "usage_usec")
+	buf := g.buf[:]
+	v, err := readKeyFD(g.cpuStat, buf, "usage_usec")
 	if err != nil {
 		return fmt.Errorf("cgroup: %s/cpu.stat: %w", g.path, err)
 	}
 	g.baseCPU = v
 	if g.memEvents >= 0 {
-		if g.baseOOM, err = readKeyFD(g.memEvents, buf[:], "oom_kill"); err != nil {
+		if g.baseOOM, err = readKeyFD(g.memEvents, buf, "oom_kill"); err != nil {
 			return fmt.Errorf("cgroup: %s/memory.events: %w", g.path, err)
 		}
 	}
 	m := g.pool.m
 	if g.memPeak >= 0 && m.memPeakResettable {
 		// Any non-empty write resets the peak seen through this fd to the current usage.
-		if _, err := unix.Pwrite(g.memPeak, []byte("0"), 0); err != nil {
+		if _, err := unix.Pwrite(g.memPeak, resetValue, 0); err != nil {
 			return &os.PathError{Op: "write (reset)", Path: g.path + "/memory.peak", Err: err}
 		}
 	}
 	if g.pidsPeak >= 0 && m.pidsPeakResettable {
-		if _, err := unix.Pwrite(g.pidsPeak, []byte("0"), 0); err != nil {
+		if _, err := unix.Pwrite(g.pidsPeak, resetValue, 0); err != nil {
 			return &os.PathError{Op: "write (reset)", Path: g.path + "/pids.peak", Err: err}
 		}
 	}
@@ -361,16 +364,22 @@ func (p *Pool) Get() (*Group, error) {
 func (p *Pool) GetContext(ctx context.Context) (*Group, error) {
 	for {
 		p.mu.Lock()
+		p.waiters++
 		avail := p.avail
 		p.mu.Unlock()
 		g, err := p.Get()
+		if errors.Is(err, ErrPoolExhausted) {
+			select {
+			case <-avail:
+			case <-ctx.Done():
+				err = fmt.Errorf("cgroup: pool %s: waiting for a free group: %w", p.name, ctx.Err())
+			}
+		}
+		p.mu.Lock()
+		p.waiters--
+		p.mu.Unlock()
 		if !errors.Is(err, ErrPoolExhausted) {
 			return g, err
-		}
-		select {
-		case <-avail:
-		case <-ctx.Done():
-			return nil, fmt.Errorf("cgroup: pool %s: waiting for a free group: %w", p.name, ctx.Err())
 		}
 	}
 }
@@ -383,8 +392,10 @@ func (p *Pool) put(g *Group) {
 		return // destroyAll takes care of it
 	}
 	p.free = append(p.free, g)
-	close(p.avail)
-	p.avail = make(chan struct{})
+	if p.waiters > 0 {
+		close(p.avail)
+		p.avail = make(chan struct{})
+	}
 }
 
 // FD returns the group directory's O_PATH|O_DIRECTORY|O_CLOEXEC fd, opened once at
@@ -398,8 +409,7 @@ func (g *Group) Path() string { return g.path }
 // Place moves pid into the group (a write to cgroup.procs through a kept fd); for
 // backends that cannot spawn into the cgroup directly.
 func (g *Group) Place(pid int) error {
-	var b [20]byte
-	if _, err := unix.Pwrite(g.procs, strconv.AppendInt(b[:0], int64(pid), 10), 0); err != nil {
+	if _, err := unix.Pwrite(g.procs, strconv.AppendInt(g.buf[:0], int64(pid), 10), 0); err != nil {
 		return &os.PathError{Op: "write pid " + strconv.Itoa(pid), Path: g.path + "/cgroup.procs", Err: err}
 	}
 	return nil
@@ -412,14 +422,18 @@ func (g *Group) Kill() error {
 	if g.dir < 0 {
 		return ErrClosed
 	}
-	g.killed.Store(true)
-	return g.pool.m.killDir(g.path, true)
+	m := g.pool.m
+	if m.hasKill {
+		// The freeze+SIGKILL fallback leaves the kill sequence alone; only a write
+		// to cgroup.kill makes the group unusable for later launches.
+		g.killed.Store(true)
+	}
+	return m.killDir(g.path, true)
 }
 
 // Populated reports whether any process is in the group (cgroup.events populated).
 func (g *Group) Populated() (bool, error) {
-	var buf [128]byte
-	v, err := readKeyFD(g.events, buf[:], "populated")
+	v, err := readKeyFD(g.events, g.buf[:], "populated")
 	if err != nil {
 		return false, fmt.Errorf("cgroup: %s/cgroup.events: %w", g.path, err)
 	}
@@ -439,29 +453,29 @@ func (g *Group) WaitEmpty(timeout time.Duration) error {
 // processes exited and before Release.
 func (g *Group) Usage() (Usage, error) {
 	var u Usage
-	var buf [512]byte
+	buf := g.buf[:]
 	m := g.pool.m
-	v, err := readKeyFD(g.cpuStat, buf[:], "usage_usec")
+	v, err := readKeyFD(g.cpuStat, buf, "usage_usec")
 	if err != nil {
 		return u, fmt.Errorf("cgroup: %s/cpu.stat: %w", g.path, err)
 	}
 	u.CPU, u.HaveCPU = time.Duration(v-g.baseCPU)*time.Microsecond, true
 	if g.memPeak >= 0 && (m.memPeakResettable || g.uses == 1) {
-		n, err := unix.Pread(g.memPeak, buf[:], 0)
+		n, err := unix.Pread(g.memPeak, buf, 0)
 		if err != nil {
 			return u, &os.PathError{Op: "read", Path: g.path + "/memory.peak", Err: err}
 		}
 		if u.PeakMemory, err = parseInt(buf[:n]); err != nil {
 			return u, fmt.Errorf("cgroup: %s/memory.peak: %w", g.path, err)
 		}
-		oom, err := readKeyFD(g.memEvents, buf[:], "oom_kill")
+		oom, err := readKeyFD(g.memEvents, buf, "oom_kill")
 		if err != nil {
 			return u, fmt.Errorf("cgroup: %s/memory.events: %w", g.path, err)
 		}
 		u.OOMKills, u.HaveMemory = oom-g.baseOOM, true
 	}
 	if g.pidsPeak >= 0 && (m.pidsPeakResettable || g.uses == 1) {
-		n, err := unix.Pread(g.pidsPeak, buf[:], 0)
+		n, err := unix.Pread(g.pidsPeak, buf, 0)
 		if err != nil {
 			return u, &os.PathError{Op: "read", Path: g.path + "/pids.peak", Err: err}
 		}
@@ -475,9 +489,10 @@ func (g *Group) Usage() (Usage, error) {
 
 // Release gives the group back. An empty group (populated 0) goes straight back to
 // the free list after its counters are re-read (a few preads, no mkdir). A group that
-// still holds processes is killed and drained in the background, then reused; one
-// that cannot be drained or measured again is removed and replaced in the
-// background. Do not use g after Release.
+// still holds processes, or was killed through cgroup.kill (see Group.killed), or
+// whose peak memory cannot be reset, is killed, drained, removed and replaced in the
+// background; after the freeze+SIGKILL fallback an emptied group is reused. Do not
+// use g after Release.
 func (g *Group) Release() {
 	p := g.pool
 	p.mu.Lock()
@@ -505,7 +520,7 @@ func (p *Pool) recycle(g *Group) {
 		if populated, err := g.Populated(); err == nil && populated {
 			_ = g.Kill()
 		}
-		if g.WaitEmpty(p.m.drain) == nil && !hasSubgroups(g.path) && g.rebase() == nil {
+		if !g.killed.Load() && g.WaitEmpty(p.m.drain) == nil && !hasSubgroups(g.path) && g.rebase() == nil {
 			p.put(g)
 			return
 		}
@@ -605,3 +620,6 @@ func (p *Pool) Close() error {
 	p.m.mu.Unlock()
 	return p.destroyAll()
 }
+
+// resetValue is written to memory.peak/pids.peak to reset them (any non-empty string).
+var resetValue = []byte("0")

@@ -126,10 +126,18 @@ func schedule(ctx context.Context, steps []*Step, jobs int, keepGoing bool, exec
 			stopReason = fmt.Sprintf("fail-fast: %s %s", d.r.Step.Name, pastTense(d.r.Status))
 		}
 	}
-	for i := range steps {
-		if !started[i] {
-			skip(i, stopReason)
+	for i, s := range steps {
+		if started[i] {
+			continue
 		}
+		why := stopReason
+		for _, n := range s.Needs {
+			if nr := results[byName[n]]; nr != nil && !nr.ok() {
+				why = fmt.Sprintf("needs %s, which %s", n, pastTense(nr.Status))
+				break
+			}
+		}
+		skip(i, why)
 	}
 	return results
 }

@@ -91,7 +91,6 @@ func (d *decoder) syntaxError(err error) error {
 	fe := &policy.FieldError{File: d.file, Msg: "YAML syntax error: " + strings.TrimPrefix(err.Error(), "yaml: "), Err: err}
 	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
 		fe.Line, _ = strconv.Atoi(m[1])
-		fe.Col = 1
 		fe.Msg = "YAML syntax error: " + m[2]
 	}
 	return fe

@@ -41,6 +41,7 @@ func BenchmarkForkExec(b *testing.B) {
 			cfg.Bench = b.N
 			rep := runSpawner(b, cfg, "", nil)
 			b.ReportMetric(rep.BenchNs, "ns/op")
+			b.ReportMetric(rep.BenchCPUNs, "cpu-ns/launch") // spawner + child CPU time per launch
 		})
 	}
 }
@@ -58,11 +59,13 @@ func BenchmarkForkExecPaired(b *testing.B) {
 	run := []launch{{Argv: []string{truePath}}}
 	const rounds = 7
 	per := b.N/rounds + 1
-	var plain, filtered []float64
+	var plain, filtered, plainCPU, filteredCPU []float64
 	for range rounds {
 		p := runSpawner(b, spawnerConfig{Runs: run, Bench: per}, "", nil)
 		f := runSpawner(b, spawnerConfig{DropCaps: true, NNP: true, Seccomp: &SeccompSpec{Network: NetNone}, Runs: run, Bench: per}, "", nil)
 		plain = append(plain, p.BenchNs)
+		plainCPU = append(plainCPU, p.BenchCPUNs)
+		filteredCPU = append(filteredCPU, f.BenchCPUNs)
 		filtered = append(filtered, f.BenchNs)
 	}
 	mp, mf := median(plain), median(filtered)
@@ -70,10 +73,35 @@ func BenchmarkForkExecPaired(b *testing.B) {
 	b.ReportMetric(mp, "plain-ns/launch")    // median per-launch time without containment
 	b.ReportMetric(mf, "filtered-ns/launch") // median per-launch time with caps+nnp+seccomp
 	b.ReportMetric(mf/mp, "filtered/plain")
+	cp, cf := median(plainCPU), median(filteredCPU)
+	b.ReportMetric(cp, "plain-cpu-ns/launch")    // CPU time (spawner + child) per launch, unrestricted
+	b.ReportMetric(cf, "filtered-cpu-ns/launch") // the same with caps+nnp+seccomp
+	b.ReportMetric(cf/cp, "filtered/plain-cpu")
 }
 
 func median(v []float64) float64 {
 	s := append([]float64(nil), v...)
 	sort.Float64s(s)
 	return s[len(s)/2]
+}
+
+// BenchmarkSyscallUnderFilter measures the filter's cost per system call: getppid
+// (decided by syscall number alone, so the kernel's seccomp action cache answers
+// without running the filter) and kill (its pid argument is inspected, so the BPF
+// program runs), with and without the filter, alternating in rounds.
+func BenchmarkSyscallUnderFilter(b *testing.B) {
+	const rounds = 5
+	per := b.N/rounds + 1
+	var g0, g1, k0, k1 []float64
+	for range rounds {
+		p := runSpawner(b, spawnerConfig{BenchSyscalls: per}, "", nil)
+		f := runSpawner(b, spawnerConfig{NNP: true, Seccomp: &SeccompSpec{Network: NetNone}, BenchSyscalls: per}, "", nil)
+		g0, g1 = append(g0, p.GetppidNs), append(g1, f.GetppidNs)
+		k0, k1 = append(k0, p.KillNs), append(k1, f.KillNs)
+	}
+	b.ReportMetric(median(g1), "ns/op")
+	b.ReportMetric(median(g0), "getppid-plain-ns")
+	b.ReportMetric(median(g1), "getppid-filtered-ns")
+	b.ReportMetric(median(k0), "kill-plain-ns")
+	b.ReportMetric(median(k1), "kill-filtered-ns")
 }

@@ -266,7 +266,7 @@ func listeners(t *testing.T) probeTargets {
 	}
 	t.Cleanup(func() { al.Close() })
 	go acceptAll(al)
-	return probeTargets{UDP: udp.LocalAddr().String(), TCP: tcp.Addr().String(), UnixPath: path, UnixAbstract: abs}
+	return probeTargets{UDP: udp.LocalAddr().String(), TCP: tcp.Addr().String(), UnixPath: path, UnixAbstract: abs, Agent: os.Getpid()}
 }
 
 func acceptAll(l net.Listener) {
@@ -282,7 +282,7 @@ func acceptAll(l net.Listener) {
 var allProbes = []string{
 	"udp", "tcp", "tcp-proto", "mptcp", "raw", "packet", "netlink", "unix", "unix-abstract", "socketpair",
 	"kill-spawner", "kill-spawner-pgrp", "kill-all", "tgkill-spawner", "tkill-spawner", "sigqueue-spawner",
-	"pidfd-open-spawner", "pidfd-send-spawner", "ptrace-spawner", "kill-own-child", "clone-newuser", "unshare-newuser", "io_uring",
+	"pidfd-open-spawner", "pidfd-send-spawner", "ptrace-spawner", "kill-own-child", "kill-agent", "environ-agent", "clone-newuser", "unshare-newuser", "io_uring",
 }
 
 func probeLaunch(t *testing.T, tg probeTargets, sig syscall.Signal) launch {
@@ -338,13 +338,13 @@ func TestSeccompProbes(t *testing.T) {
 		"kill-spawner": eperm, "kill-spawner-pgrp": eperm, "kill-all": eperm, "tgkill-spawner": eperm,
 		"tkill-spawner": eperm, "sigqueue-spawner": eperm, "pidfd-open-spawner": eperm,
 		"pidfd-send-spawner": eperm, "ptrace-spawner": eperm, "kill-own-child": ok,
+		"kill-agent": eperm, "environ-agent": syscall.EACCES,
 		"clone-newuser": eperm, "unshare-newuser": eperm, "io_uring": eperm,
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			spec := c.spec
-			// The spawner helper is started with Setsid below only through
-			// exec.Cmd defaults (it shares our group); -pid is refused regardless.
+			spec.ProtectPIDs = []int{os.Getpid()}
 			rep := runSpawner(t, spawnerConfig{
 				DropCaps: true, NNP: true, Seccomp: &spec,
 				Runs: []launch{probeLaunch(t, tg, syscall.SIGTERM)},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -53,6 +54,9 @@ type spawnerConfig struct {
 	Runs      []launch
 	// Bench, when > 0, times that many launches of Runs[0] and reports ns/launch.
 	Bench int
+	// BenchSyscalls, when > 0, times that many getppid(2) and kill(getppid(), 0)
+	// calls (one filtered by number only, one inspected by argument).
+	BenchSyscalls int
 }
 
 type launch struct {
@@ -73,6 +77,19 @@ type spawnerReport struct {
 	RuntimeErr string
 	Runs       []launchResult
 	BenchNs    float64
+	// BenchCPUNs is CPU time (user+system, the helper and its children) per launch:
+	// less sensitive to other load on the machine than wall time.
+	BenchCPUNs float64
+	// GetppidNs and KillNs are ns per call of the BenchSyscalls loops.
+	GetppidNs, KillNs float64
+}
+
+func cpuNs() int64 {
+	var self, kids syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids)
+	t := func(r syscall.Rusage) int64 { return r.Utime.Nano() + r.Stime.Nano() }
+	return t(self) + t(kids)
 }
 
 func spawnerMain() int {
@@ -96,8 +113,21 @@ func spawnerMain() int {
 			}
 			cgfd = fd
 		}
-		if cfg.Bench > 0 && len(cfg.Runs) > 0 {
+		if n := cfg.BenchSyscalls; n > 0 {
 			start := time.Now()
+			for range n {
+				syscall.Getppid()
+			}
+			rep.GetppidNs = float64(time.Since(start).Nanoseconds()) / float64(n)
+			pp := syscall.Getppid()
+			start = time.Now()
+			for range n {
+				syscall.Kill(pp, 0)
+			}
+			rep.KillNs = float64(time.Since(start).Nanoseconds()) / float64(n)
+		}
+		if cfg.Bench > 0 && len(cfg.Runs) > 0 {
+			start, cpu0 := time.Now(), cpuNs()
 			for i := 0; i < cfg.Bench; i++ {
 				if r := spawn(cfg.Runs[0], cgfd); r.Status != "exit 0" {
 					rep.RuntimeErr = fmt.Sprintf("bench launch %d: %s", i, r.Status)
@@ -105,6 +135,7 @@ func spawnerMain() int {
 				}
 			}
 			rep.BenchNs = float64(time.Since(start).Nanoseconds()) / float64(cfg.Bench)
+			rep.BenchCPUNs = float64(cpuNs()-cpu0) / float64(cfg.Bench)
 		} else {
 			for _, l := range cfg.Runs {
 				rep.Runs = append(rep.Runs, spawn(l, cgfd))
@@ -147,6 +178,19 @@ func setupSpawner(cfg spawnerConfig) error {
 // timers, and asynchronous preemption (tgkill(getpid(), tid, SIGURG)): with one P, a
 // goroutine spinning without function calls yields only when preempted by signal.
 func runtimeChecks() error {
+	// An all-threads call through psx after the filter (go-landlock's
+	// restrict_self takes this path): psx and Go's AllThreadsSyscall signal every
+	// thread with signal 33 (SIGRTMIN+1) through tkill/tgkill aimed at the spawner.
+	psxDone := make(chan error, 1)
+	go func() { psxDone <- SetNoNewPrivs() }()
+	select {
+	case err := <-psxDone:
+		if err != nil {
+			return fmt.Errorf("all-threads prctl after the filter: %w", err)
+		}
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("all-threads prctl after the filter: hung for 10s (thread signals refused?)")
+	}
 	prev := runtime.GOMAXPROCS(1)
 	defer runtime.GOMAXPROCS(prev)
 	var stop sync.WaitGroup
@@ -301,6 +345,8 @@ func testExe(t testing.TB) string {
 // probeEnv is what probe children need to find the listeners.
 type probeTargets struct {
 	UDP, TCP, UnixPath, UnixAbstract string
+	// Agent is the pid of the test process, standing in for agentexec's own process.
+	Agent int
 }
 
 const targetsEnv = "AGENTEXEC_CONTAIN_TARGETS"
@@ -397,6 +443,15 @@ func probe(name string, tg probeTargets, ppid int, sig syscall.Signal) error {
 		*(*int32)(unsafe.Pointer(&info[8])) = -1 // SI_QUEUE
 		_, _, e := unix.Syscall(unix.SYS_RT_SIGQUEUEINFO, uintptr(ppid), uintptr(sig), uintptr(unsafe.Pointer(&info[0])))
 		return errnoErr(e)
+	case "kill-agent":
+		return unix.Kill(tg.Agent, 0) // 0: a success must not take the test down
+	case "environ-agent":
+		_, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", tg.Agent))
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return pe.Err
+		}
+		return err
 	case "pidfd-open-spawner":
 		fd, err := unix.PidfdOpen(ppid, 0)
 		if err == nil {

@@ -61,6 +61,10 @@ type SeccompSpec struct {
 	// (for example a long-lived launcher thread). kill(tid) of any thread of a
 	// process signals the whole process.
 	ProtectTIDs []int
+	// ProtectPIDs lists other processes that get the same protection as the
+	// spawner, typically the agent's own process: a backstop for kernels whose
+	// Landlock cannot scope signals (before ABI 6).
+	ProtectPIDs []int
 }
 
 // Filter is an assembled seccomp filter for one profile.
@@ -77,6 +81,10 @@ const (
 	retEPERM       = uint32(seccomp.ActionErrno) | uint32(unix.EPERM)
 	retKillProcess = uint32(seccomp.ActionKillProcess)
 )
+
+// sigPerThread is signal 33 (SIGRTMIN+1 as the kernel numbers it): Go's
+// sigPerThreadSyscall, libpsx's psx_sig and glibc's SIGSETXID.
+const sigPerThread = 33
 
 // x32SyscallBit marks x32-ABI syscall numbers on x86_64 (__X32_SYSCALL_BIT).
 const x32SyscallBit = 0x40000000
@@ -258,11 +266,20 @@ func buildRules(s SeccompSpec, ai *arch.Info) ([]rule, error) {
 			why: "only AF_UNIX pairs"}, "socketpair")
 	}
 
-	// Signals aimed at the spawner.
-	self := []uint32{uint32(int32(s.SpawnerPID))}
+	// Signals aimed at the spawner (and any other protected process).
+	procs := []uint32{uint32(int32(s.SpawnerPID))}
+	who := fmt.Sprintf("spawner %d", s.SpawnerPID)
+	for _, p := range s.ProtectPIDs {
+		if p > 0 && p != s.SpawnerPID {
+			procs = append(procs, uint32(int32(p)))
+			who += fmt.Sprintf(", process %d", p)
+		}
+	}
+	tasks := append([]uint32{}, procs...)
 	for _, t := range s.ProtectTIDs {
 		if t > 0 && t != s.SpawnerPID {
-			self = append(self, uint32(int32(t)))
+			tasks = append(tasks, uint32(int32(t)))
+			who += fmt.Sprintf(", thread %d", t)
 		}
 	}
 	eachOf := func(arg uint32, vals []uint32, extra ...argCond) [][]argCond {
@@ -272,21 +289,32 @@ func buildRules(s SeccompSpec, ai *arch.Info) ([]rule, error) {
 		}
 		return w
 	}
-	killTargets := append([]uint32{}, self...)
-	killTargets = append(killTargets, uint32(int32(-s.SpawnerPID)), 0xffffffff)
-	if s.SpawnerPGID > 0 && s.SpawnerPGID != s.SpawnerPID {
-		killTargets = append(killTargets, uint32(int32(-s.SpawnerPGID)))
+	killTargets := append([]uint32{}, tasks...)
+	for _, p := range procs {
+		killTargets = append(killTargets, uint32(-int32(p))) // its process group
 	}
-	who := fmt.Sprintf("spawner %d", s.SpawnerPID)
+	if s.SpawnerPGID > 0 && s.SpawnerPGID != s.SpawnerPID {
+		killTargets = append(killTargets, uint32(-int32(s.SpawnerPGID)))
+	}
+	killTargets = append(killTargets, 0xffffffff) // -1: every process the caller may signal
+	// Thread-directed signals the spawner sends itself must pass: SIGURG is Go's
+	// asynchronous preemption, and signal 33 (SIGRTMIN+1) is how Go's
+	// AllThreadsSyscall, libpsx (go-landlock's restrict_self, DropCapabilities) and
+	// glibc's setxid broadcast reach every thread. Neither does anything when
+	// another process sends it (the handlers check for pending work or si_pid).
+	internal := func(arg uint32) []argCond {
+		return []argCond{{arg, opNe, uint32(unix.SIGURG)}, {arg, opNe, sigPerThread}}
+	}
+	const spared = " (SIGURG and signal 33 allowed: Go preemption and all-thread syscalls)"
 	add(rule{when: eachOf(0, killTargets), onMatch: retEPERM,
-		why: "refused when aimed at the " + who + ", its process group or -1 (everyone)"}, "kill")
-	add(rule{when: eachOf(0, self, argCond{1, opNe, uint32(unix.SIGURG)}), onMatch: retEPERM,
-		why: "refused when aimed at a thread of the " + who + " (SIGURG allowed: Go's preemption signal)"}, "tkill")
-	add(rule{when: [][]argCond{{{0, opEq, self[0]}, {2, opNe, uint32(unix.SIGURG)}}}, onMatch: retEPERM,
-		why: "refused when aimed at the " + who + " (SIGURG allowed: Go's preemption signal)"}, "tgkill")
-	add(rule{when: eachOf(0, self), onMatch: retEPERM, why: "refused when aimed at the " + who}, "rt_sigqueueinfo")
-	add(rule{when: [][]argCond{{{0, opEq, self[0]}}}, onMatch: retEPERM, why: "refused when aimed at the " + who}, "rt_tgsigqueueinfo")
-	add(rule{when: eachOf(0, self), onMatch: retEPERM, why: "refused for the " + who}, "pidfd_open")
+		why: "refused when aimed at " + who + ", their process groups, or -1 (everyone)"}, "kill")
+	add(rule{when: eachOf(0, tasks, internal(1)...), onMatch: retEPERM,
+		why: "refused when aimed at " + who + spared}, "tkill")
+	add(rule{when: eachOf(0, procs, internal(2)...), onMatch: retEPERM,
+		why: "refused when aimed at " + who + spared}, "tgkill")
+	add(rule{when: eachOf(0, tasks), onMatch: retEPERM, why: "refused when aimed at " + who}, "rt_sigqueueinfo")
+	add(rule{when: eachOf(0, procs), onMatch: retEPERM, why: "refused when aimed at " + who}, "rt_tgsigqueueinfo")
+	add(rule{when: eachOf(0, tasks), onMatch: retEPERM, why: "refused for " + who}, "pidfd_open")
 
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("seccomp rules: %w", errors.Join(problems...))

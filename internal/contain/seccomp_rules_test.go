@@ -73,7 +73,17 @@ func TestFilterRules(t *testing.T) {
 		spec  SeccompSpec
 		calls []call
 	}{
-		{SeccompSpec{Network: NetNone, SpawnerPID: spawner, ProtectTIDs: []int{777}}, []call{
+		{SeccompSpec{Network: NetNone, SpawnerPID: spawner, ProtectTIDs: []int{777}, ProtectPIDs: []int{100}}, []call{
+			{"kill", []uint64{100, 15}, retEPERM},
+			{"kill", []uint64{neg(-100), 15}, retEPERM},
+			{"tgkill", []uint64{100, 101, 15}, retEPERM},
+			{"tgkill", []uint64{100, 101, uint64(unix.SIGURG)}, retAllow},
+			{"tkill", []uint64{777, uint64(unix.SIGURG)}, retAllow},
+			{"tkill", []uint64{spawner, 33}, retAllow},
+			{"tgkill", []uint64{spawner, 4250, 33}, retAllow},
+			{"tgkill", []uint64{spawner, 4250, 34}, retEPERM},
+			{"rt_tgsigqueueinfo", []uint64{100, 101, 9, 0}, retEPERM},
+			{"pidfd_open", []uint64{100, 0}, retEPERM},
 			{"read", nil, retAllow},
 			{"socket", []uint64{unix.AF_UNIX, unix.SOCK_STREAM, 0}, retEPERM},
 			{"socket", []uint64{unix.AF_INET, unix.SOCK_STREAM, 0}, retEPERM},
@@ -174,7 +184,7 @@ func TestFilterRulesText(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := strings.Join(f.Rules(), "\n")
-	for _, want := range []string{"socket: only AF_UNIX; AF_INET/AF_INET6 SOCK_STREAM", "ptrace", "clone3: allowed", "kill: refused when aimed at the spawner 4242"} {
+	for _, want := range []string{"socket: only AF_UNIX; AF_INET/AF_INET6 SOCK_STREAM", "ptrace", "clone3: allowed", "kill: refused when aimed at spawner 4242"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("Rules() lacks %q:\n%s", want, text)
 		}

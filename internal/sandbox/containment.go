@@ -2,25 +2,71 @@ package sandbox
 
 import (
 	"fmt"
+	"os"
 
-	"golang.org/x/sys/unix"
-	"kernel.org/pub/linux/libs/security/libcap/psx"
+	"github.com/agentexec/agentexec/internal/contain"
+	"github.com/agentexec/agentexec/policy"
 )
 
 // Containment is what a spawner applies to itself besides Landlock, decided by the
 // main process from the profile and sent in hello.
 type Containment struct {
-	// NoNewPrivs is always set: it is required for Landlock and seccomp.
-	NoNewPrivs bool `json:"no_new_privs"`
+	// DropCaps empties the spawner's capability sets (bounding, ambient, permitted,
+	// effective, inheritable) and locks the securebits, so that tools launched as
+	// uid 0 have no capabilities and cannot regain any by exec.
+	DropCaps bool `json:"drop_caps"`
+	// User runs the spawner, and so every tool, as another uid/gid.
+	User *contain.User `json:"user,omitempty"`
+	// Seccomp installs the profile's filter; Network and Unix shape its socket rules.
+	Seccomp bool            `json:"seccomp"`
+	Network contain.NetMode `json:"network"`
+	Unix    bool            `json:"unix"`
 }
 
-// apply runs in the spawner, before Landlock. It returns the layers now in force.
-func (c *Containment) apply() ([]string, error) {
-	var layers []string
-	// no_new_privs is per thread: set it on every thread of the spawner.
-	if _, _, errno := psx.Syscall6(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0); errno != 0 {
-		return nil, fmt.Errorf("prctl(PR_SET_NO_NEW_PRIVS) on all threads: %w", errno)
+// ContainmentFor derives a profile's containment.
+func ContainmentFor(p *policy.Profile) Containment {
+	c := Containment{DropCaps: true, Seccomp: true, Network: contain.NetNone, Unix: p.Network.Unix}
+	if len(p.Network.ConnectTCP) > 0 || len(p.Network.BindTCP) > 0 {
+		c.Network = contain.NetTCP
 	}
-	layers = append(layers, "no-new-privs")
-	return layers, nil
+	if p.User != nil {
+		c.User = &contain.User{UID: p.User.UID, GID: p.User.GID, Groups: p.User.Groups}
+	}
+	return c
+}
+
+// applyCreds runs in the spawner first: capabilities, then no_new_privs. It returns
+// the layers now in force.
+func (c *Containment) applyCreds() ([]string, error) {
+	var layers []string
+	if c.DropCaps || c.User != nil {
+		if err := contain.DropCapabilities(contain.CapsSpec{User: c.User}); err != nil {
+			return nil, err
+		}
+		layers = append(layers, "no-caps")
+		if c.User != nil {
+			layers = append(layers, fmt.Sprintf("uid-%d", c.User.UID))
+		}
+	}
+	if err := contain.SetNoNewPrivs(); err != nil {
+		return nil, err
+	}
+	return append(layers, "no-new-privs"), nil
+}
+
+// applySeccomp installs the filter on every thread. It runs after Landlock: the
+// filter refuses tgkill of the spawner's own threads (but for SIGURG), which the Go
+// runtime's all-threads syscalls (used by go-landlock on ABI < 8) depend on.
+func (c *Containment) applySeccomp() ([]string, error) {
+	if !c.Seccomp {
+		return nil, nil
+	}
+	f, err := contain.BuildSeccomp(contain.SeccompSpec{Network: c.Network, Unix: c.Unix, SpawnerPID: os.Getpid()})
+	if err != nil {
+		return nil, fmt.Errorf("seccomp: %w", err)
+	}
+	if err := f.Install(); err != nil {
+		return nil, err
+	}
+	return []string{"seccomp"}, nil
 }

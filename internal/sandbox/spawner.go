@@ -178,6 +178,9 @@ func (s *Spawner) start() (*spawnerConn, ready, error) {
 		SysProcAttr: &syscall.SysProcAttr{
 			// Tied to the starter's thread, which never exits while the Spawner lives.
 			Pdeathsig: syscall.SIGKILL,
+			// Its own session and process group: a tool's kill(-pgid) of the agent's
+			// group cannot reach it, and its seccomp filter protects pid == pgid.
+			Setsid: true,
 		},
 	}
 	if s.cfg.NetNS {

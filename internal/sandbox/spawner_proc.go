@@ -112,7 +112,7 @@ func runSpawner(fd int) error {
 }
 
 // setup opens what the spawner needs, then restricts the whole process: capabilities,
-// no_new_privs, seccomp, Landlock, non-dumpable — in that order, before any launch.
+// no_new_privs, Landlock, seccomp, non-dumpable — in that order, before any launch.
 func (st *spawnerState) setup(h *hello, r *ready) error {
 	nul, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -128,7 +128,7 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 			tool.prepare()
 		}
 	}
-	layers, err := h.Containment.apply()
+	layers, err := h.Containment.applyCreds()
 	if err != nil {
 		return err
 	}
@@ -141,6 +141,11 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 		r.Skipped = skipped
 		r.Layers = append(r.Layers, fmt.Sprintf("landlock-abi-%d", h.Landlock.ABI))
 	}
+	layers, err = h.Containment.applySeccomp()
+	if err != nil {
+		return err
+	}
+	r.Layers = append(r.Layers, layers...)
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return fmt.Errorf("prctl(PR_SET_DUMPABLE, 0): %w", err)
 	}

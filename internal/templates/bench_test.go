@@ -25,6 +25,19 @@ func BenchmarkRevalidate(b *testing.B) {
 	}
 }
 
+// BenchmarkLookPath is the per-launch cost a template saves over os/exec with a bare
+// name: exec.LookPath walks PATH with one stat per directory until it finds the tool.
+// Compare with BenchmarkRevalidate, which is what a template pays instead.
+func BenchmarkLookPath(b *testing.B) {
+	b.Setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := exec.LookPath("true"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkLaunch compares, in one run, launching and reaping true through a userspace
 // template (Revalidate + ForkExec of the absolute path), plain os/exec of the same
 // absolute path, and os/exec with a PATH lookup. Every variant gets /dev/null as

@@ -96,6 +96,17 @@ func NewKernel(ks KernelSys, path string) (*KernelTemplate, error) {
 	return k, nil
 }
 
+// NewKernelFor creates a kernel template for the binary of a userspace template,
+// refusing non-ELF files (ErrNotELF) without a syscall. The same thread rules as for
+// NewKernel apply.
+func NewKernelFor(ks KernelSys, t *Template) (*KernelTemplate, error) {
+	snap := t.Snapshot()
+	if !snap.ELF {
+		return nil, &KernelCreateError{Path: snap.Path, Err: fmt.Errorf("%w (checked before spawn_template_create): %w", ErrNotELF, unix.ENOEXEC)}
+	}
+	return NewKernel(ks, snap.Path)
+}
+
 func (k *KernelTemplate) create() error {
 	c, err := sys.NewSpawnTemplateCreateCall(k.path, sys.SPAWN_TEMPLATE_CREATE_CLOEXEC)
 	if err != nil {

@@ -205,6 +205,22 @@ func TestKernelCreateFallback(t *testing.T) {
 		t.Fatal("script reported as ELF")
 	}
 
+	// NewKernelFor refuses the script before any syscall.
+	f = newFakeSys()
+	if _, err := NewKernelFor(f, u); !errors.Is(err, ErrNotELF) || len(f.created) != 0 {
+		t.Fatalf("NewKernelFor(script) = %v after %d creates", err, len(f.created))
+	}
+	elf, err := New(binary(t, "true"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer elf.Close()
+	if k, err := NewKernelFor(f, elf); err != nil || len(f.created) != 1 || f.created[0] != elf.Path {
+		t.Fatalf("NewKernelFor(true) = %v, creates %v", err, f.created)
+	} else {
+		k.Close()
+	}
+
 	f = newFakeSys()
 	f.createErrs = []error{unix.EACCES}
 	if _, err := NewKernel(f, "/usr/bin/rg"); errors.Is(err, ErrNotELF) || !errors.Is(err, unix.EACCES) {

@@ -53,7 +53,7 @@ func (a *apt) update(ctx context.Context) error {
 	}
 	a.updated = true
 	a.log("apt-get update")
-	_, a.updateErr = a.cmd(ctx, "apt-get", "-q", "update")
+	_, a.updateErr = a.cmd(ctx, "apt-get", "-q", "-o", "DPkg::Lock::Timeout=300", "update")
 	return a.updateErr
 }
 
@@ -67,7 +67,8 @@ func (a *apt) install(ctx context.Context, pkgs ...string) error {
 	if _, err := exec.LookPath("apt-get"); err != nil {
 		return skipf("packages %s are not installed and apt-get is not available: %v", strings.Join(pkgs, " "), err)
 	}
-	args := append([]string{"-q", "-y", "install", "--no-install-recommends"}, pkgs...)
+	// Wait for a concurrent apt/dpkg run instead of failing on its lock.
+	args := append([]string{"-q", "-y", "-o", "DPkg::Lock::Timeout=300", "install", "--no-install-recommends"}, pkgs...)
 	a.log("apt-get install --no-install-recommends %s", strings.Join(pkgs, " "))
 	_, err := a.cmd(ctx, "apt-get", args...)
 	if err != nil && !a.updated {
@@ -302,9 +303,15 @@ func fetchKernel(ctx context.Context, a *apt, cache, series, pkg string) (kernel
 			if err := os.WriteFile(filepath.Join(stage, "release"), []byte(release+"\n"), 0o644); err != nil {
 				return kernel{}, err
 			}
-			os.RemoveAll(dir)
 			if err := os.Rename(stage, dir); err != nil {
-				return kernel{}, err
+				// Another harness may have cached it meanwhile; else replace a broken entry.
+				if k, ok := cachedKernel(cache, series, pkg); ok {
+					return k, nil
+				}
+				os.RemoveAll(dir)
+				if err := os.Rename(stage, dir); err != nil {
+					return kernel{}, fmt.Errorf("cache %s: %w", pkg, err)
+				}
 			}
 			k, _ := cachedKernel(cache, series, pkg)
 			return k, nil

@@ -232,7 +232,10 @@ func TestMemoryMaxOOMKill(t *testing.T) {
 			t.Errorf("remove cgroup: %v", err)
 		}
 	})
-	// SABOTAGE: memory.max not written
+	writeFile(t, filepath.Join(dir, "memory.max"), strconv.Itoa(memLimit))
+	if b, err := os.ReadFile(filepath.Join(dir, "memory.max")); err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(memLimit) {
+		t.Fatalf("memory.max reads back %q, %v", b, err)
+	}
 	// No swap in the guest, but say so explicitly where the kernel has the file.
 	if _, err := os.Stat(filepath.Join(dir, "memory.swap.max")); err == nil {
 		writeFile(t, filepath.Join(dir, "memory.swap.max"), "0")

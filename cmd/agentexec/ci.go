@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/agentexec/agentexec/internal/ci"
+)
+
+func cmdCI(args []string) int {
+	fs := flag.NewFlagSet("ci", flag.ContinueOnError)
+	jobs := fs.Int("jobs", runtime.NumCPU(), "run up to `N` independent steps at once")
+	keepGoing := fs.Bool("keep-going", false, "after a failure, keep running every step that does not depend on it (default: fail fast)")
+	artifacts := fs.String("artifacts", "agentexec-artifacts", "write each step's output to `DIR`/<job>/<step>.stdout|.stderr")
+	junit := fs.String("junit", "", "write a JUnit XML report to `FILE`")
+	report := fs.String("report", "", "write a JSON report to `FILE` (schema: docs/ci-report.schema.json)")
+	workspace := fs.String("workspace", "", "workspace `DIR` (default: the job file's workspace:, or its directory)")
+	progress := fs.String("progress", "auto", "progress display: auto (live on a terminal unless CI=true), tty or plain")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: agentexec ci [flags] JOB.yaml   (docs/ci.md)")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return ci.ExitUsage
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return ci.ExitUsage
+	}
+	if *jobs < 1 {
+		fmt.Fprintf(os.Stderr, "agentexec ci: --jobs %d: must be at least 1\n", *jobs)
+		return ci.ExitUsage
+	}
+	cfg := ci.Config{
+		JobFile: fs.Arg(0), Load: ci.LoadOptions{Workspace: *workspace},
+		Jobs: *jobs, KeepGoing: *keepGoing, Artifacts: *artifacts, JUnit: *junit, Report: *report,
+		Stdout: os.Stdout, Stderr: os.Stderr,
+	}
+	tty := false
+	if ws, err := unix.IoctlGetWinsize(int(os.Stdout.Fd()), unix.TIOCGWINSZ); err == nil {
+		tty = true
+		cfg.Width = int(ws.Col)
+	}
+	switch *progress {
+	case "auto":
+		if tty && os.Getenv("CI") != "true" && os.Getenv("TERM") != "dumb" {
+			cfg.Progress = ci.ProgressTTY
+		}
+	case "tty":
+		cfg.Progress = ci.ProgressTTY
+	case "plain":
+	default:
+		fmt.Fprintf(os.Stderr, "agentexec ci: --progress %q: want auto, tty or plain\n", *progress)
+		return ci.ExitUsage
+	}
+	cfg.Color = os.Getenv("NO_COLOR") == ""
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return ci.Run(ctx, cfg)
+}

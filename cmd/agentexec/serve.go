@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/agentexec/agentexec"
+	"github.com/agentexec/agentexec/internal/serve"
+)
+
+func cmdServe(args []string) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	var pf policyFlags
+	pf.register(fs)
+	var cfg serve.Config
+	fs.IntVar(&cfg.MaxInflight, "max-inflight", serve.DefaultMaxInflight, "run requests launched at once")
+	fs.IntVar(&cfg.MaxQueued, "max-queued", 0, "accepted requests waiting for a slot before input reading pauses (default: max-inflight)")
+	fs.IntVar(&cfg.MaxLineBytes, "max-line-bytes", serve.DefaultMaxLineBytes, "longest input line accepted, in bytes")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", serve.DefaultDrainTimeout, "at end of input, how long requests in flight may finish before they are killed")
+	grace := fs.Duration("kill-grace", 0, "time between SIGTERM and the kill of a canceled or timed-out launch's tree (default: the runtime's, 1s)")
+	level := fs.String("log-level", "info", "stderr log level: debug, info, warn, error")
+	format := fs.String("log-format", "text", "stderr log format: text or json")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: agentexec serve [flags]   (protocol: docs/protocol.md)")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "agentexec serve: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintf(os.Stderr, "agentexec serve: --log-level: %v\n", err)
+		return 2
+	}
+	hopts := &slog.HandlerOptions{Level: lv}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, hopts)
+	if *format == "json" {
+		h = slog.NewJSONHandler(os.Stderr, hopts)
+	} else if *format != "text" {
+		fmt.Fprintf(os.Stderr, "agentexec serve: --log-format: %q, want text or json\n", *format)
+		return 2
+	}
+	logger := slog.New(h)
+	cfg.Logger, cfg.Version = logger, version
+
+	p, err := pf.load()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "agentexec serve: %v\n", err)
+		return 1
+	}
+	// A reader that closes our stdout must not kill us with SIGPIPE: the write
+	// fails instead, and the server kills its launches and exits.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal takes the default action
+	}()
+	opts := []agentexec.Option{agentexec.WithLogger(logger)}
+	if *grace > 0 {
+		opts = append(opts, agentexec.WithKillGrace(*grace))
+	}
+	if err := serve.Run(ctx, p, os.Stdin, os.Stdout, cfg, opts...); err != nil {
+		logger.Error("serve failed", "err", err)
+		return 1
+	}
+	return 0
+}

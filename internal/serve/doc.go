@@ -1,0 +1,21 @@
+// Package serve implements `agentexec serve`: a JSON-lines executor that reads
+// requests from an input stream, launches them on an agentexec Runtime, many at
+// once, and writes one result object per line. docs/protocol.md is the protocol's
+// reference and docs/protocol.schema.json its JSON Schema.
+//
+//	rt, err := agentexec.New(ctx, pol)
+//	…
+//	err = serve.Serve(ctx, rt, os.Stdin, os.Stdout, serve.Config{Logger: logger})
+//
+// # Guarantees
+//
+//   - Every output line is one whole JSON object, written by a single goroutine; lines
+//     never interleave. Results come in completion order.
+//   - Every run request with a valid id is answered by exactly one result line (or,
+//     when it is refused before launch for a protocol reason, one error line).
+//   - An input line that cannot be accepted (invalid JSON, over the size limit, an
+//     unknown field, a wrong type, a missing or duplicate id) is answered with one
+//     error line naming its line number, and reading goes on.
+//   - At the end of the input, requests in flight finish (up to Config.DrainTimeout,
+//     then they are killed) and Serve returns nil.
+package serve

@@ -1,0 +1,57 @@
+package templates
+
+import (
+	"runtime"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Thread runs functions on one locked OS thread, the thread that creates kernel
+// templates and spawns from them (a template only works for the credentials that
+// created it, and credentials are per thread). The thread is never unlocked: when
+// the Thread stops, its goroutine exits while locked and the Go runtime terminates
+// the OS thread with whatever per-thread state it acquired.
+type Thread struct {
+	reqs chan func()
+	tid  int
+	once sync.Once
+	done chan struct{}
+}
+
+// StartThread starts the goroutine, locks it to its OS thread and returns once the
+// thread is running.
+func StartThread() *Thread {
+	t := &Thread{reqs: make(chan func()), done: make(chan struct{})}
+	ready := make(chan int)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		defer close(t.done)
+		ready <- unix.Gettid()
+		for f := range t.reqs {
+			f()
+		}
+	}()
+	t.tid = <-ready
+	return t
+}
+
+// Tid returns the OS thread's id.
+func (t *Thread) Tid() int { return t.tid }
+
+// Do runs f on the thread and waits for it to return.
+func (t *Thread) Do(f func()) {
+	fin := make(chan struct{})
+	t.reqs <- func() {
+		defer close(fin)
+		f()
+	}
+	<-fin
+}
+
+// Stop ends the goroutine, terminating the OS thread; Do must not be called after.
+// It waits until the goroutine has returned.
+func (t *Thread) Stop() {
+	t.once.Do(func() { close(t.reqs) })
+	<-t.done
+}
