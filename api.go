@@ -107,4 +107,6 @@ type Result struct {
 }
 
 // Success reports whether the child exited with status 0, not killed by a signal or limit.
-func (r *Result) Success() bool { return r.ExitCode == 0 && r.Signal == 0 && !r.TimedOut && !r.Canceled }
+func (r *Result) Success() bool {
+	return r.ExitCode == 0 && r.Signal == 0 && !r.TimedOut && !r.Canceled
+}

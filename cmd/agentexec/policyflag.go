@@ -3,8 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
-	"os"
-	"runtime"
+	"path/filepath"
 
 	"github.com/agentexec/agentexec/configs"
 	"github.com/agentexec/agentexec/policy"
@@ -21,22 +20,19 @@ func (pf *policyFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&pf.workspace, "workspace", "", "workspace `DIR` for ${WORKSPACE} (default: the current directory)")
 }
 
-// load reads, validates and resolves the policy.
+// load reads, validates and resolves the policy. ${WORKSPACE} is --workspace or the
+// current directory; ${HOME} and ${TMPDIR} come from the host.
 func (pf *policyFlags) load() (*policy.Policy, error) {
-	ws := pf.workspace
-	if ws == "" {
-		wd, err := os.Getwd()
+	opts := policy.HostOptions()
+	if pf.workspace != "" {
+		ws, err := filepath.Abs(pf.workspace)
 		if err != nil {
 			return nil, fmt.Errorf("workspace: %w", err)
 		}
-		ws = wd
-	}
-	opts := policy.Options{Workspace: ws, Home: os.Getenv("HOME"), TmpDir: os.Getenv("TMPDIR"), CPUs: runtime.NumCPU()}
-	if opts.Home == "" {
-		opts.Home = "/root"
+		opts.Workspace = ws
 	}
 	if pf.file == "" {
-		return policy.LoadBytes("default.yaml", configs.Default, opts)
+		return policy.LoadBytes(configs.DefaultName, configs.Default, opts)
 	}
 	return policy.Load(pf.file, opts)
 }

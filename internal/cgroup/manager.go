@@ -441,16 +441,19 @@ func (m *Manager) probe(g *Group) {
 	})
 }
 
-// openResettable reports whether path can be opened for writing: kernfs refuses
-// O_WRONLY (EACCES, even for root) on files without a write handler, so this tells a
-// resettable peak file (memory.peak since Linux 6.12) from a read-only one.
+// openResettable reports whether the peak file at path accepts the fd-local reset
+// (memory.peak since Linux 6.12): it opens it read-write and writes a reset, which
+// only affects reads through that fd. Checked in the VM tier: 6.1 lets root open
+// memory.peak O_RDWR and fails the write with EINVAL, and 6.12's pids.peak does the
+// same, so the write itself is the probe.
 func openResettable(path string) bool {
 	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return false
 	}
-	unix.Close(fd)
-	return true
+	defer unix.Close(fd)
+	_, err = unix.Write(fd, resetValue)
+	return err == nil
 }
 
 // writeSubtree writes "+c1 +c2" (or '-') to dir's cgroup.subtree_control, by hand:

@@ -180,6 +180,15 @@ func runDelegated(t *testing.T, leafPolicy string) map[string]string {
 		t.Fatal(err)
 	}
 	defer func() {
+		// A failed helper may leave its leaf behind; remove it first.
+		if entries, _ := os.ReadDir(dir); len(entries) > 0 {
+			for _, e := range entries {
+				if e.IsDir() {
+					t.Errorf("left in %s: %s", dir, e.Name())
+					_ = rmdirTree(filepath.Join(dir, e.Name()))
+				}
+			}
+		}
 		if err := syscall.Rmdir(dir); err != nil {
 			t.Errorf("rmdir %s: %v", dir, err)
 		}

@@ -282,7 +282,7 @@ func acceptAll(l net.Listener) {
 var allProbes = []string{
 	"udp", "tcp", "tcp-proto", "mptcp", "raw", "packet", "netlink", "unix", "unix-abstract", "socketpair",
 	"kill-spawner", "kill-spawner-pgrp", "kill-all", "tgkill-spawner", "tkill-spawner", "sigqueue-spawner",
-	"pidfd-open-spawner", "pidfd-send-spawner", "ptrace-spawner", "kill-own-child", "kill-agent", "environ-agent", "clone-newuser", "unshare-newuser", "io_uring",
+	"pidfd-open-spawner", "pidfd-send-spawner", "ptrace-spawner", "kill-own-child", "kill-agent", "environ-agent", "clone-newuser", "clone3-newuser", "unshare-newuser", "io_uring",
 }
 
 func probeLaunch(t *testing.T, tg probeTargets, sig syscall.Signal) launch {
@@ -354,6 +354,7 @@ func TestSeccompProbes(t *testing.T) {
 				t.Fatalf("probe child: %s: %s", r.Status, r.Out)
 			}
 			got := parseProbes(t, r.Out)
+			t.Logf("clone3(CLONE_NEWUSER) under the filter: %v (documented gap: clone3 flags are not inspectable)", got["clone3-newuser"])
 			for name, want := range c.want {
 				if got[name] != want {
 					t.Errorf("%s: got %v (%d), want %v (%d)", name, got[name], int(got[name]), want, int(want))

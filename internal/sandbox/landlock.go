@@ -25,22 +25,6 @@ const (
 	fsFileOnly = ll.AccessFSExecute | ll.AccessFSWriteFile | ll.AccessFSReadFile | ll.AccessFSTruncate
 )
 
-// abiFeature is one Landlock feature that appeared at an ABI version.
-type abiFeature struct {
-	name string
-	abi  int
-}
-
-// Features agentexec asks the kernel to handle, with the ABI that brought them.
-var (
-	featFS       = abiFeature{"fs", 1}
-	featRefer    = abiFeature{"fs.refer", 2}
-	featTruncate = abiFeature{"fs.truncate", 3}
-	featTCP      = abiFeature{"net.tcp", 4}
-	featScopeSig = abiFeature{"scope.signal", 6}
-	featScopeAbs = abiFeature{"scope.abstract_unix_socket", 6}
-)
-
 // handledFS returns the filesystem rights the kernel of ABI abi can handle, of those
 // agentexec uses. ioctl_dev (ABI 5) is left unhandled: device ioctls are allowed on
 // whatever device files the filesystem rules let a tool open.
@@ -107,63 +91,57 @@ func (e *FeatureError) Is(t error) bool { return t == ErrNotSupported || t == er
 // in Unenforced.
 func PlanLandlock(p *policy.Profile, abi int) (*LandlockPlan, error) {
 	plan := &LandlockPlan{ABI: abi}
-	var missing []abiFeature
-	need := func(f abiFeature) bool {
-		if abi >= f.abi {
-			return true
+	// The policy package owns the table of which feature needs which ABI and which
+	// are required (docs/policy.md); this only fits it to the kernel.
+	var missing []policy.LandlockFeature
+	for _, f := range p.LandlockFeatures() {
+		if abi >= f.ABI {
+			continue
 		}
-		missing = append(missing, f)
-		return false
-	}
-	if need(featFS) {
-		plan.Enabled = true
-		plan.HandledFS = handledFS(abi)
-		if abi < featRefer.abi && len(p.FS.Write) > 0 {
-			plan.Degraded = append(plan.Degraded, "landlock: renames and links across directories are refused (ABI 1 has no refer right)")
+		if f.Required {
+			missing = append(missing, f)
+			plan.Unenforced = append(plan.Unenforced, fmt.Sprintf("landlock: %s (needs ABI %d, have %d)", f.Name, f.ABI, abi))
+		} else {
+			plan.Degraded = append(plan.Degraded, fmt.Sprintf("landlock: %s unavailable (needs ABI %d, have %d)", f.Name, f.ABI, abi))
 		}
 	}
-	if len(p.FS.Write) > 0 || len(p.FS.Read) > 0 || len(p.FS.Exec) > 0 {
-		need(featTruncate)
+	if len(missing) > 0 && p.Enforcement.Landlock != policy.BestEffort {
+		var names []string
+		want := 0
+		for _, f := range missing {
+			names = append(names, fmt.Sprintf("%s (ABI %d)", f.Name, f.ABI))
+			want = max(want, f.ABI)
+		}
+		return nil, fmt.Errorf("profile %s: landlock: require: %w", p.Name,
+			&FeatureError{Feature: "landlock " + strings.Join(names, ", "), Have: fmt.Sprintf("ABI %d", abi), Want: fmt.Sprintf("ABI %d", want)})
 	}
-	// The network section always restricts TCP: an empty list means no port. Without
-	// ABI 4, a profile with no network at all is still covered by the seccomp filter
-	// (no AF_INET sockets), so only profiles that allow some ports need Landlock here.
-	if len(p.Network.ConnectTCP) > 0 || len(p.Network.BindTCP) > 0 {
-		need(featTCP)
+	if abi < 1 {
+		return plan, nil
 	}
-	if abi >= featTCP.abi {
+	plan.Enabled = true
+	plan.HandledFS = handledFS(abi)
+	if abi >= 4 {
 		plan.HandledNet = ll.AccessNetBindTCP | ll.AccessNetConnectTCP
 		plan.ConnectTCP = append([]uint16(nil), p.Network.ConnectTCP...)
 		plan.BindTCP = append([]uint16(nil), p.Network.BindTCP...)
 	}
-	if p.IPC.ScopeSignals && need(featScopeSig) {
-		plan.Scoped |= ll.ScopeSignal
-	}
-	if p.IPC.ScopeAbstractUnix && need(featScopeAbs) {
-		plan.Scoped |= ll.ScopeAbstractUnixSocket
-	}
-	for _, f := range missing {
-		plan.Unenforced = append(plan.Unenforced, fmt.Sprintf("landlock: %s (needs ABI %d, have %d)", f.name, f.abi, abi))
-	}
-	if len(missing) > 0 && p.Enforcement.Landlock != policy.BestEffort {
-		var names []string
-		for _, f := range missing {
-			names = append(names, fmt.Sprintf("%s (ABI %d)", f.name, f.abi))
+	if abi >= 6 {
+		if p.IPC.ScopeSignals {
+			plan.Scoped |= ll.ScopeSignal
 		}
-		return nil, fmt.Errorf("profile %s: landlock: require: %w", p.Name,
-			&FeatureError{Feature: "landlock " + strings.Join(names, ", "), Have: fmt.Sprintf("ABI %d", abi), Want: fmt.Sprintf("ABI %d", missing[len(missing)-1].abi)})
-	}
-	if plan.Enabled {
-		add := func(access uint64, paths []string) {
-			access &= plan.HandledFS
-			if len(paths) > 0 && access != 0 {
-				plan.Rules = append(plan.Rules, PathRule{Access: access, Paths: append([]string(nil), paths...)})
-			}
+		if p.IPC.ScopeAbstractUnix {
+			plan.Scoped |= ll.ScopeAbstractUnixSocket
 		}
-		add(fsRead, p.FS.Read)
-		add(fsExec, p.FS.Exec)
-		add(fsWrite, p.FS.Write)
 	}
+	add := func(access uint64, paths []string) {
+		access &= plan.HandledFS
+		if len(paths) > 0 && access != 0 {
+			plan.Rules = append(plan.Rules, PathRule{Access: access, Paths: append([]string(nil), paths...)})
+		}
+	}
+	add(fsRead, p.FS.Read)
+	add(fsExec, p.FS.Exec)
+	add(fsWrite, p.FS.Write)
 	return plan, nil
 }
 

@@ -181,6 +181,13 @@ type SpawnSpec struct {
 	ResetSignals bool
 }
 
+// NewSpawnSpec returns a spec with every fd set to NoFD (stdio from /dev/null, the
+// caller's working directory); set the fields the launch needs. The zero SpawnSpec
+// means fds 0, 0, 0 and FCHDIR(0), which is rarely what is wanted.
+func NewSpawnSpec(argv, envp []string) SpawnSpec {
+	return SpawnSpec{Argv: argv, Envp: envp, Stdin: NoFD, Stdout: NoFD, Stderr: NoFD, DirFD: NoFD}
+}
+
 const devNull = "/dev/null"
 
 // allSignals is every signal 1..64 except SIGKILL and SIGSTOP (bit sig-1).

@@ -35,6 +35,7 @@ type Registry struct {
 type regEntry struct {
 	path string
 	hot  bool
+	env  []string // base environment, copied into each (re)created template
 
 	mu  sync.Mutex
 	t   *Template
@@ -61,9 +62,35 @@ func (r *Registry) Add(tool, path string, hot bool) error {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.t, e.err = New(path)
-	if e.err != nil {
-		return fmt.Errorf("templates: tool %q: %w", tool, e.err)
+	if err := e.createLocked(); err != nil {
+		return fmt.Errorf("templates: tool %q: %w", tool, err)
+	}
+	return nil
+}
+
+func (e *regEntry) createLocked() error {
+	e.t, e.err = New(e.path)
+	if e.err == nil {
+		e.t.BaseEnv = e.env
+	}
+	return e.err
+}
+
+// SetBaseEnv sets the pre-built base environment carried in tool's snapshots.
+func (r *Registry) SetBaseEnv(tool string, env []string) error {
+	r.mu.RLock()
+	e, ok := r.tools[tool]
+	r.mu.RUnlock()
+	if !ok {
+		return fmt.Errorf("templates: %q: %w", tool, ErrUnknownTool)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.env = env
+	if e.t != nil {
+		e.t.mu.Lock()
+		e.t.BaseEnv = env
+		e.t.mu.Unlock()
 	}
 	return nil
 }
@@ -81,9 +108,8 @@ func (r *Registry) Get(tool string) (Snapshot, State, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.t == nil {
-		e.t, e.err = New(e.path)
-		if e.err != nil {
-			return Snapshot{Path: e.path}, StateNone, fmt.Errorf("templates: tool %q: %w", tool, e.err)
+		if err := e.createLocked(); err != nil {
+			return Snapshot{Path: e.path}, StateNone, fmt.Errorf("templates: tool %q: %w", tool, err)
 		}
 		return e.t.Snapshot(), StateCreated, nil
 	}

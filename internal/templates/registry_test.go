@@ -44,6 +44,12 @@ func TestRegistry(t *testing.T) {
 		}
 	}
 
+	if err := r.SetBaseEnv("hot", []string{"LANG=C"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.SetBaseEnv("nope", nil); !errors.Is(err, ErrUnknownTool) {
+		t.Fatalf("SetBaseEnv(nope): %v", err)
+	}
 	tmp := copyFile(t, binary(t, "false"), filepath.Join(dir, ".hot.new"), 0o755)
 	if err := os.Rename(tmp, hot); err != nil {
 		t.Fatal(err)
@@ -54,6 +60,9 @@ func TestRegistry(t *testing.T) {
 	}
 	if got := run(t, snap.Path); got != 1 {
 		t.Fatalf("recreated tool exited %d, want 1 (false)", got)
+	}
+	if len(snap.BaseEnv) != 1 || snap.BaseEnv[0] != "LANG=C" {
+		t.Fatalf("base env after recreate: %q", snap.BaseEnv)
 	}
 
 	snap, state, err = r.Get("gone")

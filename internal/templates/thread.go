@@ -20,20 +20,40 @@ type Thread struct {
 }
 
 // StartThread starts the goroutine, locks it to its OS thread and returns once the
-// thread is running.
+// thread is running. The thread is never the process's main thread (a goroutine that
+// exits locked on the main thread wedges it instead of ending it).
 func StartThread() *Thread {
 	t := &Thread{reqs: make(chan func()), done: make(chan struct{})}
-	ready := make(chan int)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		defer close(t.done)
-		ready <- unix.Gettid()
-		for f := range t.reqs {
-			f()
-		}
-	}()
+	ready := make(chan int, 1)
+	go t.lockAndServe(ready)
 	t.tid = <-ready
 	return t
+}
+
+func (t *Thread) lockAndServe(ready chan<- int) {
+	runtime.LockOSThread()
+	if unix.Gettid() == unix.Getpid() {
+		// On the main thread: hand over to a goroutine that cannot run here (this
+		// one holds the main thread until the other has locked its own thread).
+		locked := make(chan struct{})
+		go func() {
+			runtime.LockOSThread() // never unlocked
+			close(locked)
+			t.serve(ready)
+		}()
+		<-locked
+		runtime.UnlockOSThread() // nothing was changed on the main thread
+		return
+	}
+	t.serve(ready) // never unlocked: the thread dies with the goroutine
+}
+
+func (t *Thread) serve(ready chan<- int) {
+	defer close(t.done)
+	ready <- unix.Gettid()
+	for f := range t.reqs {
+		f()
+	}
 }
 
 // Tid returns the OS thread's id.

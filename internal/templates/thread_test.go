@@ -2,8 +2,8 @@ package templates
 
 import (
 	"errors"
-	"io/fs"
 	"fmt"
+	"io/fs"
 	"os"
 	"testing"
 	"time"
@@ -13,6 +13,9 @@ import (
 
 func TestThread(t *testing.T) {
 	th := StartThread()
+	if th.Tid() == unix.Getpid() {
+		t.Fatal("the spawn thread is the main thread")
+	}
 	for range 20 {
 		var tid int
 		th.Do(func() { tid = unix.Gettid() })
