@@ -3,6 +3,7 @@ package agentexec
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/agentexec/agentexec/internal/cgroup"
 	"github.com/agentexec/agentexec/internal/sandbox"
+	"github.com/agentexec/agentexec/internal/templates"
 )
 
 // Process is a running launch started by Start.
@@ -187,6 +189,26 @@ func (rt *Runtime) start(ctx context.Context, req Request, stream bool) (*Proces
 		p.group = g
 		spec.CgroupFD = g.FD()
 	}
+	if prt.kernel[t.Name] {
+		spec.Kernel = true
+		if p.group != nil {
+			// The kernel backend cannot place the child at clone: the spawner writes
+			// its pid into cgroup.procs right after the spawn, through an fd opened
+			// here (its own Landlock domain has no access to the cgroup tree).
+			procs, err := unix.Openat(p.group.FD(), "cgroup.procs", unix.O_WRONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				p.group.Release()
+				outR.Close()
+				errR.Close()
+				if stdinW != nil {
+					stdinW.Close()
+				}
+				return nil, &LaunchError{Tool: t.Name, Op: "cgroup", Err: fmt.Errorf("open %s/cgroup.procs: %w", p.group.Path(), err)}
+			}
+			defer unix.Close(procs)
+			spec.CgroupFD = procs
+		}
+	}
 	p.start = time.Now()
 	child, err := prt.spawner.Launch(spec)
 	if err != nil {
@@ -265,16 +287,10 @@ func (rt *Runtime) start(ctx context.Context, req Request, stream bool) (*Proces
 	return p, nil
 }
 
-// execStatus maps an exec errno to the shell's exit status.
+// execStatus maps an exec errno to the shell's exit status, as the kernel backend
+// does: 127 not found, 126 not executable, 1 anything else.
 func execStatus(errno syscall.Errno) (int, string) {
-	switch errno {
-	case unix.ENOENT:
-		return 127, "not found"
-	case unix.EACCES, unix.ENOEXEC, unix.EPERM, unix.EISDIR, unix.ELOOP, unix.ETXTBSY:
-		return 126, "cannot execute"
-	default:
-		return 126, "cannot execute"
-	}
+	return templates.ExitStatusForExecError(errno)
 }
 
 // terminate asks the child to stop (SIGTERM), then kills the tree after the grace.
@@ -348,7 +364,7 @@ func (p *Process) wait() {
 	p.stderr.Wait()
 	p.child.Release()
 
-	r := Result{Tool: p.tool, Pid: p.child.Pid, Wall: wall, Backend: Backend(p.child.Backend),
+	r := Result{Tool: p.tool, Pid: p.child.Pid, Wall: wall, Backend: Backend(p.child.Backend), PlacementDelay: p.child.PlacementDelay,
 		Template: TemplateState(p.child.Template), Unenforced: p.prt.unenforced, Containment: p.prt.layers}
 	r.Stdout, r.StdoutDropped = p.stdout.Result()
 	r.Stderr, r.StderrDropped = p.stderr.Result()
@@ -372,6 +388,7 @@ func (p *Process) wait() {
 		rt.stats.failures.Add(1)
 	} else {
 		r.UserCPU, r.SystemCPU = exit.UserCPU, exit.SystemCPU
+		r.ExecError = exit.ExecError
 		switch {
 		case exit.Status.Exited():
 			r.ExitCode = exit.Status.ExitStatus()

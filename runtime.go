@@ -17,6 +17,7 @@ import (
 	"github.com/agentexec/agentexec/internal/cgroup"
 	"github.com/agentexec/agentexec/internal/contain"
 	"github.com/agentexec/agentexec/internal/sandbox"
+	"github.com/agentexec/agentexec/internal/templates"
 	"github.com/agentexec/agentexec/policy"
 )
 
@@ -72,7 +73,9 @@ type Runtime struct {
 }
 
 type profileRT struct {
-	p          *policy.Profile
+	p *policy.Profile
+	// kernel marks the tools whose spawner made a kernel template.
+	kernel     map[string]bool
 	spawner    *sandbox.Spawner
 	pool       *cgroup.Pool
 	sem        chan struct{}
@@ -108,6 +111,9 @@ func New(ctx context.Context, p *policy.Policy, opts ...Option) (*Runtime, error
 			rt.Close()
 		}
 	}()
+	if _, err := templates.UseKernel(string(p.KernelTemplates), host.KernelTemplates); err != nil {
+		return nil, fmt.Errorf("agentexec: %w", err)
+	}
 	if err := rt.setupCgroups(); err != nil {
 		return nil, err
 	}
@@ -237,6 +243,8 @@ func (rt *Runtime) startProfile(prof *policy.Profile) (*profileRT, error) {
 		Containment:     sandbox.ContainmentFor(prof),
 		NetNS:           netns,
 		KernelTemplates: string(rt.pol.KernelTemplates),
+		KTCreate:        rt.host.KernelTemplates.Numbers.Create,
+		KTSpawn:         rt.host.KernelTemplates.Numbers.Spawn,
 		Stderr:          rt.opts.spawnerErr,
 	})
 	if err != nil {
@@ -245,6 +253,12 @@ func (rt *Runtime) startProfile(prof *policy.Profile) (*profileRT, error) {
 	prt.spawner = sp
 	r := sp.Ready()
 	prt.layers = append(prt.layers, r.Layers...)
+	prt.kernel = map[string]bool{}
+	for _, ts := range r.Templates {
+		if ts.Backend == string(BackendKernel) {
+			prt.kernel[ts.Name] = true
+		}
+	}
 	sort.Strings(prt.layers)
 	for _, s := range r.Skipped {
 		rt.opts.logger.Warn("policy path absent on this host; no rule added", "profile", prof.Name, "path", s)

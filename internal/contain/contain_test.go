@@ -369,6 +369,29 @@ func TestSeccompProbes(t *testing.T) {
 	}
 }
 
+// TestProtectTIDs: kill and tkill of a protected spawner thread are refused; the
+// control (no filter, signal 0) shows that the same calls reach it otherwise.
+func TestProtectTIDs(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, filtered := range []bool{false, true} {
+		sig, want := syscall.Signal(0), syscall.Errno(0)
+		cfg := spawnerConfig{ProtectThread: true}
+		if filtered {
+			sig, want = syscall.SIGTERM, syscall.EPERM
+			cfg.DropCaps, cfg.NNP, cfg.Seccomp = true, true, &SeccompSpec{Network: NetAll}
+		}
+		cfg.Runs = []launch{{Argv: []string{testExe(t), "kill-protected-tid"},
+			Env: []string{helperEnv + "=probe", "PROBE_SIG=" + strconv.Itoa(int(sig))}}}
+		r := runSpawner(t, cfg, "", nil).Runs[0]
+		if r.Status != "exit 0" {
+			t.Fatalf("probe: %s: %s", r.Status, r.Out)
+		}
+		if got := parseProbes(t, r.Out)["kill-protected-tid"]; got != want {
+			t.Errorf("filtered=%v: kill/tkill of the protected thread: %v (%d), want %v", filtered, got, int(got), want)
+		}
+	}
+}
+
 // TestToolsUnderFilter: the Go runtime of the spawner keeps working after Install
 // (goroutines, timers, async preemption, clone3 into a cgroup with a pidfd), and
 // ordinary tools run under the filter.

@@ -47,6 +47,8 @@ type spawnerConfig struct {
 	Caps     CapsSpec
 	NNP      bool
 	Seccomp  *SeccompSpec // SpawnerPID is filled in by the helper
+	// ProtectThread starts a locked thread and lists its tid in ProtectTIDs.
+	ProtectThread bool
 	// RuntimeChecks exercises the Go runtime after the filter is in force.
 	RuntimeChecks bool
 	// CgroupDir, when set, makes launches use clone3 with CLONE_INTO_CGROUP.
@@ -147,6 +149,9 @@ func spawnerMain() int {
 	return 0
 }
 
+// protectedTID is the spawner helper's ProtectThread thread id (0: none).
+var protectedTID int
+
 // setupSpawner applies the layers in the spawner's order: capabilities,
 // no_new_privs, seccomp.
 func setupSpawner(cfg spawnerConfig) error {
@@ -160,9 +165,23 @@ func setupSpawner(cfg spawnerConfig) error {
 			return err
 		}
 	}
+	if cfg.ProtectThread {
+		// A long-lived locked thread, like a launcher thread, whose tid the filter
+		// protects; launches find it in PROTECTED_TID.
+		tid := make(chan int)
+		go func() {
+			runtime.LockOSThread()
+			tid <- unix.Gettid()
+			select {}
+		}()
+		protectedTID = <-tid
+	}
 	if cfg.Seccomp != nil {
 		spec := *cfg.Seccomp
 		spec.SpawnerPID = os.Getpid()
+		if protectedTID != 0 {
+			spec.ProtectTIDs = append(spec.ProtectTIDs, protectedTID)
+		}
 		f, err := BuildSeccomp(spec)
 		if err != nil {
 			return err
@@ -259,8 +278,12 @@ func spawn(l launch, cgfd int) launchResult {
 	if l.AsUID != nil {
 		sys.Credential = &syscall.Credential{Uid: *l.AsUID, Gid: *l.AsUID, NoSetGroups: false}
 	}
+	env := l.Env
+	if protectedTID != 0 {
+		env = append(env[:len(env):len(env)], "PROTECTED_TID="+strconv.Itoa(protectedTID))
+	}
 	pid, err := syscall.ForkExec(l.Argv[0], l.Argv, &syscall.ProcAttr{
-		Env:   l.Env,
+		Env:   env,
 		Files: []uintptr{devnull.Fd(), w.Fd(), w.Fd()},
 		Sys:   sys,
 	})
@@ -442,6 +465,16 @@ func probe(name string, tg probeTargets, ppid int, sig syscall.Signal) error {
 		*(*int32)(unsafe.Pointer(&info[0])) = int32(sig)
 		*(*int32)(unsafe.Pointer(&info[8])) = -1 // SI_QUEUE
 		_, _, e := unix.Syscall(unix.SYS_RT_SIGQUEUEINFO, uintptr(ppid), uintptr(sig), uintptr(unsafe.Pointer(&info[0])))
+		return errnoErr(e)
+	case "kill-protected-tid":
+		tid, err := strconv.Atoi(os.Getenv("PROTECTED_TID"))
+		if err != nil {
+			return fmt.Errorf("PROTECTED_TID: %w", err)
+		}
+		if err := unix.Kill(tid, sig); err != nil {
+			return err
+		}
+		_, _, e := unix.Syscall(unix.SYS_TKILL, uintptr(tid), uintptr(sig), 0)
 		return errnoErr(e)
 	case "kill-agent":
 		return unix.Kill(tg.Agent, 0) // 0: a success must not take the test down

@@ -32,8 +32,11 @@ type hello struct {
 	// Containment is the profile's capability and seccomp setup.
 	Containment Containment `json:"containment"`
 	Tools       []toolSpec  `json:"tools"`
-	// KernelTemplates is "auto", "off" or "require".
+	// KernelTemplates is "auto", "off" or "require"; KTCreate and KTSpawn override
+	// the spawn_template syscall numbers (0: default).
 	KernelTemplates string `json:"kernel_templates"`
+	KTCreate        int    `json:"kt_create,omitempty"`
+	KTSpawn         int    `json:"kt_spawn,omitempty"`
 }
 
 // toolSpec is a tool the spawner may launch.
@@ -73,6 +76,9 @@ type launchMsg struct {
 	NullStdin bool     `json:"null_stdin,omitempty"`
 	Cgroup    bool     `json:"cgroup,omitempty"`
 	NExtra    int      `json:"n_extra,omitempty"`
+	// Kernel asks for the kernel template backend; the cgroup fd is then an open
+	// cgroup.procs (the child is placed after spawn, not by CLONE_INTO_CGROUP).
+	Kernel bool `json:"kernel,omitempty"`
 }
 
 // Reply kinds.
@@ -95,6 +101,8 @@ type reply struct {
 	// Started: how the child was launched.
 	Backend  string `json:"backend,omitempty"`
 	Template string `json:"template,omitempty"`
+	// PlacementNS is the kernel backend's delay between spawn and cgroup placement.
+	PlacementNS int64 `json:"placement_ns,omitempty"`
 	// Exited: the wait status and rusage of the child.
 	Status  uint32 `json:"status,omitempty"`
 	UtimeNS int64  `json:"utime_ns,omitempty"`

@@ -7,13 +7,14 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/agentexec/agentexec/internal/templates"
 )
 
 // SpawnerConfig describes one profile's spawner process.
@@ -31,8 +32,10 @@ type SpawnerConfig struct {
 	Containment Containment
 	// NetNS starts the spawner in a new, empty network namespace.
 	NetNS bool
-	// KernelTemplates is the policy's kernel_templates setting.
-	KernelTemplates string
+	// KernelTemplates is the policy's kernel_templates setting; KTCreate and KTSpawn
+	// override the syscall numbers (0: default).
+	KernelTemplates   string
+	KTCreate, KTSpawn int
 	// Stderr receives the spawner's own diagnostics (nil: discarded).
 	Stderr io.Writer
 	// StartTimeout bounds the handshake (default 10s).
@@ -56,8 +59,12 @@ var ErrClosed = errors.New("spawner closed")
 // that dies is restarted on the next launch; launches in flight when it died fail
 // with ErrSpawnerDied.
 type Spawner struct {
-	cfg     SpawnerConfig
-	starter *threadStarter
+	cfg SpawnerConfig
+	// starter is the OS thread that forks the spawner process: Pdeathsig fires when
+	// the thread that forked a child exits, so the spawner must not be forked from a
+	// thread the Go runtime (or an embedding program's LockOSThread) might end. Its
+	// Stop, at Close, ends the thread and so kills a spawner still running.
+	starter *templates.Thread
 
 	mu       sync.Mutex
 	cur      *spawnerConn
@@ -88,9 +95,9 @@ func StartSpawner(cfg SpawnerConfig) (*Spawner, error) {
 	if cfg.StartTimeout == 0 {
 		cfg.StartTimeout = 10 * time.Second
 	}
-	s := &Spawner{cfg: cfg, starter: newThreadStarter()}
+	s := &Spawner{cfg: cfg, starter: templates.StartThread()}
 	if _, err := s.conn(); err != nil {
-		s.starter.stop()
+		s.starter.Stop()
 		return nil, err
 	}
 	return s, nil
@@ -186,7 +193,9 @@ func (s *Spawner) start() (*spawnerConn, ready, error) {
 	if s.cfg.NetNS {
 		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNET
 	}
-	if err := s.starter.run(cmd.Start); err != nil {
+	var startErr error
+	s.starter.Do(func() { startErr = cmd.Start() })
+	if err := startErr; err != nil {
 		conn.Close()
 		return nil, r, fmt.Errorf("exec %s: %w", s.cfg.Binary, err)
 	}
@@ -201,7 +210,8 @@ func (s *Spawner) start() (*spawnerConn, ready, error) {
 	for i, t := range s.cfg.Tools {
 		tools[i] = toolSpec(t)
 	}
-	h := hello{Profile: s.cfg.Profile, Landlock: s.cfg.Landlock, Containment: s.cfg.Containment, Tools: tools, KernelTemplates: s.cfg.KernelTemplates}
+	h := hello{Profile: s.cfg.Profile, Landlock: s.cfg.Landlock, Containment: s.cfg.Containment, Tools: tools,
+		KernelTemplates: s.cfg.KernelTemplates, KTCreate: s.cfg.KTCreate, KTSpawn: s.cfg.KTSpawn}
 	fail := func(err error) (*spawnerConn, ready, error) {
 		conn.Close()
 		_ = cmd.Process.Kill()
@@ -241,7 +251,7 @@ func (s *Spawner) Close() error {
 	if c != nil {
 		c.close()
 	}
-	s.starter.stop()
+	s.starter.Stop()
 	return nil
 }
 
@@ -339,8 +349,12 @@ type LaunchSpec struct {
 	StdinPath string
 	Stdout    int
 	Stderr    int
-	// CgroupFD is an O_PATH fd of the child's cgroup (-1: the spawner's cgroup).
+	// CgroupFD is an O_PATH fd of the child's cgroup (-1: the spawner's cgroup); with
+	// Kernel, an fd open for writing on the cgroup's cgroup.procs.
 	CgroupFD int
+	// Kernel launches through the tool's kernel template (Ready reports which tools
+	// have one).
+	Kernel bool
 	// Extra fds become the child's 3, 4, ….
 	Extra []int
 }
@@ -352,6 +366,8 @@ type Child struct {
 	PidFD    int // owned by the Child: closed by Release
 	Backend  string
 	Template string
+	// PlacementDelay is the kernel backend's time between spawn and cgroup placement.
+	PlacementDelay time.Duration
 
 	startOnce sync.Once
 	started   chan struct{}
@@ -366,6 +382,7 @@ func (ch *Child) start(r reply, pidfd int) {
 	ch.startOnce.Do(func() {
 		ch.startR = r
 		ch.Pid, ch.PidFD, ch.Backend, ch.Template = r.Pid, pidfd, r.Backend, r.Template
+		ch.PlacementDelay = time.Duration(r.PlacementNS)
 		close(ch.started)
 	})
 }
@@ -401,7 +418,7 @@ func (s *Spawner) Launch(spec *LaunchSpec) (*Child, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := launchMsg{ID: s.ids.Add(1), Tool: spec.Tool, Argv: spec.Argv, Env: spec.Env, Dir: spec.Dir, NExtra: len(spec.Extra)}
+	m := launchMsg{ID: s.ids.Add(1), Tool: spec.Tool, Argv: spec.Argv, Env: spec.Env, Dir: spec.Dir, NExtra: len(spec.Extra), Kernel: spec.Kernel}
 	fds := make([]int, 0, 4+len(spec.Extra))
 	switch {
 	case spec.StdinPath != "":
@@ -449,6 +466,9 @@ func (s *Spawner) Launch(spec *LaunchSpec) (*Child, error) {
 
 // Exit is how a child ended.
 type Exit struct {
+	// ExecError describes a kernel-template child's failed exec (its status is then
+	// an exit with 127 or 126), or an ambiguous status ("" otherwise).
+	ExecError  string
 	Status     unix.WaitStatus
 	UserCPU    time.Duration
 	SystemCPU  time.Duration
@@ -469,6 +489,7 @@ func (ch *Child) Wait() (Exit, error) {
 		return Exit{}, &LaunchError{Errno: syscall.Errno(ch.exitR.Errno), Msg: ch.exitR.Err}
 	}
 	return Exit{
+		ExecError: ch.exitR.Err,
 		Status:    unix.WaitStatus(ch.exitR.Status),
 		UserCPU:   time.Duration(ch.exitR.UtimeNS),
 		SystemCPU: time.Duration(ch.exitR.StimeNS),
@@ -495,33 +516,3 @@ func (ch *Child) Release() {
 		ch.PidFD = -1
 	}
 }
-
-// threadStarter starts processes from one OS thread that lives as long as the
-// Spawner: Pdeathsig fires when the thread that forked a child exits, so the
-// spawner must not be forked from a thread the Go runtime (or an embedding program's
-// LockOSThread) might end.
-type threadStarter struct {
-	reqs chan func()
-	once sync.Once
-}
-
-func newThreadStarter() *threadStarter {
-	t := &threadStarter{reqs: make(chan func())}
-	go func() {
-		runtime.LockOSThread()
-		// Never unlocked: when the channel closes the goroutine exits and the thread
-		// with it, which is what kills (by Pdeathsig) a spawner still running.
-		for f := range t.reqs {
-			f()
-		}
-	}()
-	return t
-}
-
-func (t *threadStarter) run(f func() error) error {
-	errc := make(chan error, 1)
-	t.reqs <- func() { errc <- f() }
-	return <-errc
-}
-
-func (t *threadStarter) stop() { t.once.Do(func() { close(t.reqs) }) }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/agentexec/agentexec/internal/templates"
 )
 
 // SpawnerCommand is the hidden subcommand that turns a binary into a spawner. The
@@ -54,6 +56,7 @@ type spawnerState struct {
 	devNull int
 	tools   map[string]*spawnTool
 	send    sync.Mutex
+	kernel  *kernelLauncher // nil: no kernel templates
 }
 
 func runSpawner(fd int) error {
@@ -149,6 +152,27 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return fmt.Errorf("prctl(PR_SET_DUMPABLE, 0): %w", err)
 	}
+	// Kernel templates are made now, after the restriction: the kernel binds each to
+	// the credentials of the thread that creates it.
+	probe := templates.ProbeKernel(h.KTCreate, h.KTSpawn)
+	use, err := templates.UseKernel(h.KernelTemplates, probe)
+	if err != nil {
+		return err
+	}
+	if use {
+		ks, err := probe.Syscalls()
+		if err != nil {
+			return err
+		}
+		st.kernel = newKernelLauncher()
+		for _, t := range h.Tools {
+			tool := st.tools[t.Name]
+			if !t.Hot || tool.tmpl == nil || !tool.tmpl.ELF {
+				continue
+			}
+			tool.kt, tool.ktErr = st.kernel.create(ks, tool.tmpl.Path)
+		}
+	}
 	for _, t := range h.Tools {
 		tool := st.tools[t.Name]
 		r.Templates = append(r.Templates, tool.status())
@@ -215,6 +239,10 @@ func (st *spawnerState) launch(m *launchMsg, fds []int) {
 		files = append(files, uintptr(fd))
 	}
 
+	if m.Kernel {
+		st.launchKernel(m, tool, files, cgroupFD)
+		return
+	}
 	path, state, err := tool.resolve()
 	if err != nil {
 		errno, _ := errors.AsType[syscall.Errno](err)
@@ -245,8 +273,15 @@ func (st *spawnerState) launch(m *launchMsg, fds []int) {
 	st.reply(&reply{ID: m.ID, Kind: replyStarted, Pid: pid, Backend: "userspace", Template: state}, []int{pidfd})
 	unix.Close(pidfd)
 
+	st.reap(m.ID, pid, false)
+}
+
+// reap waits for the child and reports its status and rusage. A kernel-template
+// child's failed exec shows as a raw 127/126 status, decoded here.
+func (st *spawnerState) reap(id uint64, pid int, kernel bool) {
 	var ws unix.WaitStatus
 	var ru unix.Rusage
+	var err error
 	for {
 		_, err = unix.Wait4(pid, &ws, 0, &ru)
 		if err != unix.EINTR {
@@ -254,15 +289,61 @@ func (st *spawnerState) launch(m *launchMsg, fds []int) {
 		}
 	}
 	if err != nil {
-		fail(errnoOf(err), false, "wait4(%d): %v", pid, err)
+		st.reply(&reply{ID: id, Kind: replyFailed, Errno: int(errnoOf(err)), Err: fmt.Sprintf("wait4(%d): %v", pid, err)}, nil)
 		return
 	}
-	st.reply(&reply{
-		ID: m.ID, Kind: replyExited, Pid: pid, Status: uint32(ws),
+	r := &reply{
+		ID: id, Kind: replyExited, Pid: pid, Status: uint32(ws),
 		UtimeNS: time.Duration(ru.Utime.Nano()).Nanoseconds(),
 		StimeNS: time.Duration(ru.Stime.Nano()).Nanoseconds(),
 		MaxRSS:  ru.Maxrss,
-	}, nil)
+	}
+	if kernel {
+		cs := templates.DecodeKernelWaitStatus(syscall.WaitStatus(ws))
+		switch {
+		case cs.ExecFailed:
+			r.Status = uint32(cs.ExitCode) << 8 // an ordinary exit with the shell's status
+			r.Exec, r.Err = true, cs.Message
+		case cs.Ambiguous:
+			r.Err = cs.Message
+		}
+	}
+	st.reply(r, nil)
+}
+
+// launchKernel launches through the tool's kernel template. cgroupFD, when set, is the
+// launch cgroup's cgroup.procs, opened by the main process.
+func (st *spawnerState) launchKernel(m *launchMsg, tool *spawnTool, files []uintptr, cgroupFD int) {
+	fail := func(errno syscall.Errno, format string, args ...any) {
+		st.reply(&reply{ID: m.ID, Kind: replyFailed, Errno: int(errno), Err: fmt.Sprintf(format, args...)}, nil)
+	}
+	if tool.kt == nil || st.kernel == nil {
+		fail(unix.EINVAL, "launch %d: tool %q has no kernel template", m.ID, m.Tool)
+		return
+	}
+	dirfd, err := unix.Open(m.Dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		fail(errnoOf(err), "open working directory %s: %v", m.Dir, err)
+		return
+	}
+	defer unix.Close(dirfd)
+	spec := templates.SpawnSpec{Argv: m.Argv, Envp: m.Env, Stdin: int(files[0]), Stdout: int(files[1]), Stderr: int(files[2]),
+		StdinPath: m.StdinPath, DirFD: dirfd, ResetSignals: true}
+	for _, f := range files[3:] {
+		spec.ExtraFDs = append(spec.ExtraFDs, int(f))
+	}
+	pid, pidfd, recreated, delay, err := st.kernel.spawn(tool.kt, kernelSpawn{spec: spec, procsFD: cgroupFD})
+	if err != nil {
+		fail(errnoOf(err), "%s: %v", tool.path, err)
+		return
+	}
+	state := "hit"
+	if recreated {
+		state = "recreated"
+	}
+	st.reply(&reply{ID: m.ID, Kind: replyStarted, Pid: pid, Backend: "kernel", Template: state, PlacementNS: delay.Nanoseconds()}, []int{pidfd})
+	unix.Close(pidfd)
+	st.reap(m.ID, pid, true)
 }
 
 func errnoOf(err error) syscall.Errno {

@@ -15,6 +15,11 @@ type spawnTool struct {
 	mu   sync.Mutex
 	tmpl *templates.Template
 	err  error // the last preparation error
+
+	// kt is the tool's kernel template (nil: userspace backend); ktErr says why a
+	// kernel template could not be made.
+	kt    *templates.KernelTemplate
+	ktErr error
 }
 
 // prepare creates the template; a failure is kept and reported, and the tool still
@@ -61,9 +66,14 @@ func (t *spawnTool) status() toolStatus {
 	if t.tmpl != nil {
 		s.ELF = t.tmpl.ELF
 	}
-	if t.err != nil {
+	switch {
+	case t.kt != nil:
+		s.Backend = "kernel"
+	case t.err != nil:
 		s.Backend = "none"
 		s.Err = t.err.Error()
+	case t.ktErr != nil:
+		s.Err = "kernel template: " + t.ktErr.Error()
 	}
 	return s
 }
