@@ -81,6 +81,21 @@ func helperMain(mode string, args []string) int {
 			os.Stdout.Write(buf[:min(len(buf), n-written)])
 			os.Stderr.Write(buf[:min(len(buf), n-written)])
 		}
+	case "alloc":
+		n, _ := strconv.Atoi(args[0])
+		b := make([]byte, n<<20)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		fmt.Println("allocated", len(b))
+	case "spin":
+		ms, _ := strconv.Atoi(args[0])
+		end := time.Now().Add(time.Duration(ms) * time.Millisecond)
+		x := 0
+		for time.Now().Before(end) {
+			x++
+		}
+		fmt.Println(x > 0)
 	case "env":
 		for _, e := range os.Environ() {
 			fmt.Println(e)

@@ -74,7 +74,8 @@ type Pool struct {
 	seq     int
 	closed  bool
 	avail   chan struct{} // closed and replaced when a group is returned to waiters
-	waiters int           // GetContext calls waiting on avail
+	waiters int           // getters waiting on avail
+	pending int           // released groups being drained or replaced in the background
 }
 
 // Group is one per-launch cgroup of a Pool.
@@ -319,25 +320,56 @@ func (g *Group) rebase() error {
 
 // Get hands out a free group, ready for a launch. Steady state costs a mutex and a
 // slice pop. When no group is free and fewer than max exist, Get creates one (mkdir
-// and limit writes, the only slow path); when max are in use it returns
-// ErrPoolExhausted at once (GetContext waits instead).
-func (p *Pool) Get() (*Group, error) {
+// and limit writes, the only slow path). When released groups are being drained or
+// replaced in the background, Get waits for the first of them to come back (that is
+// bounded by Options.DrainTimeout). When max groups are in use it returns
+// ErrPoolExhausted at once; GetContext waits instead.
+func (p *Pool) Get() (*Group, error) { return p.get(nil) }
+
+// GetContext is Get that also waits, until ctx is done, while max groups are in use.
+func (p *Pool) GetContext(ctx context.Context) (*Group, error) { return p.get(ctx) }
+
+func (p *Pool) get(ctx context.Context) (*Group, error) {
 	p.mu.Lock()
-	if p.closed {
+	for {
+		if p.closed {
+			p.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if n := len(p.free); n > 0 {
+			g := p.free[n-1]
+			p.free = p.free[:n-1]
+			g.inUse = true
+			g.uses++
+			p.mu.Unlock()
+			return g, nil
+		}
+		if p.total < p.max {
+			break
+		}
+		if p.pending == 0 && ctx == nil {
+			p.mu.Unlock()
+			return nil, fmt.Errorf("%w: %s has %d groups in use", ErrPoolExhausted, p.name, p.max)
+		}
+		p.waiters++
+		avail := p.avail
 		p.mu.Unlock()
-		return nil, ErrClosed
-	}
-	if n := len(p.free); n > 0 {
-		g := p.free[n-1]
-		p.free = p.free[:n-1]
-		g.inUse = true
-		g.uses++
-		p.mu.Unlock()
-		return g, nil
-	}
-	if p.total >= p.max {
-		p.mu.Unlock()
-		return nil, fmt.Errorf("%w: %s has %d groups in use", ErrPoolExhausted, p.name, p.max)
+		var done <-chan struct{}
+		if ctx != nil {
+			done = ctx.Done()
+		}
+		var err error
+		select {
+		case <-avail:
+		case <-done:
+			err = fmt.Errorf("cgroup: pool %s: waiting for a free group: %w", p.name, ctx.Err())
+		}
+		p.mu.Lock()
+		p.waiters--
+		if err != nil {
+			p.mu.Unlock()
+			return nil, err
+		}
 	}
 	p.total++
 	p.mu.Unlock()
@@ -346,6 +378,7 @@ func (p *Pool) Get() (*Group, error) {
 	defer p.mu.Unlock()
 	if err != nil {
 		p.total--
+		p.wake()
 		return nil, err
 	}
 	if p.closed {
@@ -360,27 +393,11 @@ func (p *Pool) Get() (*Group, error) {
 	return g, nil
 }
 
-// GetContext is Get that waits for a group to be released while max are in use.
-func (p *Pool) GetContext(ctx context.Context) (*Group, error) {
-	for {
-		p.mu.Lock()
-		p.waiters++
-		avail := p.avail
-		p.mu.Unlock()
-		g, err := p.Get()
-		if errors.Is(err, ErrPoolExhausted) {
-			select {
-			case <-avail:
-			case <-ctx.Done():
-				err = fmt.Errorf("cgroup: pool %s: waiting for a free group: %w", p.name, ctx.Err())
-			}
-		}
-		p.mu.Lock()
-		p.waiters--
-		p.mu.Unlock()
-		if !errors.Is(err, ErrPoolExhausted) {
-			return g, err
-		}
+// wake tells waiting getters that the pool changed. p.mu is held.
+func (p *Pool) wake() {
+	if p.waiters > 0 {
+		close(p.avail)
+		p.avail = make(chan struct{})
 	}
 }
 
@@ -392,10 +409,7 @@ func (p *Pool) put(g *Group) {
 		return // destroyAll takes care of it
 	}
 	p.free = append(p.free, g)
-	if p.waiters > 0 {
-		close(p.avail)
-		p.avail = make(chan struct{})
-	}
+	p.wake()
 }
 
 // FD returns the group directory's O_PATH|O_DIRECTORY|O_CLOEXEC fd, opened once at
@@ -509,13 +523,23 @@ func (g *Group) Release() {
 			return
 		}
 	}
+	p.mu.Lock()
+	p.pending++
+	p.mu.Unlock()
 	p.m.bg.Add(1)
 	go p.recycle(g)
 }
 
-// recycle drains a dirty group and reuses or replaces it.
+// recycle drains a dirty group and reuses or replaces it. The replacement is created
+// before the old group is removed, so a waiting Get is served as soon as possible.
 func (p *Pool) recycle(g *Group) {
 	defer p.m.bg.Done()
+	defer func() {
+		p.mu.Lock()
+		p.pending--
+		p.wake()
+		p.mu.Unlock()
+	}()
 	if !p.freshOnly && !g.killed.Load() {
 		if populated, err := g.Populated(); err == nil && populated {
 			_ = g.Kill()
@@ -530,28 +554,30 @@ func (p *Pool) recycle(g *Group) {
 	delete(p.all, g)
 	closed := p.closed
 	p.mu.Unlock()
-	_ = g.destroy(p.m)
+	if !closed {
+		ng, err := p.create()
+		p.mu.Lock()
+		if err == nil && !p.closed {
+			p.mu.Unlock()
+			p.put(ng)
+			ng = nil
+		} else {
+			closed = true // give up the slot
+			if ng != nil {
+				delete(p.all, ng)
+			}
+			p.mu.Unlock()
+		}
+		if ng != nil {
+			_ = ng.destroy(p.m)
+		}
+	}
 	if closed {
 		p.mu.Lock()
 		p.total--
 		p.mu.Unlock()
-		return
 	}
-	ng, err := p.create()
-	p.mu.Lock()
-	if err != nil || p.closed {
-		p.total--
-		if ng != nil {
-			delete(p.all, ng)
-		}
-		p.mu.Unlock()
-		if ng != nil {
-			_ = ng.destroy(p.m)
-		}
-		return
-	}
-	p.mu.Unlock()
-	p.put(ng)
+	_ = g.destroy(p.m)
 }
 
 func hasSubgroups(dir string) bool {

@@ -95,8 +95,10 @@ func capMask(caps []uintptr, last uintptr) (uint64, error) {
 //
 // As non-root without capabilities every step that needs a privilege finds nothing
 // to do and is skipped; the call then only clears the ambient set. As uid 0 without
-// CAP_SETPCAP (a container that withheld it), the bounding set cannot be emptied and
-// the call fails with ErrCannotDropBounding unless Keep covers it.
+// CAP_SETPCAP (a container that withheld it), the bounding set and securebits
+// cannot be set: every other step is still carried out, and the call returns a
+// *CapsError wrapping ErrCannotDropBounding, which a caller may choose to report
+// and accept (no_new_privs keeps the bounding set from granting anything).
 //
 // Call it first thing in the spawner, before no_new_privs and seccomp (the filter
 // does not list capset/prctl, but order keeps the reasoning simple).
@@ -155,12 +157,14 @@ func DropCapabilities(s CapsSpec) error {
 			if err := sys.SetSecurebitsAllThreads(bits | lockedSecurebits); err != nil {
 				return &CapsError{Step: fmt.Sprintf("prctl PR_SET_SECUREBITS %#x", bits|lockedSecurebits), Err: err}
 			}
-		} else if os.Geteuid() == 0 && cur.Permitted&^keep != 0 {
-			return &CapsError{Step: "prctl PR_SET_SECUREBITS", Err: fmt.Errorf("uid 0 without CAP_SETPCAP: %w", unix.EPERM)}
 		}
+		// Without CAP_SETPCAP the securebits stay as they are: they matter for
+		// uid 0, where step 4 reports the missing privilege; no_new_privs covers
+		// exec either way.
 	}
 
 	// 4. Bounding set.
+	var incomplete error
 	for c := uintptr(0); c <= last; c++ {
 		if keep&(1<<c) != 0 {
 			continue
@@ -174,9 +178,11 @@ func DropCapabilities(s CapsSpec) error {
 		}
 		if !setpcap {
 			if os.Geteuid() == 0 {
-				return &CapsError{Step: "prctl PR_CAPBSET_DROP " + CapName(c), Err: ErrCannotDropBounding}
+				// Finish every other step first, so that a caller that chooses to
+				// go on without a bounding-set drop is as contained as possible.
+				incomplete = &CapsError{Step: "prctl PR_CAPBSET_DROP " + CapName(c), Err: ErrCannotDropBounding}
 			}
-			break // non-root: the bounding set is out of reach and no_new_privs covers it
+			break // the bounding set is out of reach; no_new_privs makes it inert
 		}
 		if err := sys.CapBsetDropAllThreads(c); err != nil {
 			return &CapsError{Step: "prctl PR_CAPBSET_DROP " + CapName(c), Err: err}
@@ -214,7 +220,7 @@ func DropCapabilities(s CapsSpec) error {
 			return &CapsError{Step: fmt.Sprintf("capset effective=permitted=inheritable=%#x", keep), Err: err}
 		}
 	}
-	return nil
+	return incomplete
 }
 
 // SetNoNewPrivs sets no_new_privs on every thread: from then on exec never grants

@@ -71,6 +71,63 @@ func TestDropCapabilitiesKeep(t *testing.T) {
 	if st.CapEff != want || st.CapPrm != want || st.CapBnd != want || st.CapAmb != want {
 		t.Errorf("child: eff %#x prm %#x bnd %#x amb %#x, want %#x each", st.CapEff, st.CapPrm, st.CapBnd, st.CapAmb, want)
 	}
+	// The same as nobody: the kept capability survives the uid change and exec.
+	rep = runSpawner(t, spawnerConfig{
+		DropCaps: true, NNP: true,
+		Caps: CapsSpec{Keep: []uintptr{unix.CAP_NET_BIND_SERVICE}, User: &User{UID: nobody, GID: nobody}},
+		Runs: []launch{catStatus("/bin/cat")},
+	}, "", nil)
+	st = statusOf(t, rep.Runs[0])
+	if st.CapEff != want || st.CapPrm != want || st.CapAmb != want || st.UID[0] != nobody {
+		t.Errorf("child as nobody: uid %d eff %#x prm %#x amb %#x, want uid %d and %#x", st.UID[0], st.CapEff, st.CapPrm, st.CapAmb, nobody, want)
+	}
+}
+
+// TestDropCapabilitiesWithoutSetpcap: uid 0 without CAP_SETPCAP (a container that
+// withheld it) cannot empty the bounding set: DropCapabilities says so with
+// ErrCannotDropBounding, yet still empties the other sets, so a launched tool has
+// no capability in use.
+func TestDropCapabilitiesWithoutSetpcap(t *testing.T) {
+	testutil.RequireRoot(t)
+	last, err := LastCap()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keep []uintptr
+	for c := uintptr(0); c <= last; c++ {
+		if c != unix.CAP_SETPCAP {
+			keep = append(keep, c)
+		}
+	}
+	inner := spawnerConfig{DropCaps: true, TolerateBounding: true, Runs: []launch{catStatus("/bin/cat")}}
+	b, _ := json.Marshal(inner)
+	// The outer helper keeps every capability but CAP_SETPCAP (ambient, so that they
+	// survive exec) and starts the inner helper as uid 0 with them.
+	outer := runSpawner(t, spawnerConfig{DropCaps: true, Caps: CapsSpec{Keep: keep}, Runs: []launch{{
+		Argv: []string{testExe(t), "-test.run=^$"},
+		Env:  []string{helperEnv + "=spawner", configEnv + "=" + string(b)},
+	}}}, "", nil)
+	r := outer.Runs[0]
+	if r.Status != "exit 0" {
+		t.Fatalf("inner helper: %s: %s", r.Status, r.Out)
+	}
+	var rep spawnerReport
+	if err := json.Unmarshal([]byte(r.Out), &rep); err != nil {
+		t.Fatalf("inner helper output %q: %v", r.Out, err)
+	}
+	if rep.SetupErr != "" {
+		t.Fatalf("inner setup: %s", rep.SetupErr)
+	}
+	if !strings.Contains(rep.CapsErr, ErrCannotDropBounding.Error()) {
+		t.Errorf("inner DropCapabilities error %q, want ErrCannotDropBounding", rep.CapsErr)
+	}
+	st := statusOf(t, rep.Runs[0])
+	if st.CapEff != 0 || st.CapPrm != 0 || st.CapAmb != 0 || st.CapInh != 0 {
+		t.Errorf("tool: eff %#x prm %#x amb %#x inh %#x, want 0", st.CapEff, st.CapPrm, st.CapAmb, st.CapInh)
+	}
+	if st.CapBnd == 0 || st.CapBnd&(1<<unix.CAP_SETPCAP) != 0 {
+		t.Errorf("tool bounding set %#x: want the outer's (all but CAP_SETPCAP)", st.CapBnd)
+	}
 }
 
 // privBinaries makes a setuid-root copy and a file-capability copy of /bin/cat in
@@ -414,8 +471,11 @@ func TestToolsUnderFilter(t *testing.T) {
 		{Argv: []string{look("git"), "--version"}, Env: env},
 		{Argv: []string{look("python3"), "-c", "print(1)"}, Env: env},
 		{Argv: []string{"/bin/sh", "-c", "ls / >/dev/null && sort </etc/passwd | head -1 >/dev/null && echo ok"}, Env: env},
+		{Argv: []string{look("rg"), "--version"}, Env: env},
+		{Argv: []string{look("node"), "-e", "require('child_process').execFileSync('/bin/true'); console.log('node ok')"}, Env: env},
+		{Argv: []string{look("bash"), "-c", "x=$(echo sub); echo $x"}, Env: env},
 	}
-	want := []string{"a\n", "git version", "1\n", "ok\n"}
+	want := []string{"a\n", "git version", "1\n", "ok\n", "ripgrep", "node ok\n", "sub\n"}
 	rep := runSpawner(t, spawnerConfig{
 		DropCaps: true, NNP: true, Seccomp: &SeccompSpec{Network: NetNone},
 		RuntimeChecks: true, CgroupDir: cg, Runs: runs,

@@ -47,6 +47,8 @@ type spawnerConfig struct {
 	Caps     CapsSpec
 	NNP      bool
 	Seccomp  *SeccompSpec // SpawnerPID is filled in by the helper
+	// TolerateBounding goes on after ErrCannotDropBounding (reported in CapsErr).
+	TolerateBounding bool
 	// ProtectThread starts a locked thread and lists its tid in ProtectTIDs.
 	ProtectThread bool
 	// RuntimeChecks exercises the Go runtime after the filter is in force.
@@ -75,6 +77,8 @@ type launchResult struct {
 }
 
 type spawnerReport struct {
+	// CapsErr is DropCapabilities' error when TolerateBounding let setup go on.
+	CapsErr    string
 	SetupErr   string
 	RuntimeErr string
 	Runs       []launchResult
@@ -99,7 +103,7 @@ func spawnerMain() int {
 	var rep spawnerReport
 	if err := json.Unmarshal([]byte(os.Getenv(configEnv)), &cfg); err != nil {
 		rep.SetupErr = "config: " + err.Error()
-	} else if err := setupSpawner(cfg); err != nil {
+	} else if err := setupSpawner(cfg, &rep); err != nil {
 		rep.SetupErr = err.Error()
 	} else {
 		if cfg.RuntimeChecks {
@@ -154,10 +158,13 @@ var protectedTID int
 
 // setupSpawner applies the layers in the spawner's order: capabilities,
 // no_new_privs, seccomp.
-func setupSpawner(cfg spawnerConfig) error {
+func setupSpawner(cfg spawnerConfig, rep *spawnerReport) error {
 	if cfg.DropCaps {
 		if err := DropCapabilities(cfg.Caps); err != nil {
-			return err
+			if !cfg.TolerateBounding || !errors.Is(err, ErrCannotDropBounding) {
+				return err
+			}
+			rep.CapsErr = err.Error()
 		}
 	}
 	if cfg.NNP {

@@ -382,7 +382,7 @@ func assemble(rules []rule, ai *arch.Info) ([]bpf.Instruction, error) {
 // Rules returns the filter's rules, one line each, for `agentexec check`.
 func (f *Filter) Rules() []string {
 	out := []string{
-		fmt.Sprintf("arch: native only; other ABIs (i386 int 0x80) kill the process; x32 syscalls EPERM; %d BPF instructions", len(f.raw)),
+		fmt.Sprintf("arch: native only; other ABIs (i386 int 0x80) kill the process; x32 syscalls EPERM; %d BPF instructions, all threads (TSYNC)", len(f.raw)),
 	}
 	byWhy := map[string][]string{}
 	var order []string
@@ -438,8 +438,13 @@ func (f *Filter) Install() error {
 	if !nnp {
 		return fmt.Errorf("install seccomp filter: %w", ErrNoNewPrivs)
 	}
-	if err := sys.SeccompSetModeFilter(sys.SeccompFilterFlagTSync, f.raw); err != nil {
-		return fmt.Errorf("install seccomp filter: seccomp(SECCOMP_SET_MODE_FILTER, TSYNC): %w", err)
+	// SPEC_ALLOW: on kernels whose speculation mitigations default to "seccomp"
+	// (before 5.16 on x86), a filter would otherwise switch on SSBD and STIBP/IBPB
+	// for every tool, a cost on each context switch. Those mitigations protect the
+	// filtered process from in-process speculation attacks, which is not the
+	// threat here; they do not protect the agent from a tool.
+	if err := sys.SeccompSetModeFilter(sys.SeccompFilterFlagTSync|sys.SeccompFilterFlagSpecAllow, f.raw); err != nil {
+		return fmt.Errorf("install seccomp filter: seccomp(SECCOMP_SET_MODE_FILTER, TSYNC|SPEC_ALLOW): %w", err)
 	}
 	return nil
 }

@@ -11,6 +11,11 @@ import (
 // install the filter on every thread of the process at once.
 const SeccompFilterFlagTSync = unix.SECCOMP_FILTER_FLAG_TSYNC
 
+// SeccompFilterFlagSpecAllow is SECCOMP_FILTER_FLAG_SPEC_ALLOW (Linux 4.17): do not
+// force the speculative-store-bypass (and, on some kernels, STIBP/IBPB) mitigations
+// on the filtered threads.
+const SeccompFilterFlagSpecAllow = unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW
+
 // TSyncError reports that seccomp(SECCOMP_FILTER_FLAG_TSYNC) could not synchronise
 // a thread: the kernel returns that thread's id instead of an errno.
 type TSyncError struct{ TID int }

@@ -1,0 +1,101 @@
+package agentexec_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentexec/agentexec"
+	"github.com/agentexec/agentexec/internal/testutil"
+)
+
+// The limit tests need the memory, pids and cpu controllers on a cgroup v2
+// hierarchy. The CI host's v2 hierarchy has none of them (hybrid layout), so they
+// skip there and run in the VM tier (make vmtest), whose guests mount a pure v2
+// hierarchy.
+
+func limitsPolicy(t *testing.T, limits string) *agentexec.Runtime {
+	t.Helper()
+	exe, _ := os.Executable()
+	p, _ := testPolicy(t, fmt.Sprintf("  hog: {exec: %q, limits: {%s}, enforcement: {cgroup: require}}\n  hogsh: {exec: /bin/sh, limits: {%s}, enforcement: {cgroup: require}}\n", exe, limits, limits))
+	return newRuntime(t, p, agentexec.WithKillGrace(100*time.Millisecond))
+}
+
+func TestMemoryLimitOOMKills(t *testing.T) {
+	testutil.RequireCgroup2Controller(t, "memory")
+	rt := limitsPolicy(t, "memory: 64MiB, pids: 64")
+	r, err := rt.Run(context.Background(), agentexec.Request{Tool: "hog", Args: []string{"-helper", "alloc", "256"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.OOMKilled || r.Signal == 0 {
+		t.Fatalf("allocating 256 MiB under memory.max=64MiB: oom_killed %v signal %v exit %d stderr %q", r.OOMKilled, r.Signal, r.ExitCode, r.Stderr)
+	}
+	if r.PeakMemory < 32<<20 || r.PeakMemory > 80<<20 {
+		t.Errorf("peak memory %d, want between 32 MiB and ~64 MiB", r.PeakMemory)
+	}
+	// A launch under the limit is not killed, and its peak is its own.
+	r, err = rt.Run(context.Background(), agentexec.Request{Tool: "hog", Args: []string{"-helper", "alloc", "16"}})
+	if err != nil || r.ExitCode != 0 || r.OOMKilled {
+		t.Fatalf("16 MiB under 64 MiB: %v exit %d oom %v", err, r.ExitCode, r.OOMKilled)
+	}
+	if r.PeakMemory < 16<<20 || r.PeakMemory > 60<<20 {
+		t.Errorf("peak memory %d after a 16 MiB launch, want 16..60 MiB (reset between launches)", r.PeakMemory)
+	}
+}
+
+func TestPidsLimitStopsForkBomb(t *testing.T) {
+	testutil.RequireCgroup2Controller(t, "pids")
+	rt := limitsPolicy(t, "pids: 16")
+	r, err := rt.Run(context.Background(), agentexec.Request{Tool: "hogsh", Args: []string{"-c",
+		"i=0; n=0; while [ $i -lt 100 ]; do if sleep 3 & then n=$((n+1)); fi; i=$((i+1)); done; echo started $n; kill $(jobs -p) 2>/dev/null; true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var started int
+	fmt.Sscanf(strings.TrimSpace(string(r.Stdout)), "started %d", &started)
+	if started == 0 || started >= 16 {
+		t.Fatalf("fork bomb under pids.max=16 started %d sleeps (stdout %q, stderr %q)", started, r.Stdout, r.Stderr)
+	}
+	if r.PidsPeak > 16 {
+		t.Errorf("pids peak %d above pids.max 16", r.PidsPeak)
+	}
+}
+
+func TestCPULimitThrottles(t *testing.T) {
+	testutil.RequireCgroup2Controller(t, "cpu")
+	rt := limitsPolicy(t, "cpu: 0.25, pids: 64")
+	r, err := rt.Run(context.Background(), agentexec.Request{Tool: "hog", Args: []string{"-helper", "spin", "1500"}})
+	if err != nil || r.ExitCode != 0 {
+		t.Fatalf("spin: %v %+v", err, r)
+	}
+	ratio := r.CgroupCPU.Seconds() / r.Wall.Seconds()
+	t.Logf("cpu %v over wall %v: ratio %.2f (limit 0.25)", r.CgroupCPU, r.Wall, ratio)
+	if ratio > 0.40 || ratio < 0.10 {
+		t.Errorf("cpu/wall ratio %.2f, want near the 0.25 limit", ratio)
+	}
+}
+
+func TestTimeoutKillsDaemonizedTreeInCgroup(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireCgroup2(t)
+	p, _ := testPolicy(t, "")
+	rt := newRuntime(t, p, agentexec.WithKillGrace(100*time.Millisecond))
+	m := sleepMarker()
+	// A double fork: the grandchild is reparented and in a new session, outside the
+	// child's process group; only the cgroup still holds it.
+	r, err := rt.Run(context.Background(), agentexec.Request{Tool: "sh", Args: []string{"-c",
+		"(setsid sleep " + m + " &) ; (sh -c 'sleep " + m + " &' &); sleep " + m}, Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.TimedOut || r.Cgroup == "" {
+		t.Fatalf("timed out %v cgroup %q", r.TimedOut, r.Cgroup)
+	}
+	if left := procsWith(m); len(left) > 0 {
+		t.Fatalf("daemonized processes survived the timeout: %v", left)
+	}
+}
