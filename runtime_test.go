@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -88,6 +89,44 @@ func helperMain(mode string, args []string) int {
 			b[i] = 1
 		}
 		fmt.Println("allocated", len(b))
+	case "killparent":
+		// The parent of a launched tool is its spawner.
+		sig := map[string]syscall.Signal{"KILL": syscall.SIGKILL, "STOP": syscall.SIGSTOP, "TERM": syscall.SIGTERM}[args[0]]
+		if err := syscall.Kill(os.Getppid(), sig); err != nil {
+			fmt.Println("killparent:", err)
+			return 1
+		}
+		fmt.Println("killparent: ok")
+	case "ptraceparent":
+		runtime.LockOSThread()
+		if err := syscall.PtraceAttach(os.Getppid()); err != nil {
+			fmt.Println("ptraceparent:", err)
+			return 1
+		}
+		fmt.Println("ptraceparent: ok")
+	case "net":
+		if err := netProbe(args[0], args[1]); err != nil {
+			fmt.Println("net:", err)
+			return 1
+		}
+		fmt.Println("net: ok")
+	case "forkbomb":
+		var started, failed int
+		var cmds []*exec.Cmd
+		for range 100 {
+			c := exec.Command("/bin/sleep", "5")
+			if err := c.Start(); err != nil {
+				failed++
+				continue
+			}
+			started++
+			cmds = append(cmds, c)
+		}
+		for _, c := range cmds {
+			c.Process.Kill()
+			c.Wait()
+		}
+		fmt.Printf("started %d failed %d\n", started, failed)
 	case "spin":
 		ms, _ := strconv.Atoi(args[0])
 		end := time.Now().Add(time.Duration(ms) * time.Millisecond)

@@ -88,20 +88,25 @@ func median(v []float64) float64 {
 // BenchmarkSyscallUnderFilter measures the filter's cost per system call: getppid
 // (decided by syscall number alone, so the kernel's seccomp action cache answers
 // without running the filter) and kill (its pid argument is inspected, so the BPF
-// program runs), with and without the filter, alternating in rounds.
+// program runs), without a filter, with a one-instruction allow-all filter (the
+// fixed cost of seccomp's syscall-entry path) and with the profile's filter,
+// alternating in rounds.
 func BenchmarkSyscallUnderFilter(b *testing.B) {
 	const rounds = 5
 	per := b.N/rounds + 1
-	var g0, g1, k0, k1 []float64
+	var g0, g1, gt, k0, k1, kt []float64
 	for range rounds {
 		p := runSpawner(b, spawnerConfig{BenchSyscalls: per}, "", nil)
+		tr := runSpawner(b, spawnerConfig{NNP: true, TrivialFilter: true, BenchSyscalls: per}, "", nil)
 		f := runSpawner(b, spawnerConfig{NNP: true, Seccomp: &SeccompSpec{Network: NetNone}, BenchSyscalls: per}, "", nil)
-		g0, g1 = append(g0, p.GetppidNs), append(g1, f.GetppidNs)
-		k0, k1 = append(k0, p.KillNs), append(k1, f.KillNs)
+		g0, gt, g1 = append(g0, p.GetppidNs), append(gt, tr.GetppidNs), append(g1, f.GetppidNs)
+		k0, kt, k1 = append(k0, p.KillNs), append(kt, tr.KillNs), append(k1, f.KillNs)
 	}
 	b.ReportMetric(median(g1), "ns/op")
 	b.ReportMetric(median(g0), "getppid-plain-ns")
+	b.ReportMetric(median(gt), "getppid-trivial-ns") // with a one-instruction allow-all filter
 	b.ReportMetric(median(g1), "getppid-filtered-ns")
 	b.ReportMetric(median(k0), "kill-plain-ns")
+	b.ReportMetric(median(kt), "kill-trivial-ns")
 	b.ReportMetric(median(k1), "kill-filtered-ns")
 }

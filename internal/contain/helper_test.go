@@ -20,6 +20,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/agentexec/agentexec/internal/sys"
 )
 
 // The tests change process state that cannot be undone (capabilities, seccomp), so
@@ -47,6 +49,9 @@ type spawnerConfig struct {
 	Caps     CapsSpec
 	NNP      bool
 	Seccomp  *SeccompSpec // SpawnerPID is filled in by the helper
+	// TrivialFilter installs a filter that allows everything (one instruction): the
+	// fixed cost of having any filter, to compare the real one against.
+	TrivialFilter bool
 	// TolerateBounding goes on after ErrCannotDropBounding (reported in CapsErr).
 	TolerateBounding bool
 	// ProtectThread starts a locked thread and lists its tid in ProtectTIDs.
@@ -182,6 +187,11 @@ func setupSpawner(cfg spawnerConfig, rep *spawnerReport) error {
 			select {}
 		}()
 		protectedTID = <-tid
+	}
+	if cfg.TrivialFilter {
+		if err := sys.SeccompSetModeFilter(sys.SeccompFilterFlagTSync, []unix.SockFilter{{Code: 0x06, K: retAllow}}); err != nil {
+			return fmt.Errorf("trivial filter: %w", err)
+		}
 	}
 	if cfg.Seccomp != nil {
 		spec := *cfg.Seccomp
