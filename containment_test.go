@@ -80,7 +80,7 @@ func TestToolHasNoCapabilities(t *testing.T) {
 	if err := os.Chmod(filepath.Join(dir, "suid"), 0o755|os.ModeSetuid); err != nil {
 		t.Fatal(err)
 	}
-	p2, _ := testPolicy(t, fmt.Sprintf("  suid: {exec: %s/suid, filesystem: {exec: [%s]}}\n", dir, dir))
+	p2, _ := testPolicy(t, fmt.Sprintf("  suid: {exec: %s/suid, filesystem: {exec+: [%s]}}\n", dir, dir))
 	rt2 := newRuntime(t, p2)
 	r = run(t, rt2, "suid", "-helper", "status")
 	st, err = contain.ParseStatus(r.Stdout)

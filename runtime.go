@@ -49,6 +49,10 @@ func WithKillGrace(d time.Duration) Option { return func(o *options) { o.grace =
 // benchmarks and hosts where the policy allows it).
 func WithoutCgroups() Option { return func(o *options) { o.noCgroups = true } }
 
+// WithoutTemplates launches without templates: each launch looks the tool's
+// executable up through the policy's path, as a shell would (a benchmark baseline).
+func WithoutTemplates() Option { return func(o *options) { o.noTemplates = true } }
+
 // WithSpawnerStderr sends the spawners' own diagnostics to w (default: os.Stderr).
 func WithSpawnerStderr(w io.Writer) Option { return func(o *options) { o.spawnerErr = w } }
 
@@ -222,7 +226,8 @@ func (rt *Runtime) startProfile(prof *policy.Profile) (*profileRT, error) {
 		if t == nil || t.Path == "" {
 			continue
 		}
-		tools = append(tools, sandbox.ToolSpec{Name: t.Name, Path: t.Path, Hot: t.Hot && !rt.opts.noTemplates})
+		tools = append(tools, sandbox.ToolSpec{Name: t.Name, Path: t.Path, Hot: t.Hot,
+			Lookup: rt.opts.noTemplates, Exec: t.Exec, SearchPath: rt.pol.Path})
 	}
 	netns := false
 	if prof.Network.Isolated != "" {

@@ -257,8 +257,8 @@ func TestExecFailureStatus(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	p, _ := testPolicy(t, fmt.Sprintf(`  gone: {exec: %s, filesystem: {exec: [%s]}}
-  noexec: {exec: %s, filesystem: {exec: [%s]}}
+	p, _ := testPolicy(t, fmt.Sprintf(`  gone: {exec: %s, filesystem: {exec+: [%s]}}
+  noexec: {exec: %s, filesystem: {exec+: [%s]}}
 `, gone, dir, script, dir))
 	rt := newRuntime(t, p)
 	// The binary vanished after the policy was resolved: 127. It lost its execute
@@ -558,4 +558,47 @@ func readAll(p *agentexec.Process) ([]byte, error) {
 	_, err := b.ReadFrom(p.Stdout())
 	wg.Wait()
 	return b.Bytes(), err
+}
+
+func TestWithoutTemplates(t *testing.T) {
+	p, _ := testPolicy(t, "  echo: {exec: echo}\n")
+	rt := newRuntime(t, p, agentexec.WithoutTemplates())
+	r := run(t, rt, "echo", "hi")
+	if string(r.Stdout) != "hi\n" || r.Backend != agentexec.BackendNone || r.Template != agentexec.TemplateNone {
+		t.Fatalf("got %q backend %q template %q", r.Stdout, r.Backend, r.Template)
+	}
+}
+
+func TestTemplateRecreatedAfterReplace(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "tool")
+	cp := func(src string) {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmp := bin + ".new"
+		if err := os.WriteFile(tmp, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, bin); err != nil { // as a package manager does
+			t.Fatal(err)
+		}
+	}
+	cp("/bin/true")
+	p, _ := testPolicy(t, fmt.Sprintf("  tool: {exec: %s, hot: true, filesystem: {exec+: [%s]}}\n", bin, dir))
+	rt := newRuntime(t, p)
+	if r := run(t, rt, "tool"); r.ExitCode != 0 || r.Template != agentexec.TemplateHit {
+		t.Fatalf("first: exit %d template %q", r.ExitCode, r.Template)
+	}
+	cp("/bin/false")
+	if r := run(t, rt, "tool"); r.ExitCode != 1 || r.Template != agentexec.TemplateRecreated {
+		t.Fatalf("after replace: exit %d template %q, want 1 (false) and recreated", r.ExitCode, r.Template)
+	}
+	if r := run(t, rt, "tool"); r.Template != agentexec.TemplateHit {
+		t.Fatalf("then: template %q, want hit", r.Template)
+	}
+	if s := rt.Stats(); s.TemplateRecreations != 1 {
+		t.Errorf("recreations %d, want 1", s.TemplateRecreations)
+	}
 }

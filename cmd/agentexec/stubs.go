@@ -1,8 +1,1 @@
 package main
-
-import (
-	"fmt"
-	"os"
-)
-
-func cmdBench(args []string) int { fmt.Fprintln(os.Stderr, "agentexec bench: not built yet"); return 2 }

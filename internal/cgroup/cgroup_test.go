@@ -409,6 +409,7 @@ func TestReleasePopulated(t *testing.T) {
 		t.Errorf("launch in the group after a dirty release: %v", err)
 	}
 	t.Logf("dirty group %s, next group %s", path, g2.Path())
+	m.bg.Wait() // the dirty group is drained (or removed) in the background
 	if left := processesIn(t, m.info.Mount, path); len(left) > 0 {
 		t.Errorf("daemons left in %s: %v", path, left)
 	}

@@ -80,7 +80,8 @@ func TestMemoryLimitOOM(t *testing.T) {
 	if !u.HaveMemory || u.OOMKills < 1 {
 		t.Errorf("usage after OOM: %+v, want HaveMemory and OOMKills >= 1", u)
 	}
-	if u.PeakMemory > limit || u.PeakMemory < limit/2 {
+	// memory.peak may overshoot memory.max by a few pages (charges are batched).
+	if u.PeakMemory > limit+1<<20 || u.PeakMemory < limit/2 {
 		t.Errorf("peak memory %d, want about the limit %d", u.PeakMemory, limit)
 	}
 	t.Logf("OOM launch: %+v (memory.peak resettable: %v)", u, m.memPeakResettable)

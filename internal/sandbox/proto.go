@@ -44,6 +44,11 @@ type toolSpec struct {
 	Name string `json:"name"`
 	Path string `json:"path"`
 	Hot  bool   `json:"hot"`
+	// Lookup, when set, disables the template: the bare name Exec is looked up
+	// through SearchPath on every launch (a baseline for benchmarks).
+	Lookup     bool     `json:"lookup,omitempty"`
+	Exec       string   `json:"exec,omitempty"`
+	SearchPath []string `json:"search_path,omitempty"`
 }
 
 // ready answers hello.

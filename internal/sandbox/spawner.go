@@ -47,6 +47,11 @@ type ToolSpec struct {
 	Name string
 	Path string
 	Hot  bool
+	// Lookup disables the template: Exec (a bare name) is looked up through
+	// SearchPath on every launch, as a shell or os/exec would.
+	Lookup     bool
+	Exec       string
+	SearchPath []string
 }
 
 // ErrSpawnerDied is returned for launches in flight when their spawner process died.

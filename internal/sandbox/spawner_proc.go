@@ -125,9 +125,9 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 	// Open each tool's template before the restriction: the exec roots may not grant
 	// the spawner itself what preparing needs, and revalidation later uses one statx.
 	for _, t := range h.Tools {
-		tool := &spawnTool{name: t.Name, path: t.Path}
+		tool := &spawnTool{name: t.Name, path: t.Path, lookup: t.Lookup, exec: t.Exec, searchPath: t.SearchPath}
 		st.tools[t.Name] = tool
-		if t.Hot {
+		if t.Hot && !t.Lookup {
 			tool.prepare()
 		}
 	}
@@ -270,7 +270,11 @@ func (st *spawnerState) launch(m *launchMsg, fds []int) {
 		fail(errno, true, "%s: %v", path, err)
 		return
 	}
-	st.reply(&reply{ID: m.ID, Kind: replyStarted, Pid: pid, Backend: "userspace", Template: state}, []int{pidfd})
+	backend := "userspace"
+	if tool.lookup {
+		backend = "none"
+	}
+	st.reply(&reply{ID: m.ID, Kind: replyStarted, Pid: pid, Backend: backend, Template: state}, []int{pidfd})
 	unix.Close(pidfd)
 
 	st.reap(m.ID, pid, false)

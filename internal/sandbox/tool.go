@@ -1,7 +1,11 @@
 package sandbox
 
 import (
+	"path/filepath"
+	"strings"
 	"sync"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/agentexec/agentexec/internal/templates"
 )
@@ -11,6 +15,10 @@ import (
 type spawnTool struct {
 	name string
 	path string
+	// lookup: no template; exec is looked up through searchPath at every launch.
+	lookup     bool
+	exec       string
+	searchPath []string
 
 	mu   sync.Mutex
 	tmpl *templates.Template
@@ -39,6 +47,9 @@ func (t *spawnTool) prepareLocked() {
 // when the prepared binary is unchanged, "created" on first use, "recreated" when a
 // package manager replaced the binary since, "none" when no template could be made.
 func (t *spawnTool) resolve() (string, string, error) {
+	if t.lookup {
+		return t.lookPath(), "none", nil
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.tmpl == nil {
@@ -76,4 +87,18 @@ func (t *spawnTool) status() toolStatus {
 		s.Err = "kernel template: " + t.ktErr.Error()
 	}
 	return s
+}
+
+// lookPath finds the tool's executable through its search path, as execvp does.
+func (t *spawnTool) lookPath() string {
+	if strings.Contains(t.exec, "/") {
+		return t.exec
+	}
+	for _, dir := range t.searchPath {
+		p := filepath.Join(dir, t.exec)
+		if unix.Access(p, unix.X_OK) == nil {
+			return p
+		}
+	}
+	return t.path
 }
