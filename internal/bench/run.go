@@ -23,7 +23,7 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultCalls    = 60
+	DefaultCalls    = 100
 	DefaultInflight = 16
 	warmupRounds    = 2
 )

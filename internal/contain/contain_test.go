@@ -339,7 +339,7 @@ func acceptAll(l net.Listener) {
 var allProbes = []string{
 	"udp", "tcp", "tcp-proto", "mptcp", "raw", "packet", "netlink", "unix", "unix-abstract", "socketpair",
 	"kill-spawner", "kill-spawner-pgrp", "kill-all", "tgkill-spawner", "tkill-spawner", "sigqueue-spawner",
-	"pidfd-open-spawner", "pidfd-send-spawner", "ptrace-spawner", "kill-own-child", "kill-agent", "environ-agent", "clone-newuser", "clone3-newuser", "unshare-newuser", "io_uring",
+	"pidfd-open-spawner", "pidfd-send-spawner", "ptrace-spawner", "kill-own-child", "prlimit-spawner", "setown-spawner", "setpriority-spawner", "kill-agent", "environ-agent", "clone-newuser", "clone3-newuser", "unshare-newuser", "io_uring",
 }
 
 func probeLaunch(t *testing.T, tg probeTargets, sig syscall.Signal) launch {
@@ -396,6 +396,7 @@ func TestSeccompProbes(t *testing.T) {
 		"tkill-spawner": eperm, "sigqueue-spawner": eperm, "pidfd-open-spawner": eperm,
 		"pidfd-send-spawner": eperm, "ptrace-spawner": eperm, "kill-own-child": ok,
 		"kill-agent": eperm, "environ-agent": syscall.EACCES,
+		"prlimit-spawner": eperm, "setown-spawner": eperm, "setpriority-spawner": eperm,
 		"clone-newuser": eperm, "unshare-newuser": eperm, "io_uring": eperm,
 	}
 	for _, c := range cases {

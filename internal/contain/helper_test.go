@@ -493,6 +493,26 @@ func probe(name string, tg probeTargets, ppid int, sig syscall.Signal) error {
 		}
 		_, _, e := unix.Syscall(unix.SYS_TKILL, uintptr(tid), uintptr(sig), 0)
 		return errnoErr(e)
+	case "prlimit-spawner":
+		var old unix.Rlimit // read only: the permission check is the same
+		return unix.Prlimit(ppid, unix.RLIMIT_CPU, nil, &old)
+	case "setown-spawner":
+		// Owner only, no O_ASYNC: nothing is ever signalled, even in the control.
+		var p [2]int
+		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+			return err
+		}
+		defer unix.Close(p[0])
+		defer unix.Close(p[1])
+		_, err := unix.FcntlInt(uintptr(p[0]), unix.F_SETOWN, ppid)
+		return err
+	case "setpriority-spawner":
+		// Set the spawner's nice value to what it is: no change even when allowed.
+		prio, err := unix.Getpriority(unix.PRIO_PROCESS, ppid)
+		if err != nil {
+			return fmt.Errorf("getpriority: %w", err)
+		}
+		return unix.Setpriority(unix.PRIO_PROCESS, ppid, 20-prio)
 	case "kill-agent":
 		return unix.Kill(tg.Agent, 0) // 0: a success must not take the test down
 	case "environ-agent":

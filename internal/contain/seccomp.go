@@ -86,6 +86,15 @@ const (
 // sigPerThreadSyscall, libpsx's psx_sig and glibc's SIGSETXID.
 const sigPerThread = 33
 
+// FIOSETOWN (include/uapi/asm-generic/sockios.h) and the IOPRIO_WHO_* values
+// (include/uapi/linux/ioprio.h), which x/sys/unix lacks.
+const (
+	fioSetOwn        = 0x8901
+	ioprioWhoProcess = 1
+	ioprioWhoPgrp    = 2
+	ioprioWhoUser    = 3
+)
+
 // x32SyscallBit marks x32-ABI syscall numbers on x86_64 (__X32_SYSCALL_BIT).
 const x32SyscallBit = 0x40000000
 
@@ -315,6 +324,34 @@ func buildRules(s SeccompSpec, ai *arch.Info) ([]rule, error) {
 	add(rule{when: eachOf(0, tasks), onMatch: retEPERM, why: "refused when aimed at " + who}, "rt_sigqueueinfo")
 	add(rule{when: eachOf(0, procs), onMatch: retEPERM, why: "refused when aimed at " + who}, "rt_tgsigqueueinfo")
 	add(rule{when: eachOf(0, tasks), onMatch: retEPERM, why: "refused for " + who}, "pidfd_open")
+
+	// Other ways a same-uid process reaches another one. F_SETOWN/FIOSETOWN make
+	// I/O readiness signal the owner (any signal, with F_SETSIG); prlimit64 can set
+	// RLIMIT_CPU (SIGKILL when exceeded) or RLIMIT_NOFILE; the scheduling calls
+	// can starve it.
+	owners := append([]uint32{}, tasks...)
+	for _, p := range procs {
+		owners = append(owners, uint32(-int32(p)))
+	}
+	if s.SpawnerPGID > 0 && s.SpawnerPGID != s.SpawnerPID {
+		owners = append(owners, uint32(-int32(s.SpawnerPGID)))
+	}
+	add(rule{when: append(eachOf(2, owners, argCond{1, opEq, unix.F_SETOWN}), []argCond{{1, opEq, unix.F_SETOWN_EX}}),
+		onMatch: retEPERM, why: "F_SETOWN to " + who + " (or their groups) and F_SETOWN_EX (owner in memory) refused"}, "fcntl")
+	add(rule{when: [][]argCond{{{1, opEq, fioSetOwn}}, {{1, opEq, unix.SIOCSPGRP}}}, onMatch: retEPERM,
+		why: "FIOSETOWN and SIOCSPGRP (owner in memory) refused"}, "ioctl")
+	add(rule{when: eachOf(0, tasks), onMatch: retEPERM, why: "refused for " + who + " (pid 0, the caller, allowed)"}, "prlimit64")
+	for _, n := range []string{"sched_setparam", "sched_setscheduler", "sched_setattr", "sched_setaffinity"} {
+		add(rule{when: eachOf(0, tasks), onMatch: retEPERM, why: "refused for " + who}, n)
+	}
+	prio := [][]argCond{{{0, opEq, unix.PRIO_USER}}}
+	prio = append(prio, eachOf(1, tasks, argCond{0, opEq, unix.PRIO_PROCESS})...)
+	prio = append(prio, eachOf(1, procs, argCond{0, opEq, unix.PRIO_PGRP})...)
+	add(rule{when: prio, onMatch: retEPERM, why: "PRIO_USER refused; PRIO_PROCESS/PRIO_PGRP refused for " + who}, "setpriority")
+	ioprio := [][]argCond{{{0, opEq, ioprioWhoUser}}}
+	ioprio = append(ioprio, eachOf(1, tasks, argCond{0, opEq, ioprioWhoProcess})...)
+	ioprio = append(ioprio, eachOf(1, procs, argCond{0, opEq, ioprioWhoPgrp})...)
+	add(rule{when: ioprio, onMatch: retEPERM, why: "IOPRIO_WHO_USER refused; process/group refused for " + who}, "ioprio_set")
 
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("seccomp rules: %w", errors.Join(problems...))
