@@ -335,13 +335,6 @@ func (rt *Runtime) check(req *Request) (*policy.Tool, *profileRT, string, []stri
 	if !ok {
 		return nil, nil, "", nil, &DeniedError{Rule: "tools", Op: "launch", Object: fmt.Sprintf("%q", req.Tool), Reason: "no such tool in the policy"}
 	}
-	if t.Path == "" {
-		reason := "executable not found on this host"
-		if t.ResolveError != nil {
-			reason = t.ResolveError.Error()
-		}
-		return nil, nil, "", nil, &LaunchError{Tool: t.Name, Op: "resolve", Err: errors.New(reason)}
-	}
 	if d := t.Args.Check(req.Args); d != nil {
 		obj := fmt.Sprintf("%q", strings.Join(d.Args, " "))
 		reason := "denied"
@@ -388,6 +381,14 @@ func (rt *Runtime) check(req *Request) (*policy.Tool, *profileRT, string, []stri
 	}
 	for _, v := range t.Env.Set {
 		env = append(env, v.Name+"="+v.Value)
+	}
+	// The policy allows the request; the host may still lack the tool.
+	if t.Path == "" {
+		reason := "executable not found on this host"
+		if t.ResolveError != nil {
+			reason = t.ResolveError.Error()
+		}
+		return nil, nil, "", nil, &LaunchError{Tool: t.Name, Op: "resolve", Err: errors.New(reason)}
 	}
 	return t, prt, dir, env, nil
 }

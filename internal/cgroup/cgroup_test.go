@@ -2,6 +2,7 @@ package cgroup
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -648,5 +650,62 @@ func TestGetReleaseAllocs(t *testing.T) {
 	}
 	if n != 0 && !p.freshOnly {
 		t.Errorf("Get+Usage+Release allocates %v times per run, want 0", n)
+	}
+}
+
+// TestPoolConcurrent: many goroutines launching through a pool smaller than their
+// number; every launch lands in the group it was given, and no group is handed to two
+// launches at once.
+func TestPoolConcurrent(t *testing.T) {
+	m := newManager(t, Options{})
+	p, err := m.NewPool("conc", Limits{}, 2, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const workers, each = 8, 25
+	var mu sync.Mutex
+	held := map[*Group]bool{}
+	errc := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		go func() {
+			for i := 0; i < each; i++ {
+				g, err := p.GetContext(t.Context())
+				if err != nil {
+					errc <- err
+					return
+				}
+				mu.Lock()
+				if held[g] {
+					mu.Unlock()
+					errc <- fmt.Errorf("group %s handed out twice", g.Path())
+					return
+				}
+				held[g] = true
+				mu.Unlock()
+				out, err := inGroup(exec.Command("/bin/cat", "/proc/self/cgroup"), g).Output()
+				if err != nil {
+					errc <- err
+					return
+				}
+				if got, _ := parseProcCgroup(out); got != relPath(m, g) {
+					errc <- fmt.Errorf("launch in %q, want %q", got, relPath(m, g))
+					return
+				}
+				mu.Lock()
+				delete(held, g)
+				mu.Unlock()
+				g.Release()
+			}
+			errc <- nil
+		}()
+	}
+	for w := 0; w < workers; w++ {
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}
+	m.bg.Wait()
+	if total, free := p.Size(); total > 4 || total != free {
+		t.Errorf("after the run: total %d free %d (max 4)", total, free)
 	}
 }
