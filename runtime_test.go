@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -628,5 +629,28 @@ func TestTemplateRecreatedAfterReplace(t *testing.T) {
 	}
 	if s := rt.Stats(); s.TemplateRecreations != 1 {
 		t.Errorf("recreations %d, want 1", s.TemplateRecreations)
+	}
+}
+
+// statusMask returns a hex mask field (SigIgn, SigBlk) of /proc/PID/status text.
+func statusMask(status []byte, field string) string {
+	for _, l := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(l, field+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "?"
+}
+
+func TestSignalsResetInChild(t *testing.T) {
+	// The agent ignores SIGHUP and SIGPIPE (as under nohup or a shell pipeline); its
+	// tools must not inherit that.
+	signal.Ignore(syscall.SIGHUP, syscall.SIGUSR2)
+	defer signal.Reset(syscall.SIGHUP, syscall.SIGUSR2)
+	p, _ := testPolicy(t, "")
+	rt := newRuntime(t, p)
+	r := run(t, rt, "cat", "/proc/self/status")
+	if ign, blk := statusMask(r.Stdout, "SigIgn"), statusMask(r.Stdout, "SigBlk"); ign != "0000000000000000" || blk != "0000000000000000" {
+		t.Fatalf("child SigIgn %s SigBlk %s, want all zero", ign, blk)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,6 +51,23 @@ func SpawnerMain(args []string) {
 	os.Exit(0)
 }
 
+// resetIgnoredSignals makes tools start with default signal dispositions even when
+// the agent ignored some signals (nohup, a shell's SIGPIPE): exec keeps SIG_IGN, so
+// the spawner inherited them. Go installs its own handler for a signal passed to
+// Notify, and a forked child resets every signal Go handles to SIG_DFL; the channel is
+// never read (the spawner lives in its own session and ends by SIGKILL).
+func resetIgnoredSignals() {
+	var sigs []os.Signal
+	for s := syscall.Signal(1); s < 32; s++ {
+		if s != syscall.SIGKILL && s != syscall.SIGSTOP && signal.Ignored(s) {
+			sigs = append(sigs, s)
+		}
+	}
+	if len(sigs) > 0 {
+		signal.Notify(make(chan os.Signal, 1), sigs...)
+	}
+}
+
 // spawnerState is the spawner process's view of itself after restriction.
 type spawnerState struct {
 	conn    *net.UnixConn
@@ -66,6 +84,7 @@ func runSpawner(fd int) error {
 		return fmt.Errorf("close_range: %w", err)
 	}
 	unix.CloseOnExec(fd)
+	resetIgnoredSignals()
 	f := os.NewFile(uintptr(fd), "agentexec-spawner-socket")
 	c, err := net.FileConn(f)
 	f.Close()
