@@ -20,8 +20,16 @@ import (
 func limitsPolicy(t *testing.T, limits string) *agentexec.Runtime {
 	t.Helper()
 	exe, _ := os.Executable()
-	p, _ := testPolicy(t, fmt.Sprintf("  hog: {exec: %q, limits: {%s}, enforcement: {cgroup: require}}\n", exe, limits))
-	return newRuntime(t, p, agentexec.WithKillGrace(100*time.Millisecond))
+	// landlock: best_effort, so that the limits are proven on the VM tier's older
+	// kernels too (Landlock ABI 2 on 6.1); cgroup: require, so nothing is skipped.
+	p, _ := testPolicyLandlock(t, fmt.Sprintf("  hog: {exec: %q, limits: {%s}, enforcement: {landlock: best_effort, cgroup: require}}\n", exe, limits), "best_effort")
+	testutil.RequireRoot(t)
+	rt, err := agentexec.New(context.Background(), p, agentexec.WithKillGrace(100*time.Millisecond))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { rt.Close() })
+	return rt
 }
 
 func TestMemoryLimitOOMKills(t *testing.T) {

@@ -180,6 +180,12 @@ func helperMain(mode string, args []string) int {
 // with read access to ws and the test binary's directory, write access to ws/out.
 func testPolicy(t testing.TB, extra string) (*policy.Policy, string) {
 	t.Helper()
+	return testPolicyLandlock(t, extra, "require")
+}
+
+// testPolicyLandlock is testPolicy with the given landlock enforcement.
+func testPolicyLandlock(t testing.TB, extra, landlock string) (*policy.Policy, string) {
+	t.Helper()
 	ws := t.TempDir()
 	for _, d := range []string{"out", "bin"} {
 		if err := os.Mkdir(filepath.Join(ws, d), 0o755); err != nil {
@@ -205,7 +211,7 @@ defaults:
     timeout: 20s
     output: 1MiB
   enforcement:
-    landlock: require
+    landlock: %s
     cgroup: best_effort
 tools:
   self: {exec: %q, hot: true}
@@ -218,7 +224,7 @@ tools:
     args:
       allow: ["status|log|--version"]
       deny: ["push", "-c"]
-%s`, ws, filepath.Dir(exe), filepath.Dir(exe), exe, extra)
+%s`, ws, filepath.Dir(exe), filepath.Dir(exe), landlock, exe, extra)
 	p, err := policy.Parse("test.yaml", []byte(y), policy.Options{Workspace: ws, Home: "/root", CPUs: runtime.NumCPU()})
 	if err != nil {
 		t.Fatalf("policy: %v", err)
