@@ -9,6 +9,7 @@ import (
 	"github.com/landlock-lsm/go-landlock/landlock"
 
 	"github.com/agentexec/agentexec/internal/cgroup"
+	"github.com/agentexec/agentexec/internal/contain"
 	"github.com/agentexec/agentexec/internal/sandbox"
 	"github.com/agentexec/agentexec/internal/templates"
 	"github.com/agentexec/agentexec/policy"
@@ -80,6 +81,10 @@ type ProfileReport struct {
 	Concurrency int      `json:"concurrency"`
 	Landlock    string   `json:"landlock_enforcement"`
 	CgroupMode  string   `json:"cgroup_enforcement"`
+	// Seccomp lists the profile's filter rules; NetNS says whether `network:
+	// isolated` can be had here ("" when the policy does not ask for it).
+	Seccomp []string `json:"seccomp"`
+	NetNS   string   `json:"netns,omitempty"`
 }
 
 // ToolReport is one tool's executable on this host.
@@ -150,6 +155,24 @@ func CheckHost(p *policy.Policy, h *Host) *Report {
 			pr.LandlockScoped = landlock.ScopedSet(plan.Scoped).String()
 			pr.Unenforced = append(pr.Unenforced, plan.Unenforced...)
 			pr.Degraded = plan.Degraded
+		}
+		c := sandbox.ContainmentFor(prof)
+		if f, err := contain.BuildSeccomp(contain.SeccompSpec{Network: c.Network, Unix: c.Unix, SpawnerPID: 1}); err != nil {
+			r.Problems = append(r.Problems, fmt.Sprintf("profile %s: seccomp: %v", prof.Name, err))
+		} else {
+			pr.Seccomp = f.Rules()
+		}
+		if prof.Network.Isolated != "" {
+			ok, why := contain.NetNSAvailable()
+			pr.NetNS = why
+			if !ok {
+				msg := fmt.Sprintf("profile %s: network isolated: %s", prof.Name, why)
+				if prof.Network.Isolated == policy.Require {
+					r.Problems = append(r.Problems, msg)
+				} else {
+					pr.Unenforced = append(pr.Unenforced, "netns: "+why)
+				}
+			}
 		}
 		for _, u := range cgroupUnenforced(h.Cgroup, prof.Limits) {
 			pr.Unenforced = append(pr.Unenforced, "cgroup: "+u)
@@ -258,6 +281,10 @@ func (r *Report) WriteText(w io.Writer) {
 		for _, u := range p.Unenforced {
 			fmt.Fprintf(w, "  NOT ENFORCED: %s\n", u)
 		}
+		if p.NetNS != "" {
+			fmt.Fprintf(w, "  network namespace: %s\n", p.NetNS)
+		}
+		fmt.Fprintf(w, "  seccomp: %d rules (see --json)\n", len(p.Seccomp))
 		for _, d := range p.Degraded {
 			fmt.Fprintf(w, "  degraded: %s\n", d)
 		}

@@ -182,7 +182,7 @@ func TestToolCannotHarmItsSpawner(t *testing.T) {
 	p, _ := testPolicy(t, "")
 	rt := newRuntime(t, p)
 	ctx := context.Background()
-	for _, attack := range [][]string{{"killparent", "KILL"}, {"killparent", "STOP"}, {"killparent", "TERM"}, {"ptraceparent"}} {
+	for _, attack := range [][]string{{"killparent", "KILL"}, {"killparent", "STOP"}, {"killparent", "TERM"}, {"ptraceparent"}, {"killparenttasks"}} {
 		beside, err := rt.Start(ctx, agentexec.Request{Tool: "sh", Args: []string{"-c", "sleep 0.3; echo beside"}})
 		if err != nil {
 			t.Fatal(err)

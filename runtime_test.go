@@ -127,6 +127,26 @@ func helperMain(mode string, args []string) int {
 			return 1
 		}
 		fmt.Println("killparent: ok")
+	case "killparenttasks":
+		// kill(tid) of any thread signals the whole process: try every thread id.
+		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", os.Getppid()))
+		if err != nil || len(ents) == 0 {
+			fmt.Println("killparenttasks: list threads:", err)
+			return 2
+		}
+		for _, e := range ents {
+			tid, _ := strconv.Atoi(e.Name())
+			if err := syscall.Kill(tid, syscall.SIGKILL); err == nil {
+				fmt.Println("killparenttasks: killed thread", tid)
+				return 0
+			}
+			if err := syscall.Tgkill(os.Getppid(), tid, syscall.SIGKILL); err == nil {
+				fmt.Println("killparenttasks: tgkilled thread", tid)
+				return 0
+			}
+		}
+		fmt.Printf("killparenttasks: %d threads: operation not permitted\n", len(ents))
+		return 1
 	case "ptraceparent":
 		runtime.LockOSThread()
 		if err := syscall.PtraceAttach(os.Getppid()); err != nil {

@@ -54,14 +54,16 @@ func (c *Containment) applyCreds() ([]string, error) {
 	return append(layers, "no-new-privs"), nil
 }
 
-// applySeccomp installs the filter on every thread. It runs after Landlock: the
-// filter refuses tgkill of the spawner's own threads (but for SIGURG), which the Go
-// runtime's all-threads syscalls (used by go-landlock on ABI < 8) depend on.
-func (c *Containment) applySeccomp() ([]string, error) {
+// applySeccomp installs the filter on every thread. It runs after Landlock (go-landlock's
+// all-threads restriction signals every thread) and after the launcher thread exists:
+// signals aimed at the spawner's pid, at its launcher thread (the thread tools are
+// forked from, whose id they could otherwise signal) and at the agent are refused.
+func (c *Containment) applySeccomp(launcherTID, agentPID int) ([]string, error) {
 	if !c.Seccomp {
 		return nil, nil
 	}
-	f, err := contain.BuildSeccomp(contain.SeccompSpec{Network: c.Network, Unix: c.Unix, SpawnerPID: os.Getpid()})
+	f, err := contain.BuildSeccomp(contain.SeccompSpec{Network: c.Network, Unix: c.Unix, SpawnerPID: os.Getpid(),
+		ProtectTIDs: []int{launcherTID}, ProtectPIDs: []int{agentPID}})
 	if err != nil {
 		return nil, fmt.Errorf("seccomp: %w", err)
 	}

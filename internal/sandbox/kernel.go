@@ -13,15 +13,11 @@ import (
 
 // kernelLauncher owns the spawner's kernel templates. The kernel lets only the
 // credentials that created a template spawn from it, and credentials are per thread,
-// so every create and spawn runs on one locked OS thread (the spawner's restriction is
-// already in force on it, as on every thread).
+// so every create and spawn runs on the spawner's launcher thread (a locked OS
+// thread whose restriction is complete before any template exists).
 type kernelLauncher struct {
-	th *templates.Thread
+	do func(func())
 }
-
-func newKernelLauncher() *kernelLauncher { return &kernelLauncher{th: templates.StartThread()} }
-
-func (k *kernelLauncher) do(f func()) { k.th.Do(f) }
 
 // create makes a kernel template for the tool on the launcher thread. A failure
 // (scripts, or any create error) leaves the tool on the userspace backend.

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/agentexec/agentexec/internal/contain"
 	"github.com/agentexec/agentexec/internal/templates"
 )
 
@@ -75,6 +76,8 @@ type spawnerState struct {
 	tools   map[string]*spawnTool
 	send    sync.Mutex
 	kernel  *kernelLauncher // nil: no kernel templates
+	// launcher is the one thread every launch is forked from (see setup).
+	launcher *contain.Launcher
 }
 
 func runSpawner(fd int) error {
@@ -163,7 +166,20 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 		r.Skipped = skipped
 		r.Layers = append(r.Layers, fmt.Sprintf("landlock-abi-%d", h.Landlock.ABI))
 	}
-	layers, err = h.Containment.applySeccomp()
+	// Every launch is forked from one locked thread. With Landlock ABI 6 that thread
+	// adds a signal-scope layer of its own, so that tools cannot signal the spawner's
+	// other threads by their ids; the seccomp filter protects the launcher thread
+	// itself (tools still share its domain) and the pid. It also keeps Pdeathsig
+	// sound: the kernel sends it when the forking thread exits.
+	var scope func() error
+	if h.Landlock != nil && h.Landlock.Enabled && h.Landlock.ABI >= 6 {
+		scope = contain.ScopeSignalsThisThread
+	}
+	st.launcher, err = contain.StartLauncher(scope)
+	if err != nil {
+		return fmt.Errorf("launcher thread: %w", err)
+	}
+	layers, err = h.Containment.applySeccomp(st.launcher.TID(), os.Getppid())
 	if err != nil {
 		return err
 	}
@@ -183,7 +199,7 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 		if err != nil {
 			return err
 		}
-		st.kernel = newKernelLauncher()
+		st.kernel = &kernelLauncher{do: st.launcher.Do}
 		for _, t := range h.Tools {
 			tool := st.tools[t.Name]
 			if !t.Hot || tool.tmpl == nil || !tool.tmpl.ELF {
@@ -281,7 +297,8 @@ func (st *spawnerState) launch(m *launchMsg, fds []int) {
 			CgroupFD:    cgroupFD,
 		},
 	}
-	pid, err := syscall.ForkExec(path, m.Argv, attr)
+	var pid int
+	st.launcher.Do(func() { pid, err = syscall.ForkExec(path, m.Argv, attr) })
 	if err != nil {
 		errno, _ := errors.AsType[syscall.Errno](err)
 		// ForkExec reports failures of the child's setup and of execve alike; chdir
