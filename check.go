@@ -3,6 +3,7 @@ package agentexec
 import (
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -161,6 +162,11 @@ func CheckHost(p *policy.Policy, h *Host) *Report {
 			r.Problems = append(r.Problems, fmt.Sprintf("profile %s: seccomp: %v", prof.Name, err))
 		} else {
 			pr.Seccomp = f.Rules()
+		}
+		if prof.Network.Unix && prof.User == nil && os.Geteuid() == 0 {
+			// Landlock (through ABI 7) does not govern connect(2) to socket files, and
+			// root's tools reach root's sockets (/var/run/docker.sock is a root escape).
+			r.Warnings = append(r.Warnings, fmt.Sprintf("profile %s: network.unix is allowed while tools run as root: they can connect to any root-owned unix socket file (set user: to a non-root uid)", prof.Name))
 		}
 		if prof.Network.Isolated != "" {
 			ok, why := contain.NetNSAvailable()

@@ -191,7 +191,7 @@ func DropCapabilities(s CapsSpec) error {
 
 	// 5. Identity. NO_SETUID_FIXUP (when set) keeps the sets untouched by the uid
 	// change; step 6 empties them explicitly either way.
-	if u := s.User; u != nil {
+	if u := s.User; u != nil && !isIdentity(u) {
 		groups := u.Groups
 		if groups == nil {
 			groups = []uint32{}
@@ -221,6 +221,31 @@ func DropCapabilities(s CapsSpec) error {
 		}
 	}
 	return incomplete
+}
+
+// isIdentity reports whether every id of the calling thread already is u's, so that
+// an unprivileged spawner may name its own identity as `user:`.
+func isIdentity(u *User) bool {
+	r, e, sv := unix.Getresuid()
+	rg, eg, sg := unix.Getresgid()
+	if uint32(r) != u.UID || uint32(e) != u.UID || uint32(sv) != u.UID ||
+		uint32(rg) != u.GID || uint32(eg) != u.GID || uint32(sg) != u.GID {
+		return false
+	}
+	have, err := unix.Getgroups()
+	if err != nil || len(have) != len(u.Groups) {
+		return false
+	}
+	want := map[uint32]bool{}
+	for _, g := range u.Groups {
+		want[g] = true
+	}
+	for _, g := range have {
+		if !want[uint32(g)] {
+			return false
+		}
+	}
+	return true
 }
 
 // SetNoNewPrivs sets no_new_privs on every thread: from then on exec never grants

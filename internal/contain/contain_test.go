@@ -285,8 +285,10 @@ func TestDropCapabilitiesNonRoot(t *testing.T) {
 	}
 	n := nobody
 	rep := runSpawner(t, spawnerConfig{
-		DropCaps: true, NNP: true, Seccomp: &SeccompSpec{Network: NetNone},
-		Runs: []launch{catStatus("/bin/cat")},
+		// `user:` naming the identity it already has is accepted without privilege.
+		DropCaps: true, Caps: CapsSpec{User: &User{UID: nobody, GID: nobody}}, NNP: true,
+		Seccomp: &SeccompSpec{Network: NetNone},
+		Runs:    []launch{catStatus("/bin/cat")},
 	}, exe, &n)
 	st := statusOf(t, rep.Runs[0])
 	if st.CapEff != 0 || st.CapPrm != 0 || !st.NoNewPrivs || st.Seccomp != 2 || st.UID[0] != nobody {
@@ -450,6 +452,39 @@ func TestProtectTIDs(t *testing.T) {
 	}
 }
 
+// TestLauncherScope checks the design docs/security.md recommends against the
+// thread-id gap: kill(tid) of any thread signals the whole process, and the filter
+// cannot know the spawner's thread ids. With the filter alone a tool reaches some
+// spawner thread (the gap, asserted so that a kernel change is noticed); launching
+// from a thread with a nested scope-only Landlock domain, whose tid the filter
+// protects, leaves no spawner thread reachable.
+func TestLauncherScope(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireLandlockABI(t, 6)
+	probes := []string{"kill-spawner-threads", "kill-protected-tid", "kill-spawner", "kill-own-child"}
+	for _, scoped := range []bool{false, true} {
+		cfg := spawnerConfig{DropCaps: true, NNP: true, Seccomp: &SeccompSpec{Network: NetNone},
+			LauncherScope: scoped, ProtectThread: !scoped,
+			Runs: []launch{{Argv: append([]string{testExe(t)}, probes...),
+				Env: []string{helperEnv + "=probe", "PROBE_SIG=15", "PATH=/usr/bin:/bin"}}}}
+		r := runSpawner(t, cfg, "", nil).Runs[0]
+		if r.Status != "exit 0" {
+			t.Fatalf("scoped=%v: probe: %s: %s", scoped, r.Status, r.Out)
+		}
+		got := parseProbes(t, r.Out)
+		want := map[string]syscall.Errno{"kill-protected-tid": syscall.EPERM, "kill-spawner": syscall.EPERM, "kill-own-child": 0,
+			"kill-spawner-threads": syscall.EPERM}
+		if !scoped {
+			want["kill-spawner-threads"] = 0 // the gap
+		}
+		for p, w := range want {
+			if got[p] != w {
+				t.Errorf("scoped=%v: %s = %v (%d), want %v", scoped, p, got[p], int(got[p]), w)
+			}
+		}
+	}
+}
+
 // TestToolsUnderFilter: the Go runtime of the spawner keeps working after Install
 // (goroutines, timers, async preemption, clone3 into a cgroup with a pidfd), and
 // ordinary tools run under the filter.
@@ -507,6 +542,34 @@ func TestNetNSAvailable(t *testing.T) {
 		}
 		if ns != before {
 			t.Errorf("thread %s in %s after the probe, want %s", task.Name(), ns, before)
+		}
+	}
+}
+
+// TestEmptyNetNS checks what docs/security.md says an empty network namespace
+// (network.isolated) blocks: IP to the host's loopback listeners and abstract unix
+// sockets bound outside; pathname unix sockets are files and are not affected.
+func TestEmptyNetNS(t *testing.T) {
+	testutil.RequireRoot(t)
+	if ok, why := NetNSAvailable(); !ok {
+		t.Fatalf("NetNSAvailable as root: %s", why)
+	}
+	tg := listeners(t)
+	l := probeLaunch(t, tg, 0)
+	l.Argv = []string{testExe(t), "udp", "tcp", "mptcp", "unix-abstract", "unix", "raw"}
+	l.NewNet = true
+	r := runSpawner(t, spawnerConfig{Runs: []launch{l}}, "", nil).Runs[0]
+	if r.Status != "exit 0" {
+		t.Fatalf("probe: %s: %s", r.Status, r.Out)
+	}
+	got := parseProbes(t, r.Out)
+	for p, want := range map[string]syscall.Errno{
+		"udp": syscall.ENETUNREACH, "tcp": syscall.ENETUNREACH, "mptcp": syscall.ENETUNREACH,
+		"unix-abstract": syscall.ECONNREFUSED, "unix": 0,
+		"raw": 0, // creating one works as root (no caps layer here); it reaches nothing
+	} {
+		if got[p] != want {
+			t.Errorf("%s in an empty netns: %v (%d), want %v", p, got[p], int(got[p]), want)
 		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+	"kernel.org/pub/linux/libs/security/libcap/psx"
 
 	"github.com/agentexec/agentexec/internal/sys"
 )
@@ -52,6 +53,11 @@ type spawnerConfig struct {
 	// TrivialFilter installs a filter that allows everything (one instruction): the
 	// fixed cost of having any filter, to compare the real one against.
 	TrivialFilter bool
+	// LauncherScope puts the spawner in a Landlock domain that scopes signals (all
+	// threads) and launches from one locked "launcher" thread that adds a nested
+	// scope-only domain of its own; its tid goes into ProtectTIDs. The design
+	// docs/security.md recommends against signals to other spawner threads.
+	LauncherScope bool
 	// TolerateBounding goes on after ErrCannotDropBounding (reported in CapsErr).
 	TolerateBounding bool
 	// ProtectThread starts a locked thread and lists its tid in ProtectTIDs.
@@ -71,6 +77,8 @@ type spawnerConfig struct {
 type launch struct {
 	Argv []string
 	Env  []string
+	// NewNet starts the child in a new, empty network namespace (CLONE_NEWNET).
+	NewNet bool
 	// AsUID runs the child under another uid through SysProcAttr.Credential (for
 	// control runs, where the helper keeps its capabilities).
 	AsUID *uint32
@@ -193,6 +201,16 @@ func setupSpawner(cfg spawnerConfig, rep *spawnerReport) error {
 			return fmt.Errorf("trivial filter: %w", err)
 		}
 	}
+	if cfg.LauncherScope {
+		if err := scopeAllThreads(); err != nil {
+			return err
+		}
+		l, err := StartLauncher(ScopeSignalsThisThread)
+		if err != nil {
+			return err
+		}
+		launcher, protectedTID = l, l.TID()
+	}
 	if cfg.Seccomp != nil {
 		spec := *cfg.Seccomp
 		spec.SpawnerPID = os.Getpid()
@@ -275,9 +293,34 @@ func runtimeChecks() error {
 	return nil
 }
 
+func scopeAllThreads() error {
+	attr := struct{ fs, net, scoped uint64 }{scoped: unix.LANDLOCK_SCOPE_SIGNAL}
+	fd, _, e := unix.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr), 0)
+	if e != 0 {
+		return fmt.Errorf("landlock_create_ruleset(scoped=signal): %w", e)
+	}
+	defer unix.Close(int(fd))
+	if _, _, e := psx.Syscall3(unix.SYS_LANDLOCK_RESTRICT_SELF, fd, 0, 0); e != 0 {
+		return fmt.Errorf("landlock_restrict_self (all threads): %w", e)
+	}
+	return nil
+}
+
+// launcher, when set, runs every launch.
+var launcher *Launcher
+
 // spawn launches l the way the spawner does (syscall.ForkExec with PidFD, Setsid,
 // Pdeathsig, and clone3 into a cgroup when cgfd >= 0) and collects its output.
 func spawn(l launch, cgfd int) launchResult {
+	if launcher != nil {
+		var r launchResult
+		launcher.Do(func() { r = spawnHere(l, cgfd) })
+		return r
+	}
+	return spawnHere(l, cgfd)
+}
+
+func spawnHere(l launch, cgfd int) launchResult {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return launchResult{Status: "error: pipe: " + err.Error()}
@@ -291,6 +334,9 @@ func spawn(l launch, cgfd int) launchResult {
 	sys := &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL, PidFD: &pidfd}
 	if cgfd >= 0 {
 		sys.UseCgroupFD, sys.CgroupFD = true, cgfd
+	}
+	if l.NewNet {
+		sys.Cloneflags |= syscall.CLONE_NEWNET
 	}
 	if l.AsUID != nil {
 		sys.Credential = &syscall.Credential{Uid: *l.AsUID, Gid: *l.AsUID, NoSetGroups: false}
@@ -484,9 +530,9 @@ func probe(name string, tg probeTargets, ppid int, sig syscall.Signal) error {
 		_, _, e := unix.Syscall(unix.SYS_RT_SIGQUEUEINFO, uintptr(ppid), uintptr(sig), uintptr(unsafe.Pointer(&info[0])))
 		return errnoErr(e)
 	case "kill-protected-tid":
-		tid, err := strconv.Atoi(os.Getenv("PROTECTED_TID"))
-		if err != nil {
-			return fmt.Errorf("PROTECTED_TID: %w", err)
+		tid := protected()
+		if tid == 0 {
+			return fmt.Errorf("PROTECTED_TID not set")
 		}
 		if err := unix.Kill(tid, sig); err != nil {
 			return err
@@ -513,6 +559,27 @@ func probe(name string, tg probeTargets, ppid int, sig syscall.Signal) error {
 			return fmt.Errorf("getpriority: %w", err)
 		}
 		return unix.Setpriority(unix.PRIO_PROCESS, ppid, 20-prio)
+	case "kill-spawner-threads":
+		// Signal 0 to every thread of the spawner: the first that can be reached
+		// is a success (a real signal there would take the whole spawner down).
+		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", ppid))
+		if err != nil {
+			return err
+		}
+		var last error = syscall.ESRCH
+		for _, e := range ents {
+			tid, _ := strconv.Atoi(e.Name())
+			if tid == ppid {
+				continue
+			}
+			if tid == protected() {
+				continue // refused by the filter, checked by kill-protected-tid
+			}
+			if last = unix.Kill(tid, 0); last == nil {
+				return nil
+			}
+		}
+		return last
 	case "kill-agent":
 		return unix.Kill(tg.Agent, 0) // 0: a success must not take the test down
 	case "environ-agent":
@@ -600,6 +667,11 @@ func probe(name string, tg probeTargets, ppid int, sig syscall.Signal) error {
 		return errnoErr(e)
 	}
 	return fmt.Errorf("unknown probe %q", name)
+}
+
+func protected() int {
+	t, _ := strconv.Atoi(os.Getenv("PROTECTED_TID"))
+	return t
 }
 
 func errnoErr(e syscall.Errno) error {

@@ -137,7 +137,7 @@ var denied = []struct {
 	names []string
 }{
 	{"tracing and other processes' memory", []string{"ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "process_madvise"}},
-	{"signals through pidfds (cannot be matched to the spawner)", []string{"pidfd_send_signal"}},
+	{"signals through pidfds, which cannot be matched to the spawner", []string{"pidfd_send_signal"}},
 	{"kernel replacement and reboot", []string{"kexec_load", "kexec_file_load", "reboot"}},
 	{"kernel attack surface", []string{"bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter", "io_uring_register"}},
 	{"kernel keyrings", []string{"keyctl", "add_key", "request_key"}},
@@ -145,7 +145,7 @@ var denied = []struct {
 	{"joining namespaces", []string{"setns"}},
 	{"kernel modules", []string{"init_module", "finit_module", "delete_module"}},
 	{"host administration", []string{"swapon", "swapoff", "acct", "settimeofday", "clock_settime", "adjtimex", "clock_adjtime", "iopl", "ioperm", "quotactl", "quotactl_fd", "nfsservctl", "vhangup", "syslog", "lookup_dcookie", "uselib"}},
-	{"file handles (bypass path checks)", []string{"open_by_handle_at", "name_to_handle_at"}},
+	{"file handles, which bypass path checks", []string{"open_by_handle_at", "name_to_handle_at"}},
 }
 
 // Namespace creation flags (include/uapi/linux/sched.h).
@@ -223,19 +223,13 @@ func buildRules(s SeccompSpec, ai *arch.Info) ([]rule, error) {
 		}
 		rules = append(rules, r)
 	}
-	for _, d := range denied {
-		for _, n := range d.names {
-			add(rule{onMatch: retEPERM, why: d.why}, n)
-		}
-	}
-
 	// Namespaces: no new ones through clone(2)/unshare(2). clone3(2) takes its flags
 	// in memory, out of a filter's reach; it stays allowed (Go's own spawn path needs
 	// it for CLONE_INTO_CGROUP) and the gap is documented in docs/security.md.
 	add(rule{when: [][]argCond{{{0, opBitsAny, cloneNewFlagsNoTime}}}, onMatch: retEPERM,
-		why: "namespace flags (CLONE_NEW*) refused; plain clone allowed"}, "clone")
+		why: "EPERM with namespace flags (CLONE_NEW*)"}, "clone")
 	add(rule{when: [][]argCond{{{0, opBitsAny, cloneNewFlags}}}, onMatch: retEPERM,
-		why: "namespace flags (CLONE_NEW*) refused; CLONE_FILES/FS/SYSVSEM allowed"}, "unshare")
+		why: "EPERM with namespace flags (CLONE_NEW*); CLONE_FILES/FS/SYSVSEM allowed"}, "unshare")
 	// personality: only the query (0xffffffff) and PER_LINUX.
 	add(rule{when: [][]argCond{{{0, opEq, 0xffffffff}}, {{0, opEq, 0}}}, onMatch: retAllow, otherwise: retEPERM,
 		why: "only PER_LINUX and the 0xffffffff query allowed"}, "personality")
@@ -316,14 +310,14 @@ func buildRules(s SeccompSpec, ai *arch.Info) ([]rule, error) {
 	}
 	const spared = " (SIGURG and signal 33 allowed: Go preemption and all-thread syscalls)"
 	add(rule{when: eachOf(0, killTargets), onMatch: retEPERM,
-		why: "refused when aimed at " + who + ", their process groups, or -1 (everyone)"}, "kill")
+		why: "EPERM when aimed at " + who + ", their process groups, or -1 (everyone)"}, "kill")
 	add(rule{when: eachOf(0, tasks, internal(1)...), onMatch: retEPERM,
-		why: "refused when aimed at " + who + spared}, "tkill")
+		why: "EPERM when aimed at " + who + spared}, "tkill")
 	add(rule{when: eachOf(0, procs, internal(2)...), onMatch: retEPERM,
-		why: "refused when aimed at " + who + spared}, "tgkill")
-	add(rule{when: eachOf(0, tasks), onMatch: retEPERM, why: "refused when aimed at " + who}, "rt_sigqueueinfo")
-	add(rule{when: eachOf(0, procs), onMatch: retEPERM, why: "refused when aimed at " + who}, "rt_tgsigqueueinfo")
-	add(rule{when: eachOf(0, tasks), onMatch: retEPERM, why: "refused for " + who}, "pidfd_open")
+		why: "EPERM when aimed at " + who + spared}, "tgkill")
+	add(rule{when: eachOf(0, tasks), onMatch: retEPERM, why: "EPERM when aimed at " + who}, "rt_sigqueueinfo")
+	add(rule{when: eachOf(0, procs), onMatch: retEPERM, why: "EPERM when aimed at " + who}, "rt_tgsigqueueinfo")
+	add(rule{when: eachOf(0, tasks), onMatch: retEPERM, why: "EPERM for " + who}, "pidfd_open")
 
 	// Other ways a same-uid process reaches another one. F_SETOWN/FIOSETOWN make
 	// I/O readiness signal the owner (any signal, with F_SETSIG); prlimit64 can set
@@ -337,21 +331,30 @@ func buildRules(s SeccompSpec, ai *arch.Info) ([]rule, error) {
 		owners = append(owners, uint32(-int32(s.SpawnerPGID)))
 	}
 	add(rule{when: append(eachOf(2, owners, argCond{1, opEq, unix.F_SETOWN}), []argCond{{1, opEq, unix.F_SETOWN_EX}}),
-		onMatch: retEPERM, why: "F_SETOWN to " + who + " (or their groups) and F_SETOWN_EX (owner in memory) refused"}, "fcntl")
+		onMatch: retEPERM, why: "EPERM for F_SETOWN to " + who + " or their groups, and for F_SETOWN_EX (owner in memory)"}, "fcntl")
 	add(rule{when: [][]argCond{{{1, opEq, fioSetOwn}}, {{1, opEq, unix.SIOCSPGRP}}}, onMatch: retEPERM,
-		why: "FIOSETOWN and SIOCSPGRP (owner in memory) refused"}, "ioctl")
-	add(rule{when: eachOf(0, tasks), onMatch: retEPERM, why: "refused for " + who + " (pid 0, the caller, allowed)"}, "prlimit64")
+		why: "EPERM for FIOSETOWN and SIOCSPGRP (owner in memory)"}, "ioctl")
+	add(rule{when: eachOf(0, tasks), onMatch: retEPERM, why: "EPERM for " + who + " (pid 0, the caller, allowed)"}, "prlimit64")
 	for _, n := range []string{"sched_setparam", "sched_setscheduler", "sched_setattr", "sched_setaffinity"} {
-		add(rule{when: eachOf(0, tasks), onMatch: retEPERM, why: "refused for " + who}, n)
+		add(rule{when: eachOf(0, tasks), onMatch: retEPERM, why: "EPERM for " + who}, n)
 	}
 	prio := [][]argCond{{{0, opEq, unix.PRIO_USER}}}
 	prio = append(prio, eachOf(1, tasks, argCond{0, opEq, unix.PRIO_PROCESS})...)
 	prio = append(prio, eachOf(1, procs, argCond{0, opEq, unix.PRIO_PGRP})...)
-	add(rule{when: prio, onMatch: retEPERM, why: "PRIO_USER refused; PRIO_PROCESS/PRIO_PGRP refused for " + who}, "setpriority")
+	add(rule{when: prio, onMatch: retEPERM, why: "EPERM for PRIO_USER, and PRIO_PROCESS/PRIO_PGRP of " + who}, "setpriority")
 	ioprio := [][]argCond{{{0, opEq, ioprioWhoUser}}}
 	ioprio = append(ioprio, eachOf(1, tasks, argCond{0, opEq, ioprioWhoProcess})...)
 	ioprio = append(ioprio, eachOf(1, procs, argCond{0, opEq, ioprioWhoPgrp})...)
-	add(rule{when: ioprio, onMatch: retEPERM, why: "IOPRIO_WHO_USER refused; process/group refused for " + who}, "ioprio_set")
+	add(rule{when: ioprio, onMatch: retEPERM, why: "EPERM for IOPRIO_WHO_USER, and process/group of " + who}, "ioprio_set")
+
+	// The fixed deny-list last: those calls are decided by number alone, so the
+	// kernel's action cache answers them without running the program, while the
+	// argument-inspecting blocks above run on every call and are cheaper first.
+	for _, d := range denied {
+		for _, n := range d.names {
+			add(rule{onMatch: retEPERM, why: d.why}, n)
+		}
+	}
 
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("seccomp rules: %w", errors.Join(problems...))
@@ -431,7 +434,11 @@ func (f *Filter) Rules() []string {
 			byWhy[r.why] = append(byWhy[r.why], r.name)
 			continue
 		}
-		out = append(out, r.name+": "+r.why+"; else "+retName(r.otherwise))
+		line := r.name + ": " + r.why
+		if r.otherwise != retAllow {
+			line += "; else " + retName(r.otherwise)
+		}
+		out = append(out, line)
 	}
 	for _, why := range order {
 		out = append(out, strings.Join(byWhy[why], ", ")+": EPERM ("+why+")")
