@@ -198,6 +198,7 @@ func (m *Manager) makeBase() error {
 			return fmt.Errorf("cgroup: mkdir %s: %w", p, err)
 		}
 		m.base = p
+		markOwner(p)
 		// containerd's Load only records the path; it is used for Update (limits),
 		// NewChild (mkdir) and Procs.
 		m.cg, err = cgroup2.Load(filepath.Join(m.info.Self, name), cgroup2.WithMountpoint(m.info.Mount))
@@ -224,6 +225,7 @@ func (m *Manager) enterLeaf(toEnable []string) error {
 	if err := unix.Mkdir(p, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("cgroup: mkdir leaf %s: %w", p, err)
 	}
+	markOwner(p)
 	if err := writeFile(filepath.Join(p, "cgroup.procs"), strconv.Itoa(os.Getpid())); err != nil {
 		_ = unix.Rmdir(p)
 		return fmt.Errorf("cgroup: moving this process into leaf: %w", err)
@@ -282,9 +284,8 @@ func staleRegexp(prefix string) *regexp.Regexp {
 }
 
 // removeStale removes directories left in Dir by an earlier process with the same
-// prefix whose pid no longer exists. A pid that was reused by another process keeps
-// its directories until that process is gone too (the kernel offers no cheaper
-// ownership test that survives the owner's death).
+// prefix that no longer runs: its pid is gone, or (where the trusted.agentexec.owner
+// xattr could be written) the pid now belongs to a process with another start time.
 func (m *Manager) removeStale() error {
 	entries, err := os.ReadDir(m.info.Dir)
 	if err != nil {
@@ -301,10 +302,10 @@ func (m *Manager) removeStale() error {
 			continue
 		}
 		pid, err := strconv.Atoi(sub[1])
-		if err != nil || pid == os.Getpid() || pidAlive(pid) {
+		dir := filepath.Join(m.info.Dir, e.Name())
+		if err != nil || pid == os.Getpid() || ownerAlive(dir, pid) {
 			continue
 		}
-		dir := filepath.Join(m.info.Dir, e.Name())
 		if sub[2] == "-self" {
 			// The dead process's leaf: it may hold that process's other children, which
 			// are not ours to kill. Remove it only when empty.
@@ -323,6 +324,50 @@ func (m *Manager) removeStale() error {
 func pidAlive(pid int) bool {
 	err := unix.Kill(pid, 0)
 	return err == nil || errors.Is(err, unix.EPERM)
+}
+
+// ownerXattr records on a base directory "<pid> <starttime>" of the process that made
+// it, so that a reused pid is not taken for the owner. cgroupfs keeps trusted.*
+// xattrs (root only); without it, ownership falls back to the pid alone.
+const ownerXattr = "trusted.agentexec.owner"
+
+// ownerAlive reports whether the process that created dir still runs: pid exists and,
+// when dir carries ownerXattr, has the recorded start time.
+func ownerAlive(dir string, pid int) bool {
+	if !pidAlive(pid) {
+		return false
+	}
+	var buf [64]byte
+	n, err := unix.Getxattr(dir, ownerXattr, buf[:])
+	if err != nil {
+		return true // no record: trust the pid
+	}
+	start, ok := startTime(pid)
+	return !ok || string(buf[:n]) == strconv.Itoa(pid)+" "+start
+}
+
+// startTime returns field 22 (starttime, in clock ticks since boot) of /proc/PID/stat.
+func startTime(pid int) (string, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return "", false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return "", false
+	}
+	f := strings.Fields(string(b[i+1:])) // f[0] is field 3 (state)
+	if len(f) < 20 {
+		return "", false
+	}
+	return f[19], true
+}
+
+// markOwner writes ownerXattr on dir; failure only weakens stale detection.
+func markOwner(dir string) {
+	if start, ok := startTime(os.Getpid()); ok {
+		_ = unix.Setxattr(dir, ownerXattr, []byte(strconv.Itoa(os.Getpid())+" "+start), 0)
+	}
 }
 
 // destroyTree kills every process in dir's subtree, waits until it is empty and
@@ -402,6 +447,7 @@ func (m *Manager) Require(l Limits) error {
 // Close kills every process left in the Manager's cgroups, removes all pools and the
 // base directory, and moves this process back if it moved into a leaf. Groups still
 // held by callers are killed and removed too; using them afterwards returns errors.
+// Close is meant for shutdown: do not call Group methods concurrently with it.
 func (m *Manager) Close() error {
 	m.mu.Lock()
 	if m.closed {

@@ -510,7 +510,8 @@ func (g *Group) Usage() (Usage, error) {
 func (g *Group) Release() {
 	p := g.pool
 	p.mu.Lock()
-	if g.gone || !g.inUse {
+	if g.gone || !g.inUse || p.closed {
+		// After Close the group belongs to destroyAll.
 		p.mu.Unlock()
 		return
 	}
@@ -524,9 +525,14 @@ func (g *Group) Release() {
 		}
 	}
 	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	// Under p.mu, ordered before markClosed and so before Manager.Close's bg.Wait.
 	p.pending++
-	p.mu.Unlock()
 	p.m.bg.Add(1)
+	p.mu.Unlock()
 	go p.recycle(g)
 }
 

@@ -249,3 +249,81 @@ func TestDelegatedAutoEnablesControllers(t *testing.T) {
 		t.Errorf("controllers enabled for the pool: %q, want memory and pids (warnings %s)", c, vals["WARNINGS"])
 	}
 }
+
+// TestStaleReusedPid: a base directory whose pid now belongs to another process (the
+// recorded start time differs) is stale; one whose owner still runs is kept.
+func TestStaleReusedPid(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireCgroup2(t)
+	info, err := Discover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := "agentexec-reuse" + strconv.Itoa(os.Getpid())
+	// unrelated plays the process that got the dead agentexec's pid.
+	unrelated := helperCmd("sleep")
+	if err := unrelated.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { unrelated.Process.Kill(); unrelated.Wait() }()
+	pid := unrelated.Process.Pid
+	stale := filepath.Join(info.Dir, prefix+"-"+strconv.Itoa(pid))
+	if err := os.Mkdir(stale, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Setxattr(stale, ownerXattr, []byte(strconv.Itoa(pid)+" 1"), 0); err != nil {
+		syscall.Rmdir(stale)
+		t.Skipf("cgroupfs refuses %s here: %v", ownerXattr, err)
+	}
+	// A launch the dead agentexec left behind.
+	fd, err := unix.Open(stale, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := helperCmd("sleep")
+	left.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
+	err = left.Start()
+	unix.Close(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leftDone := make(chan struct{})
+	go func() { left.Wait(); close(leftDone) }()
+	// And a directory whose owner (the same live pid) is recorded correctly.
+	live := filepath.Join(info.Dir, prefix+"-"+strconv.Itoa(pid)+"-1")
+	if err := os.Mkdir(live, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Rmdir(live)
+	start, ok := startTime(pid)
+	if !ok {
+		t.Fatal("no start time for", pid)
+	}
+	if err := unix.Setxattr(live, ownerXattr, []byte(strconv.Itoa(pid)+" "+start), 0); err != nil {
+		t.Fatal(err)
+	}
+
+	m, err := NewManager(info, Options{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := m.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("directory of a reused pid survived: %v", err)
+	}
+	select {
+	case <-leftDone:
+	case <-time.After(5 * time.Second):
+		t.Error("process left in the stale directory survived")
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Errorf("directory of a live owner was removed: %v", err)
+	}
+	if !processAlive(pid) {
+		t.Error("the unrelated process with the reused pid was killed")
+	}
+}
