@@ -202,7 +202,7 @@ func TestToolCannotHarmItsSpawner(t *testing.T) {
 			t.Errorf("%v: the launch beside it: %v exit %d out %q", attack, err, br.ExitCode, got)
 		}
 	}
-	if rt.Stats().SpawnerRest != 0 {
+	if rt.Stats().SpawnerRestarts != 0 {
 		t.Errorf("a spawner died")
 	}
 	_ = syscall.SIGKILL

@@ -293,6 +293,13 @@ func (rt *Runtime) Close() error {
 	rt.mu.Unlock()
 	for _, p := range live {
 		p.Kill()
+		// A streaming caller may never read or Wait: stop feeding its readers and
+		// collect the launch here, so that Close cannot hang on it.
+		if p.outR != nil {
+			p.outR.Close()
+			p.errR.Close()
+		}
+		go p.Wait()
 	}
 	rt.wg.Wait()
 	var errs []error
@@ -309,10 +316,10 @@ func (rt *Runtime) Close() error {
 
 // Stats are counters over the runtime's life.
 type Stats struct {
-	Launches, Failures, Denied       uint64
-	InFlight                         int64
-	TemplateHits, TemplatesCreated   uint64
-	TemplateRecreations, SpawnerRest uint64
+	Launches, Failures, Denied           uint64
+	InFlight                             int64
+	TemplateHits, TemplatesCreated       uint64
+	TemplateRecreations, SpawnerRestarts uint64
 }
 
 // Stats returns the runtime's counters.
@@ -323,7 +330,7 @@ func (rt *Runtime) Stats() Stats {
 		TemplateHits: rt.stats.hits.Load(), TemplatesCreated: rt.stats.created.Load(), TemplateRecreations: rt.stats.recreated.Load(),
 	}
 	for _, prt := range rt.order {
-		s.SpawnerRest += uint64(prt.spawner.Restarts())
+		s.SpawnerRestarts += uint64(prt.spawner.Restarts())
 	}
 	return s
 }

@@ -599,7 +599,7 @@ func TestSpawnerRestart(t *testing.T) {
 	if r := run(t, rt, "true"); r.ExitCode != 0 {
 		t.Fatalf("after restart: %+v", r)
 	}
-	if rt.Stats().SpawnerRest == 0 {
+	if rt.Stats().SpawnerRestarts == 0 {
 		t.Error("restart not counted")
 	}
 }
@@ -678,5 +678,33 @@ func TestSignalsResetInChild(t *testing.T) {
 	r := run(t, rt, "cat", "/proc/self/status")
 	if ign, blk := statusMask(r.Stdout, "SigIgn"), statusMask(r.Stdout, "SigBlk"); ign != "0000000000000000" || blk != "0000000000000000" {
 		t.Fatalf("child SigIgn %s SigBlk %s, want all zero", ign, blk)
+	}
+}
+
+// Close does not hang on a streaming launch whose caller never reads or waits.
+func TestCloseWithUnreadStream(t *testing.T) {
+	p, _ := testPolicy(t, "")
+	testutil.RequireRoot(t)
+	testutil.RequireLandlockABI(t, 6)
+	rt, err := agentexec.New(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := sleepMarker()
+	if _, err := rt.Start(context.Background(), agentexec.Request{Tool: "sh", Args: []string{"-c", "yes | head -c 10000000; sleep " + m}}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- rt.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Close hung on an unread streaming launch")
+	}
+	if left := procsWith(m); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
 	}
 }
