@@ -3,7 +3,6 @@ package sandbox
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -71,7 +70,7 @@ func resetIgnoredSignals() {
 
 // spawnerState is the spawner process's view of itself after restriction.
 type spawnerState struct {
-	conn    *net.UnixConn
+	sock    int // the protocol socket (blocking)
 	devNull int
 	tools   map[string]*spawnTool
 	send    sync.Mutex
@@ -88,51 +87,52 @@ func runSpawner(fd int) error {
 	}
 	unix.CloseOnExec(fd)
 	resetIgnoredSignals()
-	f := os.NewFile(uintptr(fd), "agentexec-spawner-socket")
-	c, err := net.FileConn(f)
-	f.Close()
-	if err != nil {
+	// The socket stays blocking: the launcher thread sleeps in recvmsg.
+	if err := unix.SetNonblock(fd, false); err != nil {
 		return fmt.Errorf("socket fd %d: %w", fd, err)
-	}
-	conn, ok := c.(*net.UnixConn)
-	if !ok {
-		return fmt.Errorf("fd %d is not a unix socket", fd)
 	}
 	buf := make([]byte, maxMessage+1)
 	oob := make([]byte, unix.CmsgSpace(maxFDs*4))
 	var h hello
-	fds, err := recvMsg(conn, buf, oob, &h)
+	fds, err := recvRaw(fd, buf, oob, &h)
 	if err != nil {
 		return fmt.Errorf("read hello: %w", err)
 	}
 	closeAll(fds)
 
-	st := &spawnerState{conn: conn, tools: map[string]*spawnTool{}}
+	st := &spawnerState{sock: fd, tools: map[string]*spawnTool{}}
 	r := ready{Pid: os.Getpid()}
 	if err := st.setup(&h, &r); err != nil {
 		r.Err = err.Error()
-		_ = sendMsg(conn, &r, nil)
+		_ = sendRaw(fd, &r, nil)
 		return err
 	}
-	if err := sendMsg(conn, &r, nil); err != nil {
+	if err := sendRaw(fd, &r, nil); err != nil {
 		return err
 	}
+	st.launcher.Do(func() { err = st.serve(buf, oob) })
+	return err
+}
+
+// serve runs on the launcher thread until the main process goes away: it reads a
+// request, forks the child from this thread, replies, and leaves the reaping to
+// another goroutine.
+func (st *spawnerState) serve(buf, oob []byte) error {
 	for {
 		var m launchMsg
-		fds, err := recvMsg(conn, buf, oob, &m)
+		fds, err := recvRaw(st.sock, buf, oob, &m)
 		if err != nil {
-			if errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, os.ErrClosed) || errors.Is(err, unix.ECONNRESET) {
 				return nil // the main process went away: our children die by Pdeathsig
 			}
-			var ne *net.OpError
-			if errors.As(err, &ne) {
-				return nil
+			if errors.Is(err, unix.EBADF) || errors.Is(err, unix.ENOTSOCK) {
+				return err
 			}
 			// A malformed message is the main process's bug; report and go on.
 			fmt.Fprintf(os.Stderr, "agentexec spawner: %v\n", err)
 			continue
 		}
-		go st.launch(&m, fds)
+		st.launch(&m, fds)
 	}
 }
 
@@ -199,14 +199,17 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 		if err != nil {
 			return err
 		}
-		st.kernel = &kernelLauncher{do: st.launcher.Do}
-		for _, t := range h.Tools {
-			tool := st.tools[t.Name]
-			if !t.Hot || tool.tmpl == nil || !tool.tmpl.ELF {
-				continue
+		// Created on the launcher thread, which serve (the only user) runs on.
+		st.kernel = &kernelLauncher{do: func(f func()) { f() }}
+		st.launcher.Do(func() {
+			for _, t := range h.Tools {
+				tool := st.tools[t.Name]
+				if !t.Hot || tool.tmpl == nil || !tool.tmpl.ELF {
+					continue
+				}
+				tool.kt, tool.ktErr = st.kernel.create(ks, tool.tmpl.Path)
 			}
-			tool.kt, tool.ktErr = st.kernel.create(ks, tool.tmpl.Path)
-		}
+		})
 	}
 	for _, t := range h.Tools {
 		tool := st.tools[t.Name]
@@ -218,7 +221,7 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 func (st *spawnerState) reply(m *reply, fds []int) {
 	st.send.Lock()
 	defer st.send.Unlock()
-	if err := sendMsg(st.conn, m, fds); err != nil {
+	if err := sendRaw(st.sock, m, fds); err != nil {
 		fmt.Fprintf(os.Stderr, "agentexec spawner: reply to launch %d: %v\n", m.ID, err)
 	}
 }
@@ -297,8 +300,7 @@ func (st *spawnerState) launch(m *launchMsg, fds []int) {
 			CgroupFD:    cgroupFD,
 		},
 	}
-	var pid int
-	st.launcher.Do(func() { pid, err = syscall.ForkExec(path, m.Argv, attr) })
+	pid, err := syscall.ForkExec(path, m.Argv, attr) // on the launcher thread (serve)
 	if err != nil {
 		errno, _ := errors.AsType[syscall.Errno](err)
 		// ForkExec reports failures of the child's setup and of execve alike; chdir
@@ -383,7 +385,7 @@ func (st *spawnerState) launchKernel(m *launchMsg, tool *spawnTool, files []uint
 	}
 	st.reply(&reply{ID: m.ID, Kind: replyStarted, Pid: pid, Backend: "kernel", Template: state, PlacementNS: delay.Nanoseconds()}, []int{pidfd})
 	unix.Close(pidfd)
-	st.reap(m.ID, pid, true)
+	go st.reap(m.ID, pid, true)
 }
 
 func errnoOf(err error) syscall.Errno {
