@@ -41,7 +41,6 @@ type Process struct {
 	waitErr   error
 	stopTimer func() bool
 	ctxStop   func() bool
-	killing   chan struct{}
 }
 
 // Run launches a tool, waits for it and returns its Result with the output collected.
@@ -129,7 +128,7 @@ func (rt *Runtime) start(ctx context.Context, req Request, stream bool) (*Proces
 		}
 	}()
 
-	p := &Process{rt: rt, prt: prt, req: req, tool: t.Name, killing: make(chan struct{})}
+	p := &Process{rt: rt, prt: prt, req: req, tool: t.Name}
 	timeout := t.Timeout
 	if req.Timeout > 0 && (timeout == 0 || req.Timeout < timeout) {
 		timeout = req.Timeout
@@ -140,36 +139,50 @@ func (rt *Runtime) start(ctx context.Context, req Request, stream bool) (*Proces
 	}
 	p.stdout.Limit, p.stderr.Limit = limit, limit
 
-	var closers []*os.File
+	// Until the child runs, every resource taken here is undone on return: the
+	// child's pipe ends always (the spawner holds its own copies once the request is
+	// sent), our ends and the cgroup only on failure.
+	var childEnds, ours []*os.File
 	defer func() {
-		for _, f := range closers {
+		for _, f := range childEnds {
 			f.Close()
 		}
+		if !ok {
+			for _, f := range ours {
+				f.Close()
+			}
+			if p.group != nil {
+				p.group.Release()
+			}
+		}
 	}()
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return nil, &LaunchError{Tool: t.Name, Op: "pipe", Err: err}
+	pipe := func() (r, w *os.File, err error) {
+		if r, w, err = os.Pipe(); err != nil {
+			return nil, nil, &LaunchError{Tool: t.Name, Op: "pipe", Err: err}
+		}
+		return r, w, nil
 	}
-	closers = append(closers, outW)
-	errR, errW, err := os.Pipe()
+	outR, outW, err := pipe()
 	if err != nil {
-		outR.Close()
-		return nil, &LaunchError{Tool: t.Name, Op: "pipe", Err: err}
+		return nil, err
 	}
-	closers = append(closers, errW)
+	ours, childEnds = append(ours, outR), append(childEnds, outW)
+	errR, errW, err := pipe()
+	if err != nil {
+		return nil, err
+	}
+	ours, childEnds = append(ours, errR), append(childEnds, errW)
 	spec := &sandbox.LaunchSpec{
 		Tool: t.Name, Argv: append([]string{filepath.Base(t.Exec)}, req.Args...), Env: env, Dir: dir,
 		Stdin: -1, Stdout: int(outW.Fd()), Stderr: int(errW.Fd()), CgroupFD: -1, StdinPath: req.StdinFile,
 	}
 	var stdinW *os.File
 	if req.Stdin != nil && req.StdinFile == "" {
-		inR, inW, err := os.Pipe()
+		inR, inW, err := pipe()
 		if err != nil {
-			outR.Close()
-			errR.Close()
-			return nil, &LaunchError{Tool: t.Name, Op: "pipe", Err: err}
+			return nil, err
 		}
-		closers = append(closers, inR)
+		ours, childEnds = append(ours, inW), append(childEnds, inR)
 		spec.Stdin = int(inR.Fd())
 		stdinW = inW
 	}
@@ -179,11 +192,6 @@ func (rt *Runtime) start(ctx context.Context, req Request, stream bool) (*Proces
 	if prt.pool != nil {
 		g, err := prt.pool.Get()
 		if err != nil {
-			outR.Close()
-			errR.Close()
-			if stdinW != nil {
-				stdinW.Close()
-			}
 			return nil, &LaunchError{Tool: t.Name, Op: "cgroup", Err: err}
 		}
 		p.group = g
@@ -197,12 +205,6 @@ func (rt *Runtime) start(ctx context.Context, req Request, stream bool) (*Proces
 			// here (its own Landlock domain has no access to the cgroup tree).
 			procs, err := unix.Openat(p.group.FD(), "cgroup.procs", unix.O_WRONLY|unix.O_CLOEXEC, 0)
 			if err != nil {
-				p.group.Release()
-				outR.Close()
-				errR.Close()
-				if stdinW != nil {
-					stdinW.Close()
-				}
 				return nil, &LaunchError{Tool: t.Name, Op: "cgroup", Err: fmt.Errorf("open %s/cgroup.procs: %w", p.group.Path(), err)}
 			}
 			defer unix.Close(procs)
@@ -212,14 +214,6 @@ func (rt *Runtime) start(ctx context.Context, req Request, stream bool) (*Proces
 	p.start = time.Now()
 	child, err := prt.spawner.Launch(spec)
 	if err != nil {
-		outR.Close()
-		errR.Close()
-		if stdinW != nil {
-			stdinW.Close()
-		}
-		if p.group != nil {
-			p.group.Release()
-		}
 		rt.stats.failures.Add(1)
 		var le *sandbox.LaunchError
 		if errors.As(err, &le) && le.Exec {
@@ -243,11 +237,6 @@ func (rt *Runtime) start(ctx context.Context, req Request, stream bool) (*Proces
 		rt.stats.recreated.Add(1)
 	}
 	p.child = child
-	// Our copies of the child's ends must close, or EOF never comes.
-	for _, f := range closers {
-		f.Close()
-	}
-	closers = nil
 	if stdinW != nil {
 		go func() {
 			_, _ = io.Copy(stdinW, req.Stdin)
