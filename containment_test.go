@@ -31,6 +31,12 @@ func netProbe(kind, target string) error {
 			_, err = c.Write([]byte("x"))
 		}
 		return err
+	case "bind":
+		l, err := net.Listen("tcp4", "127.0.0.1:"+target)
+		if err != nil {
+			return err
+		}
+		return l.Close()
 	case "mptcp":
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 262 /* IPPROTO_MPTCP */)
 		if err != nil {
@@ -173,6 +179,16 @@ func TestTCPPortRules(t *testing.T) {
 	}
 	if r := run(t, rt, "netself", "-helper", "net", "mptcp", strconv.Itoa(allowed)); r.ExitCode == 0 {
 		t.Errorf("MPTCP connect succeeded under a TCP-only policy")
+	}
+	// No bind_tcp ports: binding any port fails, inside; outside it works.
+	probe, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	free := probe.Addr().(*net.TCPAddr).Port
+	probe.Close()
+	if r := run(t, rt, "netself", "-helper", "net", "bind", strconv.Itoa(free)); r.ExitCode == 0 {
+		t.Errorf("bind to port %d succeeded without bind_tcp", free)
 	}
 }
 
