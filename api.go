@@ -5,6 +5,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/agentexec/agentexec/policy"
 )
 
 // Request is one launch of a policy tool.
@@ -28,6 +30,11 @@ type Request struct {
 	MaxOutputBytes int64
 	// ExtraFiles are passed to the child as fds 3, 4, … (nothing else is inherited).
 	ExtraFiles []*os.File
+	// Limits, when set, lowers the profile's cgroup limits for this launch: each
+	// non-zero field must be at most the profile's (where the profile sets one), or
+	// the request is denied. Launches with the same limits share a pool of cgroups,
+	// created on first use.
+	Limits *policy.Limits
 }
 
 // Backend names how a launch was made.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/agentexec/agentexec"
 	"github.com/agentexec/agentexec/internal/testutil"
+	"github.com/agentexec/agentexec/policy"
 )
 
 // The limit tests need the memory, pids and cpu controllers on a cgroup v2
@@ -105,5 +106,22 @@ func TestTimeoutKillsDaemonizedTreeInCgroup(t *testing.T) {
 	}
 	if left := procsWith(m); len(left) > 0 {
 		t.Fatalf("daemonized processes survived the timeout: %v", left)
+	}
+}
+
+// Request.Limits lowers a launch's limits below the policy's, enforced by the kernel.
+func TestRequestMemoryLimitOOMKills(t *testing.T) {
+	testutil.RequireCgroup2Controller(t, "memory")
+	rt := limitsPolicy(t, "memory: 512MiB, pids: 64")
+	r, err := rt.Run(context.Background(), agentexec.Request{Tool: "hog", Args: []string{"-helper", "alloc", "128"}, Limits: &policy.Limits{Memory: 48 << 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.OOMKilled {
+		t.Fatalf("128 MiB under a request limit of 48 MiB: oom_killed false, exit %d signal %v", r.ExitCode, r.Signal)
+	}
+	r, err = rt.Run(context.Background(), agentexec.Request{Tool: "hog", Args: []string{"-helper", "alloc", "128"}})
+	if err != nil || r.OOMKilled || r.ExitCode != 0 {
+		t.Fatalf("128 MiB under the policy's 512 MiB: %v oom %v exit %d", err, r.OOMKilled, r.ExitCode)
 	}
 }

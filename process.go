@@ -60,7 +60,8 @@ func (rt *Runtime) Run(ctx context.Context, req Request) (Result, error) {
 }
 
 // Start launches a tool and returns at once. The caller must read both Stdout and
-// Stderr to EOF (or close them) and then call Wait; output beyond the cap is dropped.
+// Stderr until EOF, which comes when the tool has exited (anything it left running is
+// killed then), and call Wait; output beyond the cap is dropped.
 func (rt *Runtime) Start(ctx context.Context, req Request) (*Process, error) {
 	p, err := rt.start(ctx, req, true)
 	if err != nil {
@@ -189,8 +190,12 @@ func (rt *Runtime) start(ctx context.Context, req Request, stream bool) (*Proces
 	for _, f := range req.ExtraFiles {
 		spec.Extra = append(spec.Extra, int(f.Fd()))
 	}
-	if prt.pool != nil {
-		g, err := prt.pool.Get()
+	pool, err := rt.poolFor(t, prt, req.Limits)
+	if err != nil {
+		return nil, err
+	}
+	if pool != nil {
+		g, err := pool.Get()
 		if err != nil {
 			return nil, &LaunchError{Tool: t.Name, Op: "cgroup", Err: err}
 		}
@@ -251,6 +256,17 @@ func (rt *Runtime) start(ctx context.Context, req Request, stream bool) (*Proces
 	}
 	p.stdout.Drain(outR)
 	p.stderr.Drain(errR)
+	// When the tool exits, what it left running (daemonized grandchildren holding
+	// our pipes) goes with it at once, so that a streaming reader sees EOF without
+	// having to call Wait first.
+	go func() {
+		<-child.Done()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if !p.released {
+			p.killTreeLocked(false)
+		}
+	}()
 
 	if timeout > 0 {
 		timer := time.AfterFunc(timeout, func() {

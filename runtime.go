@@ -82,6 +82,9 @@ type profileRT struct {
 	kernel     map[string]bool
 	spawner    *sandbox.Spawner
 	pool       *cgroup.Pool
+	// pools holds the pools of requests with lower limits (Request.Limits).
+	poolsMu sync.Mutex
+	pools   map[policy.Limits]*cgroup.Pool
 	sem        chan struct{}
 	plan       *sandbox.LandlockPlan
 	unenforced []string
@@ -208,6 +211,7 @@ func (rt *Runtime) startProfile(prof *policy.Profile) (*profileRT, error) {
 			return nil, fmt.Errorf("profile %s: cgroup pool: %w", prof.Name, err)
 		}
 		prt.pool = pool
+		prt.pools = map[policy.Limits]*cgroup.Pool{prof.Limits: pool}
 		prt.layers = append(prt.layers, "cgroup")
 	default:
 		if prof.Limits.Memory > 0 {
@@ -409,4 +413,52 @@ func insideAny(p string, lists ...[]string) bool {
 		}
 	}
 	return false
+}
+
+// maxRequestPools bounds the distinct Request.Limits pools of a profile.
+const maxRequestPools = 16
+
+// poolFor returns the pool for a launch's limits: the profile's, or one with the
+// request's lower limits (created on first use). It returns a *DeniedError when the
+// request asks for more than the profile allows.
+func (rt *Runtime) poolFor(t *policy.Tool, prt *profileRT, req *policy.Limits) (*cgroup.Pool, error) {
+	if req == nil || prt.pool == nil {
+		return prt.pool, nil
+	}
+	prof := prt.p.Limits
+	lim := prof
+	check := func(name string, asked, allowed float64, set func()) error {
+		if asked <= 0 {
+			return nil
+		}
+		if allowed > 0 && asked > allowed {
+			return &DeniedError{Rule: "tools." + t.Name + ".limits." + name, Op: "limits", Object: fmt.Sprintf("%s %g", name, asked),
+				Reason: fmt.Sprintf("above the policy's %g", allowed)}
+		}
+		set()
+		return nil
+	}
+	if err := errors.Join(
+		check("memory", float64(req.Memory), float64(prof.Memory), func() { lim.Memory = req.Memory }),
+		check("pids", float64(req.Pids), float64(prof.Pids), func() { lim.Pids = req.Pids }),
+		check("cpu", req.CPU, prof.CPU, func() { lim.CPU = req.CPU }),
+	); err != nil {
+		var d *DeniedError
+		errors.As(err, &d)
+		return nil, d
+	}
+	prt.poolsMu.Lock()
+	defer prt.poolsMu.Unlock()
+	if p, ok := prt.pools[lim]; ok {
+		return p, nil
+	}
+	if len(prt.pools) >= maxRequestPools {
+		return nil, &LaunchError{Tool: t.Name, Op: "cgroup", Err: fmt.Errorf("more than %d distinct per-request limit sets in profile %s", maxRequestPools, prt.p.Name)}
+	}
+	p, err := rt.cg.NewPool(fmt.Sprintf("%s-l%d", prt.p.Name, len(prt.pools)), cgLimits(lim), 1, max(prt.p.Concurrency, 1)*4)
+	if err != nil {
+		return nil, &LaunchError{Tool: t.Name, Op: "cgroup", Err: err}
+	}
+	prt.pools[lim] = p
+	return p, nil
 }

@@ -708,3 +708,49 @@ func TestCloseWithUnreadStream(t *testing.T) {
 		t.Errorf("left behind: %v", left)
 	}
 }
+
+// A streaming reader gets EOF when the tool exits, even if it left a background
+// process holding the pipes, without calling Wait first.
+func TestStreamEOFWithBackgroundChild(t *testing.T) {
+	p, _ := testPolicy(t, "")
+	rt := newRuntime(t, p)
+	m := sleepMarker()
+	proc, err := rt.Start(context.Background(), agentexec.Request{Tool: "sh", Args: []string{"-c", "sleep " + m + " & echo started"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan []byte, 1)
+	go func() { b, _ := readAll(proc); out <- b }()
+	select {
+	case b := <-out:
+		if string(b) != "started\n" {
+			t.Errorf("stdout %q", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no EOF while a background child held the pipes")
+	}
+	if _, err := proc.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if left := procsWith(m); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
+	}
+}
+
+func TestRequestLimits(t *testing.T) {
+	exe, _ := os.Executable()
+	p, _ := testPolicy(t, fmt.Sprintf("  lim: {exec: %q, limits: {memory: 256MiB, pids: 64}}\n", exe))
+	rt := newRuntime(t, p)
+	_, err := rt.Run(context.Background(), agentexec.Request{Tool: "lim", Args: []string{"-helper", "exit", "0"}, Limits: &policy.Limits{Memory: 1 << 30}})
+	var d *agentexec.DeniedError
+	if !errors.As(err, &d) || d.Rule != "tools.lim.limits.memory" {
+		t.Fatalf("a request above the policy's memory limit: %v, want denied by tools.lim.limits.memory", err)
+	}
+	r, err := rt.Run(context.Background(), agentexec.Request{Tool: "lim", Args: []string{"-helper", "exit", "0"}, Limits: &policy.Limits{Memory: 64 << 20, Pids: 32}})
+	if err != nil || r.ExitCode != 0 {
+		t.Fatalf("lower limits: %v %+v", err, r)
+	}
+	if !strings.Contains(r.Cgroup, "-l1") {
+		t.Errorf("cgroup %q is not from the per-request pool", r.Cgroup)
+	}
+}

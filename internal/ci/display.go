@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -160,9 +161,12 @@ func clip(s string, n int) string {
 	return string(r[:n-1]) + "…"
 }
 
-// sanitize drops control characters (escape sequences from tools would break the
+var csiRE = regexp.MustCompile(`\x1b\[[0-9;?]*[ -/]*[@-~]`)
+
+// sanitize drops escape sequences and control characters (escape sequences from tools would break the
 // redraw).
 func sanitize(s string) string {
+	s = csiRE.ReplaceAllString(s, "")
 	return strings.Map(func(r rune) rune {
 		if r == '\t' {
 			return ' '
@@ -221,7 +225,7 @@ func (t *ttyDisplay) finished(r *StepResult) {
 	}
 	line := fmt.Sprintf("%s %s  %s%s", mark, r.Step.Name, statusText(r), dur)
 	t.pending.WriteString(t.paint(code, clip(sanitize(line), t.width-1)) + "\n")
-	if r.Status != StatusPassed && r.Status != StatusSkipped {
+	if r.Status != StatusPassed && r.Status != StatusSkipped && r.Status != StatusDenied {
 		tail := r.Tail
 		if len(tail) > 10 {
 			tail = tail[len(tail)-10:]

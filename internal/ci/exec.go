@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/agentexec/agentexec"
+	"github.com/agentexec/agentexec/policy"
 )
 
 // tailLines is how many of a step's last output lines results keep.
@@ -41,23 +42,19 @@ func (sr *stepRunner) request(s *Step) agentexec.Request {
 	if len(env) == 0 {
 		env = nil
 	}
-	return agentexec.Request{
+	req := agentexec.Request{
 		Tool: s.Tool, Args: s.Args, Dir: s.Cwd, Env: env,
 		Timeout: s.Limits.Timeout, MaxOutputBytes: s.Limits.Output,
 	}
+	if s.Limits.Memory > 0 || s.Limits.Pids > 0 || s.Limits.CPU > 0 {
+		req.Limits = &policy.Limits{Memory: s.Limits.Memory, Pids: s.Limits.Pids, CPU: s.Limits.CPU}
+	}
+	return req
 }
 
 // run launches one step and waits for it. It never returns nil.
 func (sr *stepRunner) run(ctx context.Context, s *Step) *StepResult {
 	r := &StepResult{Step: s}
-	for _, l := range []struct {
-		name string
-		set  bool
-	}{{"memory", s.Limits.Memory > 0}, {"pids", s.Limits.Pids > 0}, {"cpu", s.Limits.CPU > 0}} {
-		if l.set {
-			r.Unenforced = append(r.Unenforced, "step limits."+l.name+": no per-launch cgroup limits yet (the policy's apply)")
-		}
-	}
 	tail := &tailBuf{}
 	outF, errF, err := sr.openArtifacts(s, r)
 	if err != nil {
@@ -90,8 +87,11 @@ func (sr *stepRunner) run(ctx context.Context, s *Step) *StepResult {
 	var outErr, errErr error
 	go func() { defer wg.Done(); r.StdoutBytes, outErr = sr.pump(s, "stdout", p.Stdout(), outF, tail) }()
 	go func() { defer wg.Done(); r.StderrBytes, errErr = sr.pump(s, "stderr", p.Stderr(), errF, tail) }()
-	wg.Wait()
+	// Wait before the streams end: when the step's process exits, Wait kills what it
+	// left behind (a background child holding the pipes open), and only then do the
+	// streams reach EOF.
 	res, werr := p.Wait()
+	wg.Wait()
 	r.End = time.Now()
 	r.Result = res
 	r.Unenforced = append(r.Unenforced, res.Unenforced...)
@@ -100,7 +100,10 @@ func (sr *stepRunner) run(ctx context.Context, s *Step) *StepResult {
 	case werr != nil:
 		r.Status, r.Message = StatusError, werr.Error()
 	case res.TimedOut:
-		r.Status, r.Message = StatusTimedOut, "timed out after "+res.Wall.Round(time.Millisecond).String()
+		r.Status, r.Message = StatusTimedOut, "timed out after "+fmtDur(res.Wall)
+		if s.Limits.Timeout > 0 {
+			r.Message += " (step limit " + s.Limits.Timeout.String() + ")"
+		}
 	case res.Canceled:
 		r.Status, r.Message = StatusError, "canceled"
 	case res.OOMKilled:

@@ -28,7 +28,8 @@ type Job struct {
 	// policyPos is where the policy: value is, for errors about it.
 	policyPos *yaml.Node
 	// Workspace is the workspace: field as written ("" when absent).
-	Workspace string
+	Workspace    string
+	workspacePos *yaml.Node
 	// Env is set for every step (a step's own env wins).
 	Env []EnvVar
 	// Steps in file order.
@@ -135,6 +136,7 @@ func Parse(name string, data []byte) (j *Job, err error) {
 			}
 		}},
 		{name: "workspace", fn: func(_, v *yaml.Node, f string) {
+			j.workspacePos = deref(v)
 			if s, ok := d.str(v, f); ok {
 				if s == "" {
 					d.fail(deref(v), f, "empty path (omit the field for the job file's directory)")

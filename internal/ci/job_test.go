@@ -241,3 +241,38 @@ steps:
 		t.Errorf("workspace %q, want the job file's directory %q", pol.Workspace, dir)
 	}
 }
+
+// TestExampleJobsLoad loads every example job in configs/jobs with its policy.
+func TestExampleJobsLoad(t *testing.T) {
+	jobs, err := filepath.Glob(filepath.Join("..", "..", "configs", "jobs", "*.yaml"))
+	if err != nil || len(jobs) < 3 {
+		t.Fatalf("example jobs: %v %v", jobs, err)
+	}
+	for _, j := range jobs {
+		job, pol, err := Load(j, LoadOptions{Home: "/root", TmpDir: "/tmp", CPUs: 2})
+		if err != nil {
+			t.Errorf("%s: %v", j, err)
+			continue
+		}
+		for _, s := range job.Steps {
+			if s.Tool == "" {
+				t.Errorf("%s: step %s has no tool", j, s.Name)
+			}
+		}
+		if pol.Shell == "" {
+			t.Errorf("%s: policy without shell", j)
+		}
+	}
+}
+
+func TestLoadWorkspaceMissing(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "job.yaml")
+	if err := os.WriteFile(file, []byte("policy: p.yaml\nworkspace: nope\nsteps: [{name: a, run: [x]}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := Load(file, LoadOptions{})
+	if err == nil || !strings.HasPrefix(err.Error(), file+":2:12: workspace: stat "+filepath.Join(dir, "nope")) {
+		t.Errorf("got %v", err)
+	}
+}

@@ -104,12 +104,20 @@ func (j *Job) workspace(override string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("workspace %q: %w", ws, err)
 	}
+	fe := &policy.FieldError{File: j.File, Field: "workspace"}
+	if override != "" {
+		fe.Field = "--workspace"
+	} else if j.workspacePos != nil {
+		fe.Line, fe.Col = j.workspacePos.Line, j.workspacePos.Column
+	}
 	st, err := os.Stat(abs)
 	switch {
 	case err != nil:
-		return "", &policy.FieldError{File: j.File, Field: "workspace", Msg: err.Error(), Err: err}
+		fe.Msg, fe.Err = err.Error(), err
+		return "", fe
 	case !st.IsDir():
-		return "", &policy.FieldError{File: j.File, Field: "workspace", Msg: fmt.Sprintf("%s is not a directory", abs)}
+		fe.Msg = fmt.Sprintf("%s is not a directory", abs)
+		return "", fe
 	}
 	return abs, nil
 }

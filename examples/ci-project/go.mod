@@ -1,0 +1,3 @@
+module example.com/ciproject
+
+go 1.22
