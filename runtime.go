@@ -79,12 +79,12 @@ type Runtime struct {
 type profileRT struct {
 	p *policy.Profile
 	// kernel marks the tools whose spawner made a kernel template.
-	kernel     map[string]bool
-	spawner    *sandbox.Spawner
-	pool       *cgroup.Pool
+	kernel  map[string]bool
+	spawner *sandbox.Spawner
+	pool    *cgroup.Pool
 	// pools holds the pools of requests with lower limits (Request.Limits).
-	poolsMu sync.Mutex
-	pools   map[policy.Limits]*cgroup.Pool
+	poolsMu    sync.Mutex
+	pools      map[policy.Limits]*cgroup.Pool
 	sem        chan struct{}
 	plan       *sandbox.LandlockPlan
 	unenforced []string
