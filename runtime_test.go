@@ -671,8 +671,8 @@ func statusMask(status []byte, field string) string {
 func TestSignalsResetInChild(t *testing.T) {
 	// The agent ignores SIGHUP and SIGPIPE (as under nohup or a shell pipeline); its
 	// tools must not inherit that.
-	signal.Ignore(syscall.SIGHUP, syscall.SIGUSR2)
-	defer signal.Reset(syscall.SIGHUP, syscall.SIGUSR2)
+	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGUSR2)
+	defer signal.Reset(syscall.SIGHUP, syscall.SIGINT, syscall.SIGUSR2)
 	p, _ := testPolicy(t, "")
 	rt := newRuntime(t, p)
 	r := run(t, rt, "cat", "/proc/self/status")

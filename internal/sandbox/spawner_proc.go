@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/agentexec/agentexec/internal/contain"
+	"github.com/agentexec/agentexec/internal/sys"
 	"github.com/agentexec/agentexec/internal/templates"
 )
 
@@ -51,23 +51,6 @@ func SpawnerMain(args []string) {
 	os.Exit(0)
 }
 
-// resetIgnoredSignals makes tools start with default signal dispositions even when
-// the agent ignored some signals (nohup, a shell's SIGPIPE): exec keeps SIG_IGN, so
-// the spawner inherited them. Go installs its own handler for a signal passed to
-// Notify, and a forked child resets every signal Go handles to SIG_DFL; the channel is
-// never read (the spawner lives in its own session and ends by SIGKILL).
-func resetIgnoredSignals() {
-	var sigs []os.Signal
-	for s := syscall.Signal(1); s < 32; s++ {
-		if s != syscall.SIGKILL && s != syscall.SIGSTOP && signal.Ignored(s) {
-			sigs = append(sigs, s)
-		}
-	}
-	if len(sigs) > 0 {
-		signal.Notify(make(chan os.Signal, 1), sigs...)
-	}
-}
-
 // spawnerState is the spawner process's view of itself after restriction.
 type spawnerState struct {
 	sock    int // the protocol socket (blocking)
@@ -86,7 +69,11 @@ func runSpawner(fd int) error {
 		return fmt.Errorf("close_range: %w", err)
 	}
 	unix.CloseOnExec(fd)
-	resetIgnoredSignals()
+	// Tools start with default signal dispositions even when the agent ignored some
+	// (nohup, a shell's traps): exec keeps SIG_IGN, so the spawner inherited them.
+	if _, err := sys.ResetIgnoredSignals(); err != nil {
+		return fmt.Errorf("reset ignored signals: %w", err)
+	}
 	// The socket stays blocking: the launcher thread sleeps in recvmsg.
 	if err := unix.SetNonblock(fd, false); err != nil {
 		return fmt.Errorf("socket fd %d: %w", fd, err)
