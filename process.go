@@ -67,7 +67,16 @@ func (rt *Runtime) Start(ctx context.Context, req Request) (*Process, error) {
 	if err != nil {
 		var ee *execFailure
 		if errors.As(err, &ee) {
-			return nil, &LaunchError{Tool: req.Tool, Op: "exec", Err: errors.New(ee.result.ExecError)}
+			// As for Run, an exec failure is the tool's: a Process that has already
+			// ended with exit status 127 or 126 and no output.
+			done := &Process{rt: rt, tool: req.Tool, result: ee.result}
+			done.waitOnce.Do(func() {})
+			var w *io.PipeWriter
+			done.outR, w = io.Pipe()
+			w.Close()
+			done.errR, w = io.Pipe()
+			w.Close()
+			return done, nil
 		}
 		return nil, err
 	}
@@ -85,15 +94,27 @@ func (p *Process) Stdout() io.Reader { return p.outR }
 // Stderr returns the stream of the child's standard error (Start only).
 func (p *Process) Stderr() io.Reader { return p.errR }
 
-// Pid returns the child's pid.
-func (p *Process) Pid() int { return p.child.Pid }
+// Pid returns the child's pid (0 when its exec failed).
+func (p *Process) Pid() int {
+	if p.child == nil {
+		return 0
+	}
+	return p.child.Pid
+}
 
 // Signal sends a signal to the child (not its descendants).
-func (p *Process) Signal(sig syscall.Signal) error { return p.child.Signal(sig) }
+func (p *Process) Signal(sig syscall.Signal) error {
+	if p.child == nil {
+		return nil
+	}
+	return p.child.Signal(sig)
+}
 
 // Kill kills the child's whole tree at once.
 func (p *Process) Kill() {
-	p.killTree()
+	if p.child != nil {
+		p.killTree()
+	}
 }
 
 func (rt *Runtime) start(ctx context.Context, req Request, stream bool) (*Process, error) {
@@ -379,10 +400,12 @@ func (p *Process) wait() {
 	p.mu.Unlock()
 	if p.group != nil {
 		r.Cgroup = p.group.Path()
+		// A Group is not safe for concurrent use: its reads share p.mu with the
+		// exit watcher's, and after released nobody else touches it.
+		p.mu.Lock()
 		if u, uerr := p.group.Usage(); uerr == nil {
 			r.CgroupCPU, r.PeakMemory, r.OOMKilled, r.PidsPeak = u.CPU, u.PeakMemory, u.OOMKills > 0, u.PidsPeak
 		}
-		p.mu.Lock()
 		p.released = true
 		p.mu.Unlock()
 		p.group.Release()

@@ -754,3 +754,22 @@ func TestRequestLimits(t *testing.T) {
 		t.Errorf("cgroup %q is not from the per-request pool", r.Cgroup)
 	}
 }
+
+// Launches of one profile run in parallel up to its concurrency: three launches that
+// each wait until all three have started can only finish if they overlap.
+func TestLaunchesRunInParallel(t *testing.T) {
+	p, ws := testPolicy(t, "")
+	rt := newRuntime(t, p)
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			script := fmt.Sprintf("touch %s/out/%d; n=0; while [ $(ls %s/out | wc -l) -lt 3 ]; do sleep 0.05; n=$((n+1)); [ $n -gt 200 ] && exit 9; done; true", ws, i, ws)
+			if r := run(t, rt, "sh", "-c", script); r.ExitCode != 0 {
+				t.Errorf("launch %d never saw the other two running (exit %d): launches are serialized", i, r.ExitCode)
+			}
+		}()
+	}
+	wg.Wait()
+}

@@ -103,7 +103,7 @@ func NewResultJSON(id string, r Result, err error) *ResultJSON {
 	switch {
 	case r.TimedOut:
 		out.Status = StatusTimeout
-	case r.Signal != 0:
+	case r.Canceled, r.Signal != 0:
 		out.Status = StatusKilled
 	default:
 		out.Status = StatusOK

@@ -66,3 +66,9 @@ func realMain(args []string) int {
 }
 
 var version = "0.1.0-dev"
+
+// isTerminal reports whether f is a character device (a terminal).
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -49,9 +48,7 @@ func cmdRun(args []string) int {
 	}
 	defer rt.Close()
 	req := agentexec.Request{Tool: rest[0], Args: rest[1:], Dir: *dir, Timeout: *timeout}
-	if !isTerminal(os.Stdin) || true {
-		req.Stdin = os.Stdin
-	}
+	req.Stdin = os.Stdin
 	if *asJSON {
 		res, err := rt.Run(ctx, req)
 		out := agentexec.NewResultJSON("run", res, err)
@@ -65,10 +62,6 @@ func cmdRun(args []string) int {
 	proc, err := rt.Start(ctx, req)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "agentexec run: %v\n", err)
-		var le *agentexec.LaunchError
-		if errors.As(err, &le) && le.Op == "exec" {
-			return 127
-		}
 		return 1
 	}
 	var wg sync.WaitGroup
@@ -80,6 +73,9 @@ func cmdRun(args []string) int {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "agentexec run: %v\n", err)
 		return 1
+	}
+	if res.ExecError != "" {
+		fmt.Fprintf(os.Stderr, "agentexec run: %s: %s\n", res.Tool, res.ExecError)
 	}
 	if res.TimedOut {
 		fmt.Fprintf(os.Stderr, "agentexec run: %s timed out after %v\n", res.Tool, res.Wall.Round(time.Millisecond))
@@ -102,9 +98,4 @@ func exitStatus(r agentexec.Result, err error) int {
 		return 124
 	}
 	return r.ExitCode
-}
-
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

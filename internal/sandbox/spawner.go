@@ -368,7 +368,8 @@ type LaunchSpec struct {
 type Child struct {
 	ID       uint64
 	Pid      int
-	PidFD    int // owned by the Child: closed by Release
+	PidFD    int // owned by the Child: closed by Release (guarded by fdMu after start)
+	fdMu     sync.Mutex
 	Backend  string
 	Template string
 	// PlacementDelay is the kernel backend's time between spawn and cgroup placement.
@@ -504,6 +505,8 @@ func (ch *Child) Wait() (Exit, error) {
 
 // Signal sends sig to the child through its pidfd (no pid reuse race).
 func (ch *Child) Signal(sig syscall.Signal) error {
+	ch.fdMu.Lock()
+	defer ch.fdMu.Unlock()
 	if ch.PidFD < 0 {
 		return fmt.Errorf("signal launch %d: no pidfd", ch.ID)
 	}
@@ -516,6 +519,8 @@ func (ch *Child) Signal(sig syscall.Signal) error {
 
 // Release closes the pidfd; call it once the child has been waited for.
 func (ch *Child) Release() {
+	ch.fdMu.Lock()
+	defer ch.fdMu.Unlock()
 	if ch.PidFD >= 0 {
 		unix.Close(ch.PidFD)
 		ch.PidFD = -1

@@ -302,7 +302,7 @@ func (st *spawnerState) launch(m *launchMsg, fds []int) {
 	st.reply(&reply{ID: m.ID, Kind: replyStarted, Pid: pid, Backend: backend, Template: state}, []int{pidfd})
 	unix.Close(pidfd)
 
-	st.reap(m.ID, pid, false)
+	go st.reap(m.ID, pid, false)
 }
 
 // reap waits for the child and reports its status and rusage. A kernel-template
