@@ -20,7 +20,7 @@ func TestDecodeMessageErrors(t *testing.T) {
 		{`{"id":"a","tool":"cat"`, CodeInvalidJSON, "", "unexpected end"},
 		{`{"id":"a","tool":"cat",}`, CodeInvalidJSON, "", "invalid JSON at byte"},
 		{`{"id":"a","tool":"cat"} {"id":"b"}`, CodeInvalidJSON, "a", "trailing data"},
-		{`{"id":"a","tool":"cat"}x`, CodeInvalidJSON, "", "invalid"},
+		{`{"id":"a","tool":"cat"}x`, CodeInvalidJSON, "a", "trailing data"},
 		{`{"id":"a","tool":"cat","bogus":1}`, CodeUnknownField, "a", `"bogus"`},
 		{`{"id":"a","tool":"cat","Stdin_Encodingx":1}`, CodeUnknownField, "a", `Stdin_Encodingx`},
 		{`{"id":7,"tool":"cat"}`, CodeWrongType, "", `field "id": got number, want a string`},

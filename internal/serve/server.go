@@ -90,7 +90,6 @@ func Serve(ctx context.Context, rt *agentexec.Runtime, in io.Reader, out io.Writ
 		rt: rt, cfg: cfg, log: cfg.Logger, start: time.Now(),
 		calls:      map[string]*call{},
 		admit:      make(chan struct{}, cfg.MaxInflight+cfg.MaxQueued),
-		slots:      make(chan struct{}, cfg.MaxInflight),
 		out:        make(chan []byte, 256),
 		stop:       make(chan struct{}),
 		writerDone: make(chan struct{}),
@@ -124,6 +123,7 @@ func Serve(ctx context.Context, rt *agentexec.Runtime, in io.Reader, out io.Writ
 	s.closing = true
 	s.mu.Unlock()
 	s.killAll()
+	s.cancelQueued()
 	if !waitTimeout(&s.wg, cfg.ShutdownTimeout) {
 		errs = append(errs, ErrShutdownTimeout)
 	}
@@ -146,12 +146,13 @@ type server struct {
 
 	mu       sync.Mutex
 	calls    map[string]*call // in flight, by id
+	waiting  []*call          // queued for a slot, oldest first
+	nrunning int              // calls holding a slot
 	closing  bool
 	backends map[string]uint64
 	wg       sync.WaitGroup // one per call
 
 	admit chan struct{} // tokens of requests in flight (queued + running)
-	slots chan struct{} // tokens of running requests
 
 	out        chan []byte // whole lines, "\n" included
 	stop       chan struct{}
@@ -164,13 +165,13 @@ type server struct {
 }
 
 type call struct {
-	id        string
-	line      int64
-	msg       *Message
-	ctx       context.Context
-	cancel    context.CancelFunc
-	canceled  atomic.Bool // by a cancel message or shutdown
-	stopWatch func() bool // unregisters the shutdown watch
+	id       string
+	line     int64
+	msg      *Message
+	ctx      context.Context
+	cancel   context.CancelFunc
+	canceled atomic.Bool // by a cancel message or shutdown
+	queued   bool        // in s.waiting; guarded by s.mu
 }
 
 func (s *server) inFlight() int64 { return s.running.Load() + s.queued.Load() }
@@ -298,7 +299,7 @@ func (s *server) readLoop(ctx context.Context, in io.Reader) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if line == nil && size > 0 {
+		if size > int64(s.cfg.MaxLineBytes) {
 			s.emitError(num, &ProtocolError{Code: CodeLineTooLong, Msg: fmt.Sprintf("line of %d bytes is over the limit of %d bytes; skipped", size, s.cfg.MaxLineBytes)})
 			continue
 		}
@@ -322,8 +323,9 @@ func (s *server) readLoop(ctx context.Context, in io.Reader) error {
 	}
 }
 
-// accept registers a run request and starts it, waiting first (and so pausing the
-// input) while MaxInflight+MaxQueued requests are in flight.
+// accept registers a run request and starts it, or queues it while MaxInflight
+// requests run. It waits first (and so pauses the input) while
+// MaxInflight+MaxQueued requests are in flight.
 func (s *server) accept(ctx context.Context, num int64, m *Message) {
 	select {
 	case s.admit <- struct{}{}:
@@ -345,54 +347,113 @@ func (s *server) accept(ctx context.Context, num int64, m *Message) {
 	}
 	c := &call{id: m.ID, line: num, msg: m}
 	c.ctx, c.cancel = context.WithCancel(s.killCtx)
-	c.stopWatch = context.AfterFunc(s.killCtx, func() { c.canceled.Store(true) })
 	s.calls[m.ID] = c
 	s.wg.Add(1)
-	s.mu.Unlock()
 	s.requests.Add(1)
-	s.queued.Add(1)
-	go s.execute(c)
+	if s.nrunning < s.cfg.MaxInflight {
+		s.nrunning++
+		s.running.Add(1)
+		go s.execute(c)
+	} else {
+		c.queued = true
+		s.waiting = append(s.waiting, c)
+		s.queued.Add(1)
+	}
+	s.mu.Unlock()
 }
 
 // cancel kills the request in flight with the given id.
 func (s *server) cancel(num int64, id string) {
 	s.mu.Lock()
 	c := s.calls[id]
+	var unqueued bool
+	if c != nil {
+		c.canceled.Store(true)
+		unqueued = s.unqueue(c)
+	}
 	s.mu.Unlock()
 	if c == nil {
 		s.emitError(num, &ProtocolError{Code: CodeUnknownID, ID: id, Msg: fmt.Sprintf("cancel: no request with id %q in flight", id)})
 		return
 	}
-	s.log.Debug("cancel", "id", id, "line", num)
-	c.canceled.Store(true)
+	s.log.Debug("cancel", "id", id, "line", num, "queued", unqueued)
+	if unqueued {
+		s.finish(c, agentexec.Result{Tool: c.msg.Tool}, errCanceledBeforeLaunch)
+		s.wg.Done()
+		return
+	}
 	c.cancel()
 }
 
-func (s *server) execute(c *call) {
-	defer s.wg.Done()
-	select {
-	case s.slots <- struct{}{}:
-	case <-c.ctx.Done():
-		s.queued.Add(-1)
-		s.finish(c, agentexec.Result{Tool: c.msg.Tool}, context.Cause(c.ctx), false)
-		return
+var errCanceledBeforeLaunch = errors.New("canceled before launch")
+
+// unqueue removes c from the waiting queue; it reports whether c was there.
+// s.mu is held.
+func (s *server) unqueue(c *call) bool {
+	if !c.queued {
+		return false
 	}
-	s.queued.Add(-1)
-	s.running.Add(1)
-	var res agentexec.Result
-	var err error
-	if c.msg.Stream {
-		res, err = s.stream(c)
-	} else {
-		res, err = s.rt.Run(c.ctx, c.msg.Request())
+	for i, w := range s.waiting {
+		if w == c {
+			s.waiting = append(s.waiting[:i], s.waiting[i+1:]...)
+			c.queued = false
+			s.queued.Add(-1)
+			return true
+		}
 	}
-	s.running.Add(-1)
-	s.finish(c, res, err, true)
+	return false
 }
 
-// finish frees the request's id and slots, then writes its result.
-func (s *server) finish(c *call, res agentexec.Result, err error, started bool) {
-	c.stopWatch()
+// cancelQueued answers every queued request as canceled (at shutdown).
+func (s *server) cancelQueued() {
+	s.mu.Lock()
+	q := s.waiting
+	s.waiting = nil
+	for _, c := range q {
+		c.queued = false
+		c.canceled.Store(true)
+		s.queued.Add(-1)
+	}
+	s.mu.Unlock()
+	for _, c := range q {
+		s.finish(c, agentexec.Result{Tool: c.msg.Tool}, errCanceledBeforeLaunch)
+		s.wg.Done()
+	}
+}
+
+// execute runs c in one of the MaxInflight slots, then hands the slot to the
+// oldest queued request.
+func (s *server) execute(c *call) {
+	for c != nil {
+		var res agentexec.Result
+		var err error
+		if c.msg.Stream {
+			res, err = s.stream(c)
+		} else {
+			res, err = s.rt.Run(c.ctx, c.msg.Request())
+		}
+		if s.killCtx.Err() != nil && (res.Canceled || errors.Is(err, context.Canceled)) {
+			c.canceled.Store(true) // killed by the shutdown
+		}
+		s.finish(c, res, err)
+		s.mu.Lock()
+		c = nil
+		if len(s.waiting) > 0 {
+			c = s.waiting[0]
+			s.waiting = s.waiting[1:]
+			c.queued = false
+			s.queued.Add(-1)
+		} else {
+			s.nrunning--
+			s.running.Add(-1)
+		}
+		s.mu.Unlock()
+		s.wg.Done() // after the hand-over: a drain never sees a queued call without a runner
+	}
+}
+
+// finish frees the request's id, then writes its result.
+func (s *server) finish(c *call, res agentexec.Result, err error) {
 	rj := agentexec.NewResultJSON(c.id, res, err)
 	if c.canceled.Load() {
 		// A canceled request is "killed" whatever the child made of its SIGTERM, and
@@ -401,9 +462,9 @@ func (s *server) finish(c *call, res agentexec.Result, err error, started bool) 
 		switch {
 		case rj.Status == agentexec.StatusOK:
 			rj.Status = agentexec.StatusKilled
-		case rj.Status == agentexec.StatusError && errors.Is(err, context.Canceled):
+		case rj.Status == agentexec.StatusError && (errors.Is(err, context.Canceled) || errors.Is(err, errCanceledBeforeLaunch)):
 			rj.Status = agentexec.StatusKilled
-			rj.Error = "canceled before launch"
+			rj.Error = errCanceledBeforeLaunch.Error()
 		}
 	}
 	c.cancel()
@@ -413,9 +474,6 @@ func (s *server) finish(c *call, res agentexec.Result, err error, started bool) 
 		s.backends[rj.Backend]++
 	}
 	s.mu.Unlock()
-	if started {
-		<-s.slots
-	}
 	<-s.admit
 	s.results.Add(1)
 	s.emit(rj)
@@ -497,7 +555,7 @@ func (s *server) stats(id string) *StatsLine {
 		UptimeMS: time.Since(s.start).Milliseconds(),
 		Launches: rs.Launches, LaunchFailures: rs.Failures, Denied: rs.Denied, LaunchesInFlight: rs.InFlight,
 		TemplateHits: rs.TemplateHits, TemplatesCreated: rs.TemplatesCreated,
-		TemplateRecreations: rs.TemplateRecreations, SpawnerRestarts: rs.SpawnerRest,
+		TemplateRecreations: rs.TemplateRecreations, SpawnerRestarts: rs.SpawnerRestarts,
 		Backends: map[string]uint64{},
 	}
 	st.InFlight = st.Running + st.Queued

@@ -94,7 +94,6 @@ type session struct {
 	t      testing.TB
 	in     *io.PipeWriter
 	lines  chan map[string]any
-	raw    chan string
 	done   chan error
 	cancel context.CancelFunc
 	inMu   sync.Mutex
@@ -105,7 +104,7 @@ func startSession(t testing.TB, rt *agentexec.Runtime, cfg Config) *session {
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &session{t: t, in: inW, lines: make(chan map[string]any, 4096), raw: make(chan string, 4096), done: make(chan error, 1), cancel: cancel}
+	s := &session{t: t, in: inW, lines: make(chan map[string]any, 4096), done: make(chan error, 1), cancel: cancel}
 	go func() {
 		err := Serve(ctx, rt, inR, outW, cfg)
 		inR.Close()
@@ -121,14 +120,17 @@ func startSession(t testing.TB, rt *agentexec.Runtime, cfg Config) *session {
 				t.Errorf("stdout line is not a JSON object: %q: %v", sc.Text(), err)
 				continue
 			}
-			s.raw <- sc.Text()
 			s.lines <- m
 		}
 		close(s.lines)
 	}()
 	t.Cleanup(func() {
+		// Stop the server and consume its output, so that a failed test cannot leave
+		// it blocked on a full pipe.
 		cancel()
 		inW.Close()
+		for range s.lines {
+		}
 	})
 	return s
 }
@@ -368,7 +370,7 @@ func TestServeCancelAndDuplicateID(t *testing.T) {
 	rt := newRuntime(t, agentexec.WithKillGrace(200*time.Millisecond))
 	s := startSession(t, rt, Config{})
 	m := sleepArg()
-	s.send(`{"id":"long","tool":"sh","args":["-c","trap '' TERM; sleep `+m+`"]}`)
+	s.send(`{"id":"long","tool":"sh","args":["-c","trap '' TERM; sleep ` + m + `"]}`)
 	waitRunning(t, m)
 	s.send(`{"id":"long","tool":"echo"}`)
 	l := s.next(5 * time.Second)
@@ -656,6 +658,28 @@ func TestServeConcurrent(t *testing.T) {
 		if l["status"] != "ok" || l["stdout"] != "out-"+strings.TrimPrefix(id, "r")+"\n" {
 			t.Fatalf("%s: %v", id, l)
 		}
+	}
+	if _, err := s.closeAndCollect(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Requests in flight run at the same time: 4 sleeps of 0.5s, with 4 slots and a
+// profile concurrency of 2×CPUs (at least 2), take well under 4×0.5s.
+func TestServeRunsConcurrently(t *testing.T) {
+	rt := newRuntime(t)
+	s := startSession(t, rt, Config{MaxInflight: 4})
+	start := time.Now()
+	for i := range 4 {
+		s.send(fmt.Sprintf(`{"id":"%d","tool":"sh","args":["-c","sleep 0.5"]}`, i))
+	}
+	for range 4 {
+		if l := s.next(10 * time.Second); l["status"] != "ok" {
+			t.Fatalf("result %v", l)
+		}
+	}
+	if d := time.Since(start); d > 1600*time.Millisecond {
+		t.Errorf("4 concurrent 0.5s requests took %v: launches are serialized (want < 1.6s)", d)
 	}
 	if _, err := s.closeAndCollect(10 * time.Second); err != nil {
 		t.Fatal(err)
