@@ -20,10 +20,10 @@ all: build
 # Host packages the tests and the example policies use. Idempotent; needs root.
 setup:
 	@missing=""; \
-	for c in rg git python3 busybox; do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	for c in rg git python3; do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "setup: installing:$$missing"; \
-		pkgs=""; for c in $$missing; do case $$c in rg) pkgs="$$pkgs ripgrep";; busybox) pkgs="$$pkgs busybox-static";; *) pkgs="$$pkgs $$c";; esac; done; \
+		pkgs=""; for c in $$missing; do case $$c in rg) pkgs="$$pkgs ripgrep";; *) pkgs="$$pkgs $$c";; esac; done; \
 		(apt-get install -y --no-install-recommends $$pkgs || (apt-get update && apt-get install -y --no-install-recommends $$pkgs)) >/dev/null; \
 	fi
 
