@@ -2,7 +2,8 @@ package policy
 
 import (
 	"fmt"
-	"strings"
+
+	"github.com/agentexec/agentexec/internal/yamlnode"
 )
 
 // FieldError is one problem in a policy, located by file, line and column and named
@@ -12,41 +13,29 @@ import (
 //
 // Parse and Resolve return every problem they find at once, joined with errors.Join;
 // use errors.As (or the Unwrap() []error method of the joined error) to reach them.
-type FieldError struct {
-	// File is the policy's name as given to Parse or Load.
-	File string
-	// Line and Col locate the offending YAML node (1-based; 0 when unknown).
-	Line, Col int
-	// Field is the dotted field path, with list indices: "defaults.filesystem.read[2]".
-	// It is "" for problems that belong to no field (YAML syntax errors).
-	Field string
-	// Msg says what is wrong.
-	Msg string
-	// Err is the underlying error, if any (Resolve's *ResolveError, for instance).
-	Err error
-}
-
-// Error formats the problem as FILE:LINE:COL: FIELD: MSG.
-func (e *FieldError) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	switch {
-	case e.Line > 0 && e.Col > 0:
-		fmt.Fprintf(&b, ":%d:%d", e.Line, e.Col)
-	case e.Line > 0:
-		fmt.Fprintf(&b, ":%d", e.Line)
-	}
-	b.WriteString(": ")
-	if e.Field != "" {
-		b.WriteString(e.Field)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
-}
-
-// Unwrap returns the underlying error.
-func (e *FieldError) Unwrap() error { return e.Err }
+//
+// FieldError is a type alias of the project-internal yamlnode.FieldError, which the
+// job files of agentexec ci report too; its fields and methods are:
+//
+//	type FieldError struct {
+//		// File is the policy's name as given to Parse or Load.
+//		File string
+//		// Line and Col locate the offending YAML node (1-based; 0 when unknown).
+//		Line, Col int
+//		// Field is the dotted field path, with list indices: "defaults.filesystem.read[2]".
+//		// It is "" for problems that belong to no field (YAML syntax errors).
+//		Field string
+//		// Msg says what is wrong.
+//		Msg string
+//		// Err is the underlying error, if any (Resolve's *ResolveError, for instance).
+//		Err error
+//	}
+//
+//	// Error formats the problem as FILE:LINE:COL: FIELD: MSG.
+//	func (e *FieldError) Error() string
+//	// Unwrap returns the underlying error.
+//	func (e *FieldError) Unwrap() error
+type FieldError = yamlnode.FieldError
 
 // ResolveError says why a tool's executable could not be used on this host.
 // It wraps fs.ErrNotExist, fs.ErrPermission or the stat error, so errors.Is works.

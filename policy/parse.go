@@ -1,19 +1,16 @@
 package policy
 
 import (
-	"bytes"
-	"cmp"
-	"errors"
 	"fmt"
-	"io"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/agentexec/agentexec/internal/yamlnode"
 )
 
 // Options carry the host facts a policy's expansions and defaults depend on. Parse
@@ -90,85 +87,35 @@ func cleanOrEmpty(s string) string {
 	return filepath.Clean(s)
 }
 
-// decoder collects problems while walking one policy.
+// decoder collects problems while walking one policy; the yaml.Node helpers
+// (Fail, Mapping, Str, ObjectExt, …) come from internal/yamlnode.
 type decoder struct {
-	file string
+	yamlnode.Decoder
 	opts Options
 	x    expander
-	errs []*FieldError
-}
-
-func (d *decoder) fail(n *yaml.Node, field, format string, args ...any) {
-	fe := &FieldError{File: d.file, Field: field, Msg: fmt.Sprintf(format, args...)}
-	if n != nil {
-		fe.Line, fe.Col = n.Line, n.Column
-	}
-	d.errs = append(d.errs, fe)
-}
-
-func (d *decoder) err() error {
-	if len(d.errs) == 0 {
-		return nil
-	}
-	// Report in file order; duplicates (the same inherited problem found through
-	// several tools) once.
-	slices.SortStableFunc(d.errs, func(a, b *FieldError) int {
-		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col))
-	})
-	errs := make([]error, 0, len(d.errs))
-	seen := map[string]bool{}
-	for _, e := range d.errs {
-		if s := e.Error(); !seen[s] {
-			seen[s] = true
-			errs = append(errs, e)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-var yamlLineRE = regexp.MustCompile(`^yaml: line ([0-9]+): (.*)$`)
-
-// syntaxError turns a yaml.v3 parse error into a *FieldError. yaml.v3 has no typed
-// syntax error, so its "yaml: line N: msg" text is the only place the line is found.
-func (d *decoder) syntaxError(err error) error {
-	fe := &FieldError{File: d.file, Msg: "YAML syntax error: " + strings.TrimPrefix(err.Error(), "yaml: "), Err: err}
-	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
-		fe.Line, _ = strconv.Atoi(m[1])
-		fe.Msg = "YAML syntax error: " + m[2]
-	}
-	return fe
 }
 
 // document parses data into its root node, insisting on exactly one document.
 func (d *decoder) document(data []byte) (*yaml.Node, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, &FieldError{File: d.file, Field: "version", Msg: fmt.Sprintf("missing: the policy is empty (this build reads version %d)", CurrentVersion)}
-		}
-		return nil, d.syntaxError(err)
+	root, err := d.Single(data, "a policy")
+	if err != nil {
+		return nil, err
 	}
-	var extra yaml.Node
-	switch err := dec.Decode(&extra); {
-	case err == nil:
-		return nil, &FieldError{File: d.file, Line: extra.Line, Col: extra.Column, Msg: "a policy is a single YAML document; found another one here"}
-	case !errors.Is(err, io.EOF):
-		return nil, d.syntaxError(err)
+	if root == nil {
+		return nil, &FieldError{File: d.File, Field: "version", Msg: fmt.Sprintf("missing: the policy is empty (this build reads version %d)", CurrentVersion)}
 	}
-	root := &doc
 	if root.Kind == yaml.DocumentNode {
 		if len(root.Content) != 1 {
-			return nil, &FieldError{File: d.file, Line: 1, Col: 1, Field: "version", Msg: fmt.Sprintf("missing: the policy is empty (this build reads version %d)", CurrentVersion)}
+			return nil, &FieldError{File: d.File, Line: 1, Col: 1, Field: "version", Msg: fmt.Sprintf("missing: the policy is empty (this build reads version %d)", CurrentVersion)}
 		}
 		root = root.Content[0]
 	}
-	root = deref(root)
-	if isNull(root) {
-		return nil, &FieldError{File: d.file, Line: root.Line, Col: root.Column, Field: "version", Msg: fmt.Sprintf("missing: the policy is empty (this build reads version %d)", CurrentVersion)}
+	root = yamlnode.Deref(root)
+	if yamlnode.IsNull(root) {
+		return nil, &FieldError{File: d.File, Line: root.Line, Col: root.Column, Field: "version", Msg: fmt.Sprintf("missing: the policy is empty (this build reads version %d)", CurrentVersion)}
 	}
 	if root.Kind != yaml.MappingNode {
-		return nil, &FieldError{File: d.file, Line: root.Line, Col: root.Column, Msg: fmt.Sprintf("a policy is a mapping (version:, defaults:, tools: …), got %s", describe(root))}
+		return nil, &FieldError{File: d.File, Line: root.Line, Col: root.Column, Msg: fmt.Sprintf("a policy is a mapping (version:, defaults:, tools: …), got %s", yamlnode.Describe(root))}
 	}
 	return root, nil
 }
@@ -177,22 +124,22 @@ func (d *decoder) document(data []byte) (*yaml.Node, error) {
 // another schema, so nothing else is reported when it is wrong.
 func (d *decoder) version(root *yaml.Node) (int, error) {
 	for i := 0; i+1 < len(root.Content); i += 2 {
-		k := deref(root.Content[i])
+		k := yamlnode.Deref(root.Content[i])
 		if k == nil || k.Kind != yaml.ScalarNode || k.Value != "version" {
 			continue
 		}
-		v := deref(root.Content[i+1])
-		n, ok := d.integer(v, "version", 0, 1<<31)
+		v := yamlnode.Deref(root.Content[i+1])
+		n, ok := d.Integer(v, "version", 0, 1<<31)
 		if !ok {
-			return 0, d.err()
+			return 0, d.Err()
 		}
 		if n != CurrentVersion {
-			return 0, &FieldError{File: d.file, Line: v.Line, Col: v.Column, Field: "version",
+			return 0, &FieldError{File: d.File, Line: v.Line, Col: v.Column, Field: "version",
 				Msg: fmt.Sprintf("version %d is not supported by this build (knows %d)", n, CurrentVersion)}
 		}
 		return int(n), nil
 	}
-	return 0, &FieldError{File: d.file, Line: root.Line, Col: root.Column, Field: "version",
+	return 0, &FieldError{File: d.File, Line: root.Line, Col: root.Column, Field: "version",
 		Msg: fmt.Sprintf("missing (add \"version: %d\")", CurrentVersion)}
 }
 
@@ -200,7 +147,7 @@ func parse(name string, data []byte, opts Options) (*Policy, error) {
 	if err := opts.normalize(); err != nil {
 		return nil, err
 	}
-	d := &decoder{file: name, opts: opts}
+	d := &decoder{Decoder: yamlnode.Decoder{File: name}, opts: opts}
 	root, err := d.document(data)
 	if err != nil {
 		return nil, err
@@ -211,16 +158,16 @@ func parse(name string, data []byte, opts Options) (*Policy, error) {
 	}
 	p := &Policy{Version: version, Source: name, KernelTemplates: DefaultKernelTemplates}
 
-	top := map[string]pair{}
-	d.object(root, "", false, []fieldSpec{
-		{name: "version", fn: func(*yaml.Node, string, bool) {}},
-		{name: "workspace", fn: d.keep(top, "workspace")},
-		{name: "path", fn: d.keep(top, "path")},
-		{name: "kernel_templates", fn: d.keep(top, "kernel_templates")},
-		{name: "spawn_template_syscalls", fn: d.keep(top, "spawn_template_syscalls")},
-		{name: "shell", fn: d.keep(top, "shell")},
-		{name: "defaults", fn: d.keep(top, "defaults")},
-		{name: "tools", fn: d.keep(top, "tools")},
+	top := map[string]yamlnode.Pair{}
+	d.ObjectExt(root, "", false, []yamlnode.Field{
+		{Name: "version", Fn: func(_, _ *yaml.Node, _ string, _ bool) {}},
+		{Name: "workspace", Fn: d.keep(top, "workspace")},
+		{Name: "path", Fn: d.keep(top, "path")},
+		{Name: "kernel_templates", Fn: d.keep(top, "kernel_templates")},
+		{Name: "spawn_template_syscalls", Fn: d.keep(top, "spawn_template_syscalls")},
+		{Name: "shell", Fn: d.keep(top, "shell")},
+		{Name: "defaults", Fn: d.keep(top, "defaults")},
+		{Name: "tools", Fn: d.keep(top, "tools")},
 	})
 
 	// workspace first: ${WORKSPACE} everywhere else means its value.
@@ -234,9 +181,9 @@ func parse(name string, data []byte, opts Options) (*Policy, error) {
 	p.Workspace = opts.Workspace
 	if w, ok := top["workspace"]; ok {
 		d.x.why["WORKSPACE"] = "Options.Workspace is empty"
-		if s, ok := d.str(w.v, "workspace"); ok {
+		if s, ok := d.Str(w.V, "workspace"); ok {
 			if ws, err := d.x.absPath(s); err != nil {
-				d.fail(deref(w.v), "workspace", "%v", err)
+				d.Fail(yamlnode.Deref(w.V), "workspace", "%v", err)
 			} else {
 				p.Workspace = ws
 			}
@@ -247,35 +194,35 @@ func parse(name string, data []byte, opts Options) (*Policy, error) {
 
 	p.Path = slices.Clone(DefaultPath)
 	if v, ok := top["path"]; ok {
-		l := d.pathList(v.v, "path", false)
+		l := d.pathList(v.V, "path", false)
 		p.Path = dedup(values(l.items))
 	}
 	if v, ok := top["kernel_templates"]; ok {
-		if s, ok := d.enum(v.v, "kernel_templates", "auto", "off", "require"); ok {
+		if s, ok := d.Enum(v.V, "kernel_templates", "auto", "off", "require"); ok {
 			p.KernelTemplates = KernelTemplates(s)
 		}
 	}
 	if v, ok := top["spawn_template_syscalls"]; ok {
-		p.SpawnTemplateSyscalls = d.syscalls(v.v, "spawn_template_syscalls")
+		p.SpawnTemplateSyscalls = d.syscalls(v.V, "spawn_template_syscalls")
 	}
 
 	var defs rules
 	if v, ok := top["defaults"]; ok {
-		d.object(v.v, "defaults", false, d.ruleSpecs(&defs, false))
+		d.ObjectExt(v.V, "defaults", false, d.ruleSpecs(&defs, false))
 	}
 	tools := d.tools(p, top["tools"], &defs)
 	p.Tools = tools
 
 	if v, ok := top["shell"]; ok {
-		if s, ok := d.str(v.v, "shell"); ok {
+		if s, ok := d.Str(v.V, "shell"); ok {
 			if _, found := p.Tool(s); !found {
-				d.fail(deref(v.v), "shell", "%q is not a tool of this policy", s)
+				d.Fail(yamlnode.Deref(v.V), "shell", "%q is not a tool of this policy", s)
 			} else {
 				p.Shell = s
 			}
 		}
 	}
-	if err := d.err(); err != nil {
+	if err := d.Err(); err != nil {
 		return nil, err
 	}
 	p.group(profileOf(&defs, d.opts))
@@ -283,44 +230,44 @@ func parse(name string, data []byte, opts Options) (*Policy, error) {
 }
 
 // keep records a top-level pair for processing in a fixed order.
-func (d *decoder) keep(top map[string]pair, key string) func(*yaml.Node, string, bool) {
-	return func(v *yaml.Node, _ string, _ bool) { top[key] = pair{key: key, v: v} }
+func (d *decoder) keep(top map[string]yamlnode.Pair, key string) func(_, _ *yaml.Node, _ string, _ bool) {
+	return func(_, v *yaml.Node, _ string, _ bool) { top[key] = yamlnode.Pair{Key: key, V: v} }
 }
 
 func (d *decoder) syscalls(n *yaml.Node, field string) *SyscallNumbers {
 	var s SyscallNumbers
 	var have [2]bool
-	d.object(n, field, false, []fieldSpec{
-		{name: "create", fn: func(v *yaml.Node, f string, _ bool) {
-			if x, ok := d.integer(v, f, 1, 4095); ok {
+	d.ObjectExt(n, field, false, []yamlnode.Field{
+		{Name: "create", Fn: func(_, v *yaml.Node, f string, _ bool) {
+			if x, ok := d.Integer(v, f, 1, 4095); ok {
 				s.Create, have[0] = int(x), true
 			}
 		}},
-		{name: "spawn", fn: func(v *yaml.Node, f string, _ bool) {
-			if x, ok := d.integer(v, f, 1, 4095); ok {
+		{Name: "spawn", Fn: func(_, v *yaml.Node, f string, _ bool) {
+			if x, ok := d.Integer(v, f, 1, 4095); ok {
 				s.Spawn, have[1] = int(x), true
 			}
 		}},
 	})
-	n = deref(n)
+	n = yamlnode.Deref(n)
 	switch {
 	case n == nil || n.Kind != yaml.MappingNode:
 		return nil
 	case !have[0] && !have[1] && len(n.Content) == 0:
-		d.fail(n, field, "set both create and spawn, or leave the field out")
+		d.Fail(n, field, "set both create and spawn, or leave the field out")
 	case !have[0] && !containsKey(n, "create"):
-		d.fail(n, field, "create is missing")
+		d.Fail(n, field, "create is missing")
 	case !have[1] && !containsKey(n, "spawn"):
-		d.fail(n, field, "spawn is missing")
+		d.Fail(n, field, "spawn is missing")
 	case have[0] && have[1] && s.Create == s.Spawn:
-		d.fail(n, field, "create and spawn are both %d", s.Create)
+		d.Fail(n, field, "create and spawn are both %d", s.Create)
 	}
 	return &s
 }
 
 func containsKey(n *yaml.Node, key string) bool {
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		if k := deref(n.Content[i]); k != nil && k.Value == key {
+		if k := yamlnode.Deref(n.Content[i]); k != nil && k.Value == key {
 			return true
 		}
 	}
@@ -375,106 +322,106 @@ func values[T any](items []item[T]) []T {
 }
 
 // ruleSpecs are the sections shared by defaults: and tools.
-func (d *decoder) ruleSpecs(r *rules, inTool bool) []fieldSpec {
-	return []fieldSpec{
-		{name: "filesystem", fn: func(v *yaml.Node, f string, _ bool) {
+func (d *decoder) ruleSpecs(r *rules, inTool bool) []yamlnode.Field {
+	return []yamlnode.Field{
+		{Name: "filesystem", Fn: func(_, v *yaml.Node, f string, _ bool) {
 			r.fsSet = true
-			d.object(v, f, inTool, []fieldSpec{
-				{name: "read", list: true, fn: func(v *yaml.Node, f string, ext bool) { r.read = d.pathList(v, f, ext) }},
-				{name: "write", list: true, fn: func(v *yaml.Node, f string, ext bool) { r.write = d.pathList(v, f, ext) }},
-				{name: "exec", list: true, fn: func(v *yaml.Node, f string, ext bool) { r.exec = d.pathList(v, f, ext) }},
+			d.ObjectExt(v, f, inTool, []yamlnode.Field{
+				{Name: "read", List: true, Fn: func(_, v *yaml.Node, f string, ext bool) { r.read = d.pathList(v, f, ext) }},
+				{Name: "write", List: true, Fn: func(_, v *yaml.Node, f string, ext bool) { r.write = d.pathList(v, f, ext) }},
+				{Name: "exec", List: true, Fn: func(_, v *yaml.Node, f string, ext bool) { r.exec = d.pathList(v, f, ext) }},
 			})
 		}},
-		{name: "network", fn: func(v *yaml.Node, f string, _ bool) {
-			d.object(v, f, inTool, []fieldSpec{
-				{name: "connect_tcp", list: true, fn: func(v *yaml.Node, f string, ext bool) { r.connect = d.ports(v, f, ext) }},
-				{name: "bind_tcp", list: true, fn: func(v *yaml.Node, f string, ext bool) { r.bind = d.ports(v, f, ext) }},
-				{name: "unix", fn: func(v *yaml.Node, f string, _ bool) { r.unix = d.optBool(v, f) }},
-				{name: "isolated", fn: func(v *yaml.Node, f string, _ bool) { r.isolated = d.isolated(v, f) }},
+		{Name: "network", Fn: func(_, v *yaml.Node, f string, _ bool) {
+			d.ObjectExt(v, f, inTool, []yamlnode.Field{
+				{Name: "connect_tcp", List: true, Fn: func(_, v *yaml.Node, f string, ext bool) { r.connect = d.ports(v, f, ext) }},
+				{Name: "bind_tcp", List: true, Fn: func(_, v *yaml.Node, f string, ext bool) { r.bind = d.ports(v, f, ext) }},
+				{Name: "unix", Fn: func(_, v *yaml.Node, f string, _ bool) { r.unix = d.optBool(v, f) }},
+				{Name: "isolated", Fn: func(_, v *yaml.Node, f string, _ bool) { r.isolated = d.isolated(v, f) }},
 			})
 		}},
-		{name: "ipc", fn: func(v *yaml.Node, f string, _ bool) {
-			d.object(v, f, inTool, []fieldSpec{
-				{name: "scope_abstract_unix", fn: func(v *yaml.Node, f string, _ bool) { r.scopeAbstract = d.optBool(v, f) }},
-				{name: "scope_signals", fn: func(v *yaml.Node, f string, _ bool) { r.scopeSignals = d.optBool(v, f) }},
+		{Name: "ipc", Fn: func(_, v *yaml.Node, f string, _ bool) {
+			d.ObjectExt(v, f, inTool, []yamlnode.Field{
+				{Name: "scope_abstract_unix", Fn: func(_, v *yaml.Node, f string, _ bool) { r.scopeAbstract = d.optBool(v, f) }},
+				{Name: "scope_signals", Fn: func(_, v *yaml.Node, f string, _ bool) { r.scopeSignals = d.optBool(v, f) }},
 			})
 		}},
-		{name: "env", fn: func(v *yaml.Node, f string, _ bool) {
-			d.object(v, f, inTool, []fieldSpec{
-				{name: "allow", list: true, fn: func(v *yaml.Node, f string, ext bool) { r.envAllow = d.envAllow(v, f, ext) }},
-				{name: "set", list: true, fn: func(v *yaml.Node, f string, ext bool) { r.envSet = d.envSet(v, f, ext) }},
+		{Name: "env", Fn: func(_, v *yaml.Node, f string, _ bool) {
+			d.ObjectExt(v, f, inTool, []yamlnode.Field{
+				{Name: "allow", List: true, Fn: func(_, v *yaml.Node, f string, ext bool) { r.envAllow = d.envAllow(v, f, ext) }},
+				{Name: "set", List: true, Fn: func(_, v *yaml.Node, f string, ext bool) { r.envSet = d.envSet(v, f, ext) }},
 			})
 		}},
-		{name: "limits", fn: func(v *yaml.Node, f string, _ bool) {
-			d.object(v, f, inTool, []fieldSpec{
-				{name: "memory", fn: func(v *yaml.Node, f string, _ bool) { r.memory = d.size(v, f) }},
-				{name: "pids", fn: func(v *yaml.Node, f string, _ bool) { r.pids = d.pids(v, f) }},
-				{name: "cpu", fn: func(v *yaml.Node, f string, _ bool) { r.cpu = d.cpu(v, f) }},
-				{name: "timeout", fn: func(v *yaml.Node, f string, _ bool) { r.timeout = d.duration(v, f) }},
-				{name: "output", fn: func(v *yaml.Node, f string, _ bool) { r.output = d.size(v, f) }},
+		{Name: "limits", Fn: func(_, v *yaml.Node, f string, _ bool) {
+			d.ObjectExt(v, f, inTool, []yamlnode.Field{
+				{Name: "memory", Fn: func(_, v *yaml.Node, f string, _ bool) { r.memory = d.size(v, f) }},
+				{Name: "pids", Fn: func(_, v *yaml.Node, f string, _ bool) { r.pids = d.pids(v, f) }},
+				{Name: "cpu", Fn: func(_, v *yaml.Node, f string, _ bool) { r.cpu = d.cpu(v, f) }},
+				{Name: "timeout", Fn: func(_, v *yaml.Node, f string, _ bool) { r.timeout = d.duration(v, f) }},
+				{Name: "output", Fn: func(_, v *yaml.Node, f string, _ bool) { r.output = d.size(v, f) }},
 			})
 		}},
-		{name: "enforcement", fn: func(v *yaml.Node, f string, _ bool) {
-			d.object(v, f, inTool, []fieldSpec{
-				{name: "landlock", fn: func(v *yaml.Node, f string, _ bool) { r.landlock = d.enforcement(v, f) }},
-				{name: "cgroup", fn: func(v *yaml.Node, f string, _ bool) { r.cgroup = d.enforcement(v, f) }},
+		{Name: "enforcement", Fn: func(_, v *yaml.Node, f string, _ bool) {
+			d.ObjectExt(v, f, inTool, []yamlnode.Field{
+				{Name: "landlock", Fn: func(_, v *yaml.Node, f string, _ bool) { r.landlock = d.enforcement(v, f) }},
+				{Name: "cgroup", Fn: func(_, v *yaml.Node, f string, _ bool) { r.cgroup = d.enforcement(v, f) }},
 			})
 		}},
-		{name: "concurrency", fn: func(v *yaml.Node, f string, _ bool) {
-			if x, ok := d.integer(v, f, 1, maxConcurrency); ok {
-				r.concurrency = opt[int]{set: true, v: int(x), n: deref(v)}
+		{Name: "concurrency", Fn: func(_, v *yaml.Node, f string, _ bool) {
+			if x, ok := d.Integer(v, f, 1, maxConcurrency); ok {
+				r.concurrency = opt[int]{set: true, v: int(x), n: yamlnode.Deref(v)}
 			}
 		}},
-		{name: "user", fn: func(v *yaml.Node, f string, _ bool) { r.user = d.user(v, f) }},
+		{Name: "user", Fn: func(_, v *yaml.Node, f string, _ bool) { r.user = d.user(v, f) }},
 	}
 }
 
 func (d *decoder) pathList(n *yaml.Node, field string, extend bool) list[string] {
 	l := list[string]{set: true, extend: extend}
-	items, _ := d.seq(n, field)
+	items, _ := d.Seq(n, field)
 	for i, it := range items {
-		f := index(field, i)
-		s, ok := d.str(it, f)
+		f := yamlnode.Index(field, i)
+		s, ok := d.Str(it, f)
 		if !ok {
 			continue
 		}
 		p, err := d.x.absPath(s)
 		if err != nil {
-			d.fail(deref(it), f, "%v", err)
+			d.Fail(yamlnode.Deref(it), f, "%v", err)
 			continue
 		}
-		l.items = append(l.items, item[string]{v: p, n: deref(it), field: f})
+		l.items = append(l.items, item[string]{v: p, n: yamlnode.Deref(it), field: f})
 	}
 	return l
 }
 
 func (d *decoder) ports(n *yaml.Node, field string, extend bool) list[uint16] {
 	l := list[uint16]{set: true, extend: extend}
-	items, _ := d.seq(n, field)
+	items, _ := d.Seq(n, field)
 	for i, it := range items {
-		f := index(field, i)
-		if x, ok := d.integer(it, f, 1, 65535); ok {
-			l.items = append(l.items, item[uint16]{v: uint16(x), n: deref(it), field: f})
+		f := yamlnode.Index(field, i)
+		if x, ok := d.Integer(it, f, 1, 65535); ok {
+			l.items = append(l.items, item[uint16]{v: uint16(x), n: yamlnode.Deref(it), field: f})
 		}
 	}
 	return l
 }
 
 func (d *decoder) optBool(n *yaml.Node, field string) opt[bool] {
-	b, ok := d.boolean(n, field)
-	return opt[bool]{set: ok, v: b, n: deref(n)}
+	b, ok := d.Boolean(n, field)
+	return opt[bool]{set: ok, v: b, n: yamlnode.Deref(n)}
 }
 
 func (d *decoder) isolated(n *yaml.Node, field string) opt[Enforcement] {
-	m := deref(n)
+	m := yamlnode.Deref(n)
 	if m != nil && m.Kind == yaml.ScalarNode && m.Tag == "!!bool" {
-		b, _ := d.boolean(m, field)
+		b, _ := d.Boolean(m, field)
 		if b {
 			return opt[Enforcement]{set: true, v: Require, n: m}
 		}
 		return opt[Enforcement]{set: true, n: m}
 	}
-	s, ok := d.enum(n, field, "off", "require", "best_effort")
+	s, ok := d.Enum(n, field, "off", "require", "best_effort")
 	if !ok {
 		return opt[Enforcement]{}
 	}
@@ -485,8 +432,8 @@ func (d *decoder) isolated(n *yaml.Node, field string) opt[Enforcement] {
 }
 
 func (d *decoder) enforcement(n *yaml.Node, field string) opt[Enforcement] {
-	s, ok := d.enum(n, field, string(Require), string(BestEffort))
-	return opt[Enforcement]{set: ok, v: Enforcement(s), n: deref(n)}
+	s, ok := d.Enum(n, field, string(Require), string(BestEffort))
+	return opt[Enforcement]{set: ok, v: Enforcement(s), n: yamlnode.Deref(n)}
 }
 
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -494,32 +441,32 @@ var envGlobRE = regexp.MustCompile(`^[A-Za-z0-9_*?]+$`)
 
 func (d *decoder) envAllow(n *yaml.Node, field string, extend bool) list[string] {
 	l := list[string]{set: true, extend: extend}
-	items, _ := d.seq(n, field)
+	items, _ := d.Seq(n, field)
 	for i, it := range items {
-		f := index(field, i)
-		s, ok := d.str(it, f)
+		f := yamlnode.Index(field, i)
+		s, ok := d.Str(it, f)
 		if !ok {
 			continue
 		}
 		if !envGlobRE.MatchString(s) {
-			d.fail(deref(it), f, "%q is not a variable name or glob (letters, digits, _, * and ?)", s)
+			d.Fail(yamlnode.Deref(it), f, "%q is not a variable name or glob (letters, digits, _, * and ?)", s)
 			continue
 		}
-		l.items = append(l.items, item[string]{v: s, n: deref(it), field: f})
+		l.items = append(l.items, item[string]{v: s, n: yamlnode.Deref(it), field: f})
 	}
 	return l
 }
 
 func (d *decoder) envSet(n *yaml.Node, field string, extend bool) list[EnvVar] {
 	l := list[EnvVar]{set: true, extend: extend}
-	pairs, _ := d.mapping(n, field)
+	pairs, _ := d.Mapping(n, field)
 	for _, p := range pairs {
-		f := join(field, p.key)
-		if !envNameRE.MatchString(p.key) {
-			d.fail(p.k, f, "%q is not a valid variable name", p.key)
+		f := yamlnode.Join(field, p.Key)
+		if !envNameRE.MatchString(p.Key) {
+			d.Fail(p.K, f, "%q is not a valid variable name", p.Key)
 			continue
 		}
-		s, ok := d.str(p.v, f)
+		s, ok := d.Str(p.V, f)
 		if !ok {
 			continue
 		}
@@ -528,19 +475,19 @@ func (d *decoder) envSet(n *yaml.Node, field string, extend bool) list[EnvVar] {
 			err = fmt.Errorf("%q contains a NUL byte", s)
 		}
 		if err != nil {
-			d.fail(deref(p.v), f, "%v", err)
+			d.Fail(yamlnode.Deref(p.V), f, "%v", err)
 			continue
 		}
-		l.items = append(l.items, item[EnvVar]{v: EnvVar{Name: p.key, Value: v}, n: deref(p.v), field: f})
+		l.items = append(l.items, item[EnvVar]{v: EnvVar{Name: p.Key, Value: v}, n: yamlnode.Deref(p.V), field: f})
 	}
 	return l
 }
 
 // scalarText returns a scalar's text for unit parsing, or reports a type error.
 func (d *decoder) scalarText(n *yaml.Node, field, what string) (*yaml.Node, bool) {
-	n = deref(n)
-	if n == nil || n.Kind != yaml.ScalarNode || isNull(n) {
-		d.fail(n, field, "expected %s, got %s", what, describe(n))
+	n = yamlnode.Deref(n)
+	if n == nil || n.Kind != yaml.ScalarNode || yamlnode.IsNull(n) {
+		d.Fail(n, field, "expected %s, got %s", what, yamlnode.Describe(n))
 		return n, false
 	}
 	return n, true
@@ -555,12 +502,12 @@ func (d *decoder) size(v *yaml.Node, field string) opt[int64] {
 		return opt[int64]{set: true, n: n}
 	}
 	if n.Tag != "!!str" && n.Tag != "!!int" {
-		d.fail(n, field, "%q is not a size (examples: 4096, 512MiB, 1G)", n.Value)
+		d.Fail(n, field, "%q is not a size (examples: 4096, 512MiB, 1G)", n.Value)
 		return opt[int64]{}
 	}
 	b, err := ParseSize(n.Value)
 	if err != nil {
-		d.fail(n, field, "%v", err)
+		d.Fail(n, field, "%v", err)
 		return opt[int64]{}
 	}
 	return opt[int64]{set: true, v: b, n: n}
@@ -577,7 +524,7 @@ func (d *decoder) pids(v *yaml.Node, field string) opt[int64] {
 	if isUnlimited(n.Value) {
 		return opt[int64]{set: true, n: n}
 	}
-	x, ok := d.integer(n, field, 1, maxPids)
+	x, ok := d.Integer(n, field, 1, maxPids)
 	return opt[int64]{set: ok, v: x, n: n}
 }
 
@@ -590,12 +537,12 @@ func (d *decoder) cpu(v *yaml.Node, field string) opt[float64] {
 		return opt[float64]{set: true, n: n}
 	}
 	if n.Tag != "!!str" && n.Tag != "!!int" && n.Tag != "!!float" {
-		d.fail(n, field, "%q is not a CPU limit (write cores, as 1.5, or a percentage, as 150%%)", n.Value)
+		d.Fail(n, field, "%q is not a CPU limit (write cores, as 1.5, or a percentage, as 150%%)", n.Value)
 		return opt[float64]{}
 	}
 	c, err := ParseCPU(n.Value)
 	if err != nil {
-		d.fail(n, field, "%v", err)
+		d.Fail(n, field, "%v", err)
 		return opt[float64]{}
 	}
 	return opt[float64]{set: true, v: c, n: n}
@@ -610,12 +557,12 @@ func (d *decoder) duration(v *yaml.Node, field string) opt[time.Duration] {
 		return opt[time.Duration]{set: true, n: n}
 	}
 	if n.Tag == "!!int" || n.Tag == "!!float" {
-		d.fail(n, field, "%s is not a duration: give a unit, as %ss", n.Value, n.Value)
+		d.Fail(n, field, "%s is not a duration: give a unit, as %ss", n.Value, n.Value)
 		return opt[time.Duration]{}
 	}
 	t, err := ParseDuration(n.Value)
 	if err != nil {
-		d.fail(n, field, "%v", err)
+		d.Fail(n, field, "%v", err)
 		return opt[time.Duration]{}
 	}
 	return opt[time.Duration]{set: true, v: t, n: n}
@@ -625,41 +572,41 @@ func (d *decoder) duration(v *yaml.Node, field string) opt[time.Duration] {
 const maxID = 1<<32 - 2
 
 func (d *decoder) user(v *yaml.Node, field string) opt[*User] {
-	n := deref(v)
-	if isNull(n) {
+	n := yamlnode.Deref(v)
+	if yamlnode.IsNull(n) {
 		return opt[*User]{set: true, n: n}
 	}
 	u := &User{}
 	var haveUID, haveGID, bad bool
-	before := len(d.errs)
-	d.object(n, field, false, []fieldSpec{
-		{name: "uid", fn: func(v *yaml.Node, f string, _ bool) {
-			x, ok := d.integer(v, f, 0, maxID)
+	before := len(d.Errs)
+	d.ObjectExt(n, field, false, []yamlnode.Field{
+		{Name: "uid", Fn: func(_, v *yaml.Node, f string, _ bool) {
+			x, ok := d.Integer(v, f, 0, maxID)
 			u.UID, haveUID = uint32(x), ok
 		}},
-		{name: "gid", fn: func(v *yaml.Node, f string, _ bool) {
-			x, ok := d.integer(v, f, 0, maxID)
+		{Name: "gid", Fn: func(_, v *yaml.Node, f string, _ bool) {
+			x, ok := d.Integer(v, f, 0, maxID)
 			u.GID, haveGID = uint32(x), ok
 		}},
-		{name: "groups", fn: func(v *yaml.Node, f string, _ bool) {
-			items, _ := d.seq(v, f)
+		{Name: "groups", Fn: func(_, v *yaml.Node, f string, _ bool) {
+			items, _ := d.Seq(v, f)
 			for i, it := range items {
-				if x, ok := d.integer(it, index(f, i), 0, maxID); ok {
+				if x, ok := d.Integer(it, yamlnode.Index(f, i), 0, maxID); ok {
 					u.Groups = append(u.Groups, uint32(x))
 				}
 			}
 		}},
 	})
-	bad = len(d.errs) > before
+	bad = len(d.Errs) > before
 	if n.Kind == yaml.MappingNode && !bad {
 		if !haveUID {
-			d.fail(n, field, "uid is missing")
+			d.Fail(n, field, "uid is missing")
 		}
 		if !haveGID {
-			d.fail(n, field, "gid is missing")
+			d.Fail(n, field, "gid is missing")
 		}
 	}
-	if len(d.errs) > before {
+	if len(d.Errs) > before {
 		return opt[*User]{}
 	}
 	return opt[*User]{set: true, v: u, n: n}
@@ -677,43 +624,43 @@ type rawTool struct {
 	r           rules
 }
 
-func (d *decoder) tools(p *Policy, tp pair, defs *rules) []*Tool {
-	if tp.v == nil {
-		d.fail(nil, "tools", "missing: a policy needs at least one tool")
+func (d *decoder) tools(p *Policy, tp yamlnode.Pair, defs *rules) []*Tool {
+	if tp.V == nil {
+		d.Fail(nil, "tools", "missing: a policy needs at least one tool")
 		return nil
 	}
-	pairs, ok := d.mapping(tp.v, "tools")
+	pairs, ok := d.Mapping(tp.V, "tools")
 	if !ok {
 		return nil
 	}
 	if len(pairs) == 0 {
-		d.fail(deref(tp.v), "tools", "a policy needs at least one tool")
+		d.Fail(yamlnode.Deref(tp.V), "tools", "a policy needs at least one tool")
 		return nil
 	}
 	var out []*Tool
 	for _, pr := range pairs {
-		f := join("tools", pr.key)
-		if !toolNameRE.MatchString(pr.key) {
-			d.fail(pr.k, f, "%q is not a valid tool name (letters, digits and . _ + -, not starting with . + -)", pr.key)
+		f := yamlnode.Join("tools", pr.Key)
+		if !toolNameRE.MatchString(pr.Key) {
+			d.Fail(pr.K, f, "%q is not a valid tool name (letters, digits and . _ + -, not starting with . + -)", pr.Key)
 			continue
 		}
-		rt := &rawTool{name: pr.key, k: pr.k}
-		specs := append([]fieldSpec{
-			{name: "exec", fn: func(v *yaml.Node, f string, _ bool) {
-				if s, ok := d.str(v, f); ok {
-					rt.exec = opt[string]{set: true, v: s, n: deref(v)}
+		rt := &rawTool{name: pr.Key, k: pr.K}
+		specs := append([]yamlnode.Field{
+			{Name: "exec", Fn: func(_, v *yaml.Node, f string, _ bool) {
+				if s, ok := d.Str(v, f); ok {
+					rt.exec = opt[string]{set: true, v: s, n: yamlnode.Deref(v)}
 				}
 			}},
-			{name: "hot", fn: func(v *yaml.Node, f string, _ bool) { rt.hot = d.optBool(v, f) }},
-			{name: "required", fn: func(v *yaml.Node, f string, _ bool) { rt.req = d.optBool(v, f) }},
-			{name: "args", fn: func(v *yaml.Node, f string, _ bool) {
-				d.object(v, f, false, []fieldSpec{
-					{name: "allow", fn: func(v *yaml.Node, f string, _ bool) { rt.allow = d.patterns(v, f) }},
-					{name: "deny", fn: func(v *yaml.Node, f string, _ bool) { rt.deny = d.patterns(v, f) }},
+			{Name: "hot", Fn: func(_, v *yaml.Node, f string, _ bool) { rt.hot = d.optBool(v, f) }},
+			{Name: "required", Fn: func(_, v *yaml.Node, f string, _ bool) { rt.req = d.optBool(v, f) }},
+			{Name: "args", Fn: func(_, v *yaml.Node, f string, _ bool) {
+				d.ObjectExt(v, f, false, []yamlnode.Field{
+					{Name: "allow", Fn: func(_, v *yaml.Node, f string, _ bool) { rt.allow = d.patterns(v, f) }},
+					{Name: "deny", Fn: func(_, v *yaml.Node, f string, _ bool) { rt.deny = d.patterns(v, f) }},
 				})
 			}},
 		}, d.ruleSpecs(&rt.r, true)...)
-		d.object(pr.v, f, true, specs)
+		d.ObjectExt(pr.V, f, true, specs)
 		if t := d.buildTool(rt, defs); t != nil {
 			out = append(out, t)
 		}
@@ -722,17 +669,17 @@ func (d *decoder) tools(p *Policy, tp pair, defs *rules) []*Tool {
 }
 
 func (d *decoder) patterns(n *yaml.Node, field string) []Pattern {
-	items, _ := d.seq(n, field)
+	items, _ := d.Seq(n, field)
 	var out []Pattern
 	for i, it := range items {
-		f := index(field, i)
-		s, ok := d.str(it, f)
+		f := yamlnode.Index(field, i)
+		s, ok := d.Str(it, f)
 		if !ok {
 			continue
 		}
 		pat, err := ParsePattern(f, s)
 		if err != nil {
-			d.fail(deref(it), f, "%v", err)
+			d.Fail(yamlnode.Deref(it), f, "%v", err)
 			continue
 		}
 		out = append(out, pat)
@@ -773,7 +720,7 @@ func merge(def, t *rules) rules {
 }
 
 func (d *decoder) buildTool(rt *rawTool, defs *rules) *Tool {
-	f := join("tools", rt.name)
+	f := yamlnode.Join("tools", rt.name)
 	t := &Tool{Name: rt.name, Exec: rt.name, Hot: rt.hot.v, Required: rt.req.v, Line: rt.k.Line, Col: rt.k.Column}
 	t.Args = ArgRules{Allow: rt.allow, Deny: rt.deny}
 	if rt.exec.set {
@@ -781,15 +728,15 @@ func (d *decoder) buildTool(rt *rawTool, defs *rules) *Tool {
 		e, err := d.x.expand(t.Exec)
 		switch {
 		case err != nil:
-			d.fail(rt.exec.n, f+".exec", "%v", err)
+			d.Fail(rt.exec.n, f+".exec", "%v", err)
 		case strings.Contains(e, "/"):
 			if p, err := d.x.absPath(e); err != nil {
-				d.fail(rt.exec.n, f+".exec", "%q is a relative path; give an absolute path or a bare name looked up in path:", t.Exec)
+				d.Fail(rt.exec.n, f+".exec", "%q is a relative path; give an absolute path or a bare name looked up in path:", t.Exec)
 			} else {
 				t.Exec = p
 			}
 		case e == "" || e == "." || e == ".." || strings.IndexByte(e, 0) >= 0:
-			d.fail(rt.exec.n, f+".exec", "%q is not an executable name", t.Exec)
+			d.Fail(rt.exec.n, f+".exec", "%q is not an executable name", t.Exec)
 		default:
 			t.Exec = e
 		}
@@ -835,9 +782,9 @@ func (d *decoder) checkWriteBeneathRead(rt *rawTool, defs *rules, m *rules) {
 		}
 		fromDefaults := strings.HasPrefix(w.field, "defaults.")
 		if fromDefaults && rt.r.read.set {
-			d.fail(w.n, w.field, "%q is outside every read root of tool %s (whose filesystem.read replaces the default read roots)", w.v, rt.name)
+			d.Fail(w.n, w.field, "%q is outside every read root of tool %s (whose filesystem.read replaces the default read roots)", w.v, rt.name)
 		} else {
-			d.fail(w.n, w.field, "%q is outside every read root; add it (or a parent) to filesystem.read", w.v)
+			d.Fail(w.n, w.field, "%q is outside every read root; add it (or a parent) to filesystem.read", w.v)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/agentexec/agentexec/internal/yamlnode"
 	"github.com/agentexec/agentexec/policy"
 )
 
@@ -101,7 +102,7 @@ func Parse(name string, data []byte) (j *Job, err error) {
 			j, err = nil, fmt.Errorf("ci: %s: bug: the job parser panicked (please report): %v", name, r)
 		}
 	}()
-	d := &decoder{file: name}
+	d := &decoder{Decoder: yamlnode.Decoder{File: name}}
 	root, err := d.document(data)
 	if err != nil {
 		return nil, err
@@ -109,53 +110,53 @@ func Parse(name string, data []byte) (j *Job, err error) {
 	j = &Job{File: name, Name: defaultName(name)}
 	var stepsNode *yaml.Node
 	var policyKey *yaml.Node
-	d.object(root, "", []fieldSpec{
-		{name: "name", fn: func(_, v *yaml.Node, f string) {
-			if s, ok := d.str(v, f); ok {
+	d.Object(root, "", []yamlnode.Field{
+		{Name: "name", Fn: func(_, v *yaml.Node, f string, _ bool) {
+			if s, ok := d.Str(v, f); ok {
 				if !nameRE.MatchString(s) {
-					d.fail(deref(v), f, "%q is not a valid job name (%s)", s, nameRule)
+					d.Fail(yamlnode.Deref(v), f, "%q is not a valid job name (%s)", s, nameRule)
 				} else {
 					j.Name = s
 				}
 			}
 		}},
-		{name: "policy", fn: func(k, v *yaml.Node, f string) {
+		{Name: "policy", Fn: func(k, v *yaml.Node, f string, _ bool) {
 			policyKey = k
-			j.policyPos = deref(v)
-			dv := deref(v)
+			j.policyPos = yamlnode.Deref(v)
+			dv := yamlnode.Deref(v)
 			switch {
-			case dv != nil && dv.Kind == yaml.ScalarNode && !isNull(dv):
+			case dv != nil && dv.Kind == yaml.ScalarNode && !yamlnode.IsNull(dv):
 				if dv.Value == "" {
-					d.fail(dv, f, "empty policy path")
+					d.Fail(dv, f, "empty policy path")
 				}
 				j.PolicyPath = dv.Value
 			case dv != nil && dv.Kind == yaml.MappingNode:
 				j.PolicyInline = inlineBytes(data, root, v)
 			default:
-				d.fail(dv, f, "expected a policy file path or an inline policy mapping, got %s", describe(dv))
+				d.Fail(dv, f, "expected a policy file path or an inline policy mapping, got %s", yamlnode.Describe(dv))
 			}
 		}},
-		{name: "workspace", fn: func(_, v *yaml.Node, f string) {
-			j.workspacePos = deref(v)
-			if s, ok := d.str(v, f); ok {
+		{Name: "workspace", Fn: func(_, v *yaml.Node, f string, _ bool) {
+			j.workspacePos = yamlnode.Deref(v)
+			if s, ok := d.Str(v, f); ok {
 				if s == "" {
-					d.fail(deref(v), f, "empty path (omit the field for the job file's directory)")
+					d.Fail(yamlnode.Deref(v), f, "empty path (omit the field for the job file's directory)")
 				}
 				j.Workspace = s
 			}
 		}},
-		{name: "env", fn: func(_, v *yaml.Node, f string) { j.Env = d.env(v, f) }},
-		{name: "steps", fn: func(_, v *yaml.Node, _ string) { stepsNode = v }},
+		{Name: "env", Fn: func(_, v *yaml.Node, f string, _ bool) { j.Env = d.env(v, f) }},
+		{Name: "steps", Fn: func(_, v *yaml.Node, _ string, _ bool) { stepsNode = v }},
 	})
 	if policyKey == nil {
-		d.fail(root, "policy", "missing (a policy file path, as policy: ../ci.yaml, or an inline policy mapping)")
+		d.Fail(root, "policy", "missing (a policy file path, as policy: ../ci.yaml, or an inline policy mapping)")
 	}
 	if stepsNode == nil {
-		d.fail(root, "steps", "missing (a list of steps, each with a name and run: or sh:)")
+		d.Fail(root, "steps", "missing (a list of steps, each with a name and run: or sh:)")
 	} else {
 		j.Steps = d.steps(stepsNode, "steps")
 	}
-	if err := d.err(); err != nil {
+	if err := d.Err(); err != nil {
 		return nil, err
 	}
 	return j, nil
@@ -186,68 +187,68 @@ func defaultName(file string) string {
 }
 
 func (d *decoder) env(n *yaml.Node, field string) []EnvVar {
-	pairs, ok := d.mapping(n, field)
+	pairs, ok := d.Mapping(n, field)
 	if !ok {
 		return nil
 	}
 	var out []EnvVar
 	for _, p := range pairs {
-		f := join(field, p.key)
-		if !envNameRE.MatchString(p.key) {
-			d.fail(p.k, f, "%q is not a valid environment variable name", p.key)
+		f := yamlnode.Join(field, p.Key)
+		if !envNameRE.MatchString(p.Key) {
+			d.Fail(p.K, f, "%q is not a valid environment variable name", p.Key)
 			continue
 		}
-		v := deref(p.v)
+		v := yamlnode.Deref(p.V)
 		if v == nil || v.Kind != yaml.ScalarNode {
-			d.fail(v, f, "expected a string value, got %s", describe(v))
+			d.Fail(v, f, "expected a string value, got %s", yamlnode.Describe(v))
 			continue
 		}
 		val := v.Value
-		if isNull(v) {
+		if yamlnode.IsNull(v) {
 			val = ""
 		}
 		if strings.IndexByte(val, 0) >= 0 {
-			d.fail(v, f, "the value contains a NUL byte")
+			d.Fail(v, f, "the value contains a NUL byte")
 			continue
 		}
-		out = append(out, EnvVar{Name: p.key, Value: val, Line: p.k.Line, Col: p.k.Column})
+		out = append(out, EnvVar{Name: p.Key, Value: val, Line: p.K.Line, Col: p.K.Column})
 	}
 	return out
 }
 
 func (d *decoder) steps(n *yaml.Node, field string) []*Step {
-	items, ok := d.seq(n, field)
+	items, ok := d.Seq(n, field)
 	if !ok {
 		return nil
 	}
 	if len(items) == 0 {
-		d.fail(deref(n), field, "a job needs at least one step")
+		d.Fail(yamlnode.Deref(n), field, "a job needs at least one step")
 		return nil
 	}
 	var out []*Step
 	byName := map[string]*Step{}
 	for i, it := range items {
-		f := index(field, i)
+		f := yamlnode.Index(field, i)
 		s := d.step(it, f)
 		if s == nil {
 			continue
 		}
 		if s.Name != "" {
 			if prev, dup := byName[s.Name]; dup {
-				d.fail(s.pos["name"], join(f, "name"), "duplicate step name %q (first used at line %d, column %d)", s.Name, prev.Line, prev.Col)
+				d.Fail(s.pos["name"], yamlnode.Join(f, "name"), "duplicate step name %q (first used at line %d, column %d)", s.Name, prev.Line, prev.Col)
 			}
 		}
 		for ni, need := range s.Needs {
-			nf := index(join(f, "needs"), ni)
+			nf := yamlnode.Index(yamlnode.Join(f, "needs"), ni)
 			pn := s.pos[nf]
 			switch {
 			case need == s.Name:
-				d.fail(pn, nf, "a step cannot need itself")
+				d.Fail(pn, nf, "a step cannot need itself")
 			case byName[need] == nil:
 				if later := findStep(items[i+1:], need); later {
-					d.fail(pn, nf, "%q is a later step; needs may only name earlier steps (move it up)", need)
+					d.Fail(pn, nf, "%q is a later step; needs may only name earlier steps (move it up)", need)
 				} else {
-					d.fail(pn, nf, "no step named %q", need)
+					d.Fail(pn, nf, "no step named %q", need)
 				}
 			}
 		}
@@ -262,12 +263,12 @@ func (d *decoder) steps(n *yaml.Node, field string) []*Step {
 // findStep reports whether one of the step nodes has the given name.
 func findStep(items []*yaml.Node, name string) bool {
 	for _, it := range items {
-		it = deref(it)
+		it = yamlnode.Deref(it)
 		if it == nil || it.Kind != yaml.MappingNode {
 			continue
 		}
 		for i := 0; i+1 < len(it.Content); i += 2 {
-			if k, v := deref(it.Content[i]), deref(it.Content[i+1]); k != nil && k.Value == "name" && v != nil && v.Value == name {
+			if k, v := yamlnode.Deref(it.Content[i]), yamlnode.Deref(it.Content[i+1]); k != nil && k.Value == "name" && v != nil && v.Value == name {
 				return true
 			}
 		}
@@ -276,156 +277,156 @@ func findStep(items []*yaml.Node, name string) bool {
 }
 
 func (d *decoder) step(n *yaml.Node, field string) *Step {
-	dn := deref(n)
+	dn := yamlnode.Deref(n)
 	if dn == nil || dn.Kind != yaml.MappingNode {
-		d.fail(dn, field, "expected a step (a mapping with name: and run: or sh:), got %s", describe(dn))
+		d.Fail(dn, field, "expected a step (a mapping with name: and run: or sh:), got %s", yamlnode.Describe(dn))
 		return nil
 	}
 	s := &Step{Line: dn.Line, Col: dn.Column, pos: map[string]*yaml.Node{}}
 	var haveRun, haveSh, haveTimeout bool
-	d.object(dn, field, []fieldSpec{
-		{name: "name", fn: func(_, v *yaml.Node, f string) {
-			s.pos["name"] = deref(v)
-			if str, ok := d.str(v, f); ok {
+	d.Object(dn, field, []yamlnode.Field{
+		{Name: "name", Fn: func(_, v *yaml.Node, f string, _ bool) {
+			s.pos["name"] = yamlnode.Deref(v)
+			if str, ok := d.Str(v, f); ok {
 				if !nameRE.MatchString(str) {
-					d.fail(deref(v), f, "%q is not a valid step name (%s)", str, nameRule)
+					d.Fail(yamlnode.Deref(v), f, "%q is not a valid step name (%s)", str, nameRule)
 				} else {
 					s.Name = str
 				}
 			}
 		}},
-		{name: "run", fn: func(_, v *yaml.Node, f string) {
+		{Name: "run", Fn: func(_, v *yaml.Node, f string, _ bool) {
 			haveRun = true
-			s.pos["run"] = deref(v)
-			dv := deref(v)
-			if dv != nil && dv.Kind == yaml.ScalarNode && !isNull(dv) {
-				d.fail(dv, f, "expected an argv list (as [go, test, ./...]), got %s; for a shell command line use sh:", describe(dv))
+			s.pos["run"] = yamlnode.Deref(v)
+			dv := yamlnode.Deref(v)
+			if dv != nil && dv.Kind == yaml.ScalarNode && !yamlnode.IsNull(dv) {
+				d.Fail(dv, f, "expected an argv list (as [go, test, ./...]), got %s; for a shell command line use sh:", yamlnode.Describe(dv))
 				return
 			}
-			argv, ok := d.strList(v, f)
+			argv, ok := d.StrList(v, f)
 			if !ok {
 				return
 			}
 			if len(argv) == 0 {
-				d.fail(dv, f, "empty argv: the first word names a tool of the policy")
+				d.Fail(dv, f, "empty argv: the first word names a tool of the policy")
 				return
 			}
 			if argv[0] == "" {
-				d.fail(dv.Content[0], index(f, 0), "empty tool name")
+				d.Fail(dv.Content[0], yamlnode.Index(f, 0), "empty tool name")
 				return
 			}
 			s.Run = argv
 		}},
-		{name: "sh", fn: func(_, v *yaml.Node, f string) {
+		{Name: "sh", Fn: func(_, v *yaml.Node, f string, _ bool) {
 			haveSh = true
-			s.pos["sh"] = deref(v)
-			if str, ok := d.str(v, f); ok {
+			s.pos["sh"] = yamlnode.Deref(v)
+			if str, ok := d.Str(v, f); ok {
 				if strings.TrimSpace(str) == "" {
-					d.fail(deref(v), f, "empty script")
+					d.Fail(yamlnode.Deref(v), f, "empty script")
 					return
 				}
 				s.Sh = str
 			}
 		}},
-		{name: "cwd", fn: func(_, v *yaml.Node, f string) {
-			s.pos["cwd"] = deref(v)
-			if str, ok := d.str(v, f); ok {
+		{Name: "cwd", Fn: func(_, v *yaml.Node, f string, _ bool) {
+			s.pos["cwd"] = yamlnode.Deref(v)
+			if str, ok := d.Str(v, f); ok {
 				s.Cwd = str
 			}
 		}},
-		{name: "env", fn: func(_, v *yaml.Node, f string) { s.Env = d.env(v, f) }},
-		{name: "timeout", fn: func(_, v *yaml.Node, f string) {
+		{Name: "env", Fn: func(_, v *yaml.Node, f string, _ bool) { s.Env = d.env(v, f) }},
+		{Name: "timeout", Fn: func(_, v *yaml.Node, f string, _ bool) {
 			haveTimeout = true
-			s.pos["timeout"] = deref(v)
+			s.pos["timeout"] = yamlnode.Deref(v)
 			if t, ok := d.duration(v, f); ok {
 				s.Limits.Timeout = t
 			}
 		}},
-		{name: "limits", fn: func(_, v *yaml.Node, f string) { d.limits(s, v, f, &haveTimeout) }},
-		{name: "continue_on_error", fn: func(_, v *yaml.Node, f string) {
-			if b, ok := d.boolean(v, f); ok {
+		{Name: "limits", Fn: func(_, v *yaml.Node, f string, _ bool) { d.limits(s, v, f, &haveTimeout) }},
+		{Name: "continue_on_error", Fn: func(_, v *yaml.Node, f string, _ bool) {
+			if b, ok := d.Boolean(v, f); ok {
 				s.ContinueOnError = b
 			}
 		}},
-		{name: "needs", fn: func(_, v *yaml.Node, f string) {
-			items, ok := d.seq(v, f)
+		{Name: "needs", Fn: func(_, v *yaml.Node, f string, _ bool) {
+			items, ok := d.Seq(v, f)
 			if !ok {
 				return
 			}
 			seen := map[string]bool{}
 			for i, it := range items {
-				nf := index(f, i)
-				str, ok := d.str(it, nf)
+				nf := yamlnode.Index(f, i)
+				str, ok := d.Str(it, nf)
 				if !ok {
 					continue
 				}
 				if seen[str] {
-					d.fail(deref(it), nf, "%q is listed twice", str)
+					d.Fail(yamlnode.Deref(it), nf, "%q is listed twice", str)
 					continue
 				}
 				seen[str] = true
-				s.pos[nf] = deref(it)
+				s.pos[nf] = yamlnode.Deref(it)
 				s.Needs = append(s.Needs, str)
 			}
 		}},
 	})
 	if _, ok := s.pos["name"]; !ok {
-		d.fail(dn, join(field, "name"), "missing (every step needs a name)")
+		d.Fail(dn, yamlnode.Join(field, "name"), "missing (every step needs a name)")
 	}
 	switch {
 	case haveRun && haveSh:
-		d.fail(s.pos["sh"], join(field, "sh"), "both run: and sh: are set; use one")
+		d.Fail(s.pos["sh"], yamlnode.Join(field, "sh"), "both run: and sh: are set; use one")
 	case !haveRun && !haveSh:
-		d.fail(dn, field, "missing run: (an argv list) or sh: (a script)")
+		d.Fail(dn, field, "missing run: (an argv list) or sh: (a script)")
 	}
 	return s
 }
 
 func (d *decoder) limits(s *Step, n *yaml.Node, field string, haveTimeout *bool) {
-	d.object(n, field, []fieldSpec{
-		{name: "timeout", fn: func(k, v *yaml.Node, f string) {
+	d.Object(n, field, []yamlnode.Field{
+		{Name: "timeout", Fn: func(k, v *yaml.Node, f string, _ bool) {
 			if *haveTimeout {
-				d.fail(k, f, "both timeout: and limits.timeout: are set; use one")
+				d.Fail(k, f, "both timeout: and limits.timeout: are set; use one")
 				return
 			}
 			*haveTimeout = true
-			s.pos["timeout"] = deref(v)
+			s.pos["timeout"] = yamlnode.Deref(v)
 			if t, ok := d.duration(v, f); ok {
 				s.Limits.Timeout = t
 			}
 		}},
-		{name: "output", fn: func(_, v *yaml.Node, f string) {
-			s.pos["limits.output"] = deref(v)
+		{Name: "output", Fn: func(_, v *yaml.Node, f string, _ bool) {
+			s.pos["limits.output"] = yamlnode.Deref(v)
 			if b, ok := d.size(v, f); ok {
 				s.Limits.Output = b
 			}
 		}},
-		{name: "memory", fn: func(_, v *yaml.Node, f string) {
-			s.pos["limits.memory"] = deref(v)
+		{Name: "memory", Fn: func(_, v *yaml.Node, f string, _ bool) {
+			s.pos["limits.memory"] = yamlnode.Deref(v)
 			if b, ok := d.size(v, f); ok {
 				s.Limits.Memory = b
 			}
 		}},
-		{name: "pids", fn: func(_, v *yaml.Node, f string) {
-			s.pos["limits.pids"] = deref(v)
-			dv := deref(v)
+		{Name: "pids", Fn: func(_, v *yaml.Node, f string, _ bool) {
+			s.pos["limits.pids"] = yamlnode.Deref(v)
+			dv := yamlnode.Deref(v)
 			var x int64
 			if dv == nil || dv.Kind != yaml.ScalarNode || dv.Tag != "!!int" || dv.Decode(&x) != nil || x < 1 || x > 1<<22 {
-				d.fail(dv, f, "expected a process count (1 to %d), got %s", 1<<22, describe(dv))
+				d.Fail(dv, f, "expected a process count (1 to %d), got %s", 1<<22, yamlnode.Describe(dv))
 				return
 			}
 			s.Limits.Pids = x
 		}},
-		{name: "cpu", fn: func(_, v *yaml.Node, f string) {
-			s.pos["limits.cpu"] = deref(v)
-			dv := deref(v)
-			if dv == nil || dv.Kind != yaml.ScalarNode || isNull(dv) {
-				d.fail(dv, f, "expected a CPU limit (as 1.5 or 150%%), got %s", describe(dv))
+		{Name: "cpu", Fn: func(_, v *yaml.Node, f string, _ bool) {
+			s.pos["limits.cpu"] = yamlnode.Deref(v)
+			dv := yamlnode.Deref(v)
+			if dv == nil || dv.Kind != yaml.ScalarNode || yamlnode.IsNull(dv) {
+				d.Fail(dv, f, "expected a CPU limit (as 1.5 or 150%%), got %s", yamlnode.Describe(dv))
 				return
 			}
 			c, err := policy.ParseCPU(dv.Value)
 			if err != nil {
-				d.fail(dv, f, "%v", err)
+				d.Fail(dv, f, "%v", err)
 				return
 			}
 			s.Limits.CPU = c
@@ -434,32 +435,32 @@ func (d *decoder) limits(s *Step, n *yaml.Node, field string, haveTimeout *bool)
 }
 
 func (d *decoder) duration(v *yaml.Node, field string) (time.Duration, bool) {
-	n := deref(v)
-	if n == nil || n.Kind != yaml.ScalarNode || isNull(n) {
-		d.fail(n, field, "expected a duration (as 30s), got %s", describe(n))
+	n := yamlnode.Deref(v)
+	if n == nil || n.Kind != yaml.ScalarNode || yamlnode.IsNull(n) {
+		d.Fail(n, field, "expected a duration (as 30s), got %s", yamlnode.Describe(n))
 		return 0, false
 	}
 	if n.Tag == "!!int" || n.Tag == "!!float" {
-		d.fail(n, field, "%s is not a duration: give a unit, as %ss", n.Value, n.Value)
+		d.Fail(n, field, "%s is not a duration: give a unit, as %ss", n.Value, n.Value)
 		return 0, false
 	}
 	t, err := policy.ParseDuration(n.Value)
 	if err != nil {
-		d.fail(n, field, "%v", err)
+		d.Fail(n, field, "%v", err)
 		return 0, false
 	}
 	return t, true
 }
 
 func (d *decoder) size(v *yaml.Node, field string) (int64, bool) {
-	n := deref(v)
-	if n == nil || n.Kind != yaml.ScalarNode || isNull(n) || (n.Tag != "!!str" && n.Tag != "!!int") {
-		d.fail(n, field, "expected a size (as 512MiB), got %s", describe(n))
+	n := yamlnode.Deref(v)
+	if n == nil || n.Kind != yaml.ScalarNode || yamlnode.IsNull(n) || (n.Tag != "!!str" && n.Tag != "!!int") {
+		d.Fail(n, field, "expected a size (as 512MiB), got %s", yamlnode.Describe(n))
 		return 0, false
 	}
 	b, err := policy.ParseSize(n.Value)
 	if err != nil {
-		d.fail(n, field, "%v", err)
+		d.Fail(n, field, "%v", err)
 		return 0, false
 	}
 	return b, true
@@ -471,7 +472,7 @@ func (d *decoder) size(v *yaml.Node, field string) (int64, bool) {
 // cannot be cut out that way (an alias, a flow-style job file), it is re-encoded and
 // its errors name fields but not job-file lines.
 func inlineBytes(data []byte, root, v *yaml.Node) []byte {
-	dv := deref(v)
+	dv := yamlnode.Deref(v)
 	var next *yaml.Node
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		if root.Content[i+1] == v && i+2 < len(root.Content) {

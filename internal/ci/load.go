@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/agentexec/agentexec/internal/yamlnode"
 	"github.com/agentexec/agentexec/policy"
 )
 
@@ -43,7 +44,7 @@ func Load(file string, opts LoadOptions) (*Job, *policy.Policy, error) {
 	if popts.CPUs == 0 {
 		popts.CPUs = h.CPUs
 	}
-	d := &decoder{file: file}
+	d := &decoder{Decoder: yamlnode.Decoder{File: file}}
 	var pol *policy.Policy
 	if j.PolicyInline != nil {
 		p, err := policy.Parse(file, j.PolicyInline, popts)
@@ -59,7 +60,7 @@ func Load(file string, opts LoadOptions) (*Job, *policy.Policy, error) {
 		}
 		pdata, err := os.ReadFile(pf)
 		if err != nil {
-			d.fail(j.policyPos, "policy", "%v", err)
+			d.Fail(j.policyPos, "policy", "%v", err)
 		} else if p, err := policy.Parse(pf, pdata, popts); err != nil {
 			d.add(err)
 		} else {
@@ -72,7 +73,7 @@ func Load(file string, opts LoadOptions) (*Job, *policy.Policy, error) {
 		}
 		j.check(d, pol)
 	}
-	if err := d.err(); err != nil {
+	if err := d.Err(); err != nil {
 		return j, nil, err
 	}
 	return j, pol, nil
@@ -129,7 +130,7 @@ func prefixFields(err error, prefix string) error {
 		var fe *policy.FieldError
 		if errors.As(e, &fe) {
 			c := *fe
-			c.Field = join(prefix, fe.Field)
+			c.Field = yamlnode.Join(prefix, fe.Field)
 			out = append(out, &c)
 		} else {
 			out = append(out, e)
@@ -143,10 +144,10 @@ func prefixFields(err error, prefix string) error {
 // time and the step reported as denied, with the rule.
 func (j *Job) check(d *decoder, pol *policy.Policy) {
 	for i, s := range j.Steps {
-		f := index("steps", i)
+		f := yamlnode.Index("steps", i)
 		if s.Sh != "" {
 			if pol.Shell == "" {
-				d.fail(s.pos["sh"], join(f, "sh"), "the policy has no shell: tool to run scripts with (set shell: in the policy, or use run:)")
+				d.Fail(s.pos["sh"], yamlnode.Join(f, "sh"), "the policy has no shell: tool to run scripts with (set shell: in the policy, or use run:)")
 				continue
 			}
 			s.Tool, s.Args = pol.Shell, []string{"-c", s.Sh}
@@ -160,7 +161,7 @@ func (j *Job) check(d *decoder, pol *policy.Policy) {
 			}
 			c = filepath.Clean(c)
 			if c != pol.Workspace && !strings.HasPrefix(c, pol.Workspace+"/") {
-				d.fail(s.pos["cwd"], join(f, "cwd"), "%q is outside the workspace %s", s.Cwd, pol.Workspace)
+				d.Fail(s.pos["cwd"], yamlnode.Join(f, "cwd"), "%q is outside the workspace %s", s.Cwd, pol.Workspace)
 			}
 		}
 		t, ok := pol.Tool(s.Tool)
@@ -171,7 +172,7 @@ func (j *Job) check(d *decoder, pol *policy.Policy) {
 		lim := t.Profile.Limits
 		within := func(key string, set bool, over bool, have, want string) {
 			if set && over {
-				d.fail(s.pos[key], join(f, key), "%s exceeds the policy's limit for tool %s (%s)", have, t.Name, want)
+				d.Fail(s.pos[key], yamlnode.Join(f, key), "%s exceeds the policy's limit for tool %s (%s)", have, t.Name, want)
 			}
 		}
 		within("timeout", l.Timeout > 0, t.Timeout > 0 && l.Timeout > t.Timeout, l.Timeout.String(), t.Timeout.String())
