@@ -20,6 +20,7 @@ func cmdBench(args []string) int {
 	fs.IntVar(&cfg.Inflight, "inflight", bench.DefaultInflight, "calls in flight in the throughput phase")
 	fs.StringVar(&cfg.Workspace, "workspace", "", "generate the workspace in `DIR` and keep it (default: a temporary directory, removed)")
 	only := fs.String("only", "", "comma-separated mix call `NAMES` to run (default: all), e.g. \"true,rg\"")
+	fs.BoolVar(&cfg.Breakdown, "breakdown", false, "add diagnostic backends: agentexec without per-launch cgroups, and forkexec in cgo builds")
 	quick := fs.Bool("skip-extras", false, "skip the serve, start-up and memory measurements")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	fs.Usage = func() {

@@ -42,8 +42,10 @@ const (
 	KindUserspace  = "agentexec-userspace"
 	KindKernel     = "agentexec-kernel"
 	KindNoTemplate = "agentexec-notemplate"
+	KindNoCgroup   = "agentexec-nocgroup"
 	KindOSExec     = "os/exec"
 	KindForkExec   = "forkexec"
+	KindPosixSpawn = "posix_spawn"
 )
 
 // backend launches targets one way.
@@ -123,6 +125,9 @@ func newForkExecBackend() (*forkExecBackend, error) {
 
 func (*forkExecBackend) name() string { return KindForkExec }
 
+var forkExecInfo = BackendInfo{Name: KindForkExec, Available: true,
+	Description: "forkexec (vfork+exec, no sandbox): syscall.ForkExec (CLONE_VFORK|CLONE_VM, as posix_spawn), 2 pipes, wait4"}
+
 func (b *forkExecBackend) run(_ context.Context, t *target) (outcome, error) {
 	outR, outW, err := os.Pipe()
 	if err != nil {
@@ -146,6 +151,11 @@ func (b *forkExecBackend) run(_ context.Context, t *target) (outcome, error) {
 		errR.Close()
 		return outcome{}, fmt.Errorf("forkexec %s: %w", t.path, err)
 	}
+	return collect(pid, outR, errR)
+}
+
+// collect reads both pipes to EOF and reaps pid with wait4.
+func collect(pid int, outR, errR *os.File) (outcome, error) {
 	var o outcome
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -158,6 +168,7 @@ func (b *forkExecBackend) run(_ context.Context, t *target) (outcome, error) {
 	outR.Close()
 	errR.Close()
 	var ws syscall.WaitStatus
+	var err error
 	for {
 		_, err = syscall.Wait4(pid, &ws, 0, nil)
 		if !errors.Is(err, syscall.EINTR) {

@@ -22,7 +22,9 @@
 //   - agentexec-notemplate: the runtime without templates: a PATH lookup of the bare
 //     name at every launch.
 //   - os/exec: exec.Cmd with the resolved path, output into buffers; no sandbox.
-//   - forkexec: syscall.ForkExec (clone with CLONE_VFORK|CLONE_VM, then execve: what
-//     glibc's posix_spawn does) with two pipes and wait4; no sandbox. The baseline
-//     every ratio refers to.
+//   - posix_spawn (cgo builds): glibc's posix_spawn with two pipes and wait4; no
+//     sandbox. The baseline every ratio refers to.
+//   - forkexec (builds without cgo, like `make build`): syscall.ForkExec (clone with
+//     CLONE_VFORK|CLONE_VM, then execve: what glibc's posix_spawn does) with two
+//     pipes and wait4; no sandbox. The baseline when posix_spawn is not built in.
 package bench

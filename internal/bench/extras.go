@@ -288,7 +288,7 @@ func judge(rep *Report) {
 			ua = &rep.Overall[i]
 		case KindOSExec:
 			ox = &rep.Overall[i]
-		case KindForkExec:
+		case rep.Baseline:
 			fe = &rep.Overall[i]
 		}
 	}
@@ -315,11 +315,18 @@ func judge(rep *Report) {
 			Measured: "-", Note: rep.Serve.Reason})
 	}
 	s := rep.Startup
-	if s.Runs > 0 {
-		rep.Targets = append(rep.Targets, Target{Name: fmt.Sprintf("start-up, %d hot tools (New, median)", s.HotTools), Want: "< 30 ms",
-			Measured: fmt.Sprintf("%.1f ms", s.MedianMS), Met: met(s.MedianMS < 30)})
+	if s.Runs > 0 && s.FirstNewMS > 0 {
+		rep.Targets = append(rep.Targets, Target{Name: fmt.Sprintf("start-up, %d hot tools (first New of a process)", s.HotTools), Want: "< 30 ms",
+			Measured: fmt.Sprintf("%.1f ms", s.FirstNewMS), Met: met(s.FirstNewMS < 30),
+			Note: fmt.Sprintf("later New in the same process: median %.1f ms", s.MedianMS)})
+	} else if s.Runs > 0 {
+		rep.Targets = append(rep.Targets, Target{Name: fmt.Sprintf("start-up, %d hot tools (New, host probe cached)", s.HotTools), Want: "< 30 ms",
+			Measured: fmt.Sprintf("%.1f ms", s.MedianMS), Met: met(s.MedianMS < 30), Note: "the first New of a process also pays the host probe"})
 	}
 	total := float64(s.MainRSSKiB+s.SpawnersRSSKiB) * 1024 / 1e6
+	if s.MemorySource == "" {
+		return
+	}
 	if strings.HasPrefix(s.MemorySource, "idle `agentexec serve`") {
 		rep.Targets = append(rep.Targets, Target{Name: "idle serve resident memory (main + spawners)", Want: "< 30 MB",
 			Measured: fmt.Sprintf("%.1f MB", total), Met: met(total < 30)})

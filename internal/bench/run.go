@@ -50,6 +50,9 @@ type Config struct {
 	Only []string
 	// SkipExtras skips the serve, start-up and memory measurements.
 	SkipExtras bool
+	// Breakdown adds a diagnostic backend: userspace templates without per-launch
+	// cgroups (agentexec.WithoutCgroups), to show what cgroup placement costs.
+	Breakdown bool
 	// Progress receives a progress bar (nil = none); give it only a terminal.
 	Progress io.Writer
 	// Command is recorded in the report.
@@ -69,8 +72,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Inflight <= 0 {
 		cfg.Inflight = DefaultInflight
 	}
-	rep := &Report{Command: cfg.Command, Baseline: KindForkExec}
-	rep.Host = hostInfo()
+	for _, name := range cfg.Only {
+		if !slices.ContainsFunc(Mix(), func(c Call) bool { return c.Name == name }) {
+			var names []string
+			for _, c := range Mix() {
+				names = append(names, c.Name)
+			}
+			return nil, fmt.Errorf("bench: no call %q in the mix (have: %s)", name, strings.Join(names, ", "))
+		}
+	}
+	rep := &Report{Command: cfg.Command}
 	rep.Config = RunConfig{Calls: cfg.Calls, Inflight: cfg.Inflight, Policy: "generated bench policy (" + fmt.Sprint(len(StartupTools)) + " hot tools)"}
 	if cfg.PolicyFile != "" {
 		rep.Config.Policy = cfg.PolicyFile
@@ -92,12 +103,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	bs, p, err := startBackends(ctx, cfg, ws.Dir, rep)
 	defer func() {
+		// Error paths only (the success path closes them and reports errors): the
+		// error being returned says more than a failed close.
 		for _, b := range bs {
-			b.close()
+			_ = b.close()
 		}
 	}()
 	if err != nil {
 		return nil, err
+	}
+	// After the first New: the host probe is cached by then.
+	rep.Host = hostInfo()
+	for _, prof := range p.Profiles {
+		if prof.Concurrency < cfg.Inflight {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("profile %s: the policy's concurrency %d bounds the launches in flight (--inflight %d)", prof.Name, prof.Concurrency, cfg.Inflight))
+		}
 	}
 	targets := makeTargets(p, ws, cfg.Only, rep)
 	if err := validate(ctx, bs, targets, rep); err != nil {
@@ -119,9 +139,24 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	lat := latencyPhase(ctx, bs, measured, cfg.Calls, prog)
 	thr := throughputPhase(ctx, bs, measured, rounds, block, cfg.Inflight, prog)
 	prog.done()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
 	summarize(rep, bs, targets, lat, thr)
-	if !cfg.SkipExtras {
+	if cfg.SkipExtras {
+		rep.Serve.Reason = "skipped (SkipExtras)"
+	} else {
 		measureExtras(ctx, cfg, ws.Dir, bs, rep)
+	}
+	var errs []error
+	for _, b := range bs {
+		if err := b.close(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", b.name(), err))
+		}
+	}
+	bs = nil // closed
+	if err := errors.Join(errs...); err != nil {
+		rep.Notes = append(rep.Notes, "closing the backends: "+err.Error())
 	}
 	judge(rep)
 	rep.DurationS = time.Since(start).Seconds()
@@ -208,9 +243,15 @@ func startBackends(ctx context.Context, cfg Config, ws string, rep *Report) ([]b
 		}
 		return rt, p, nil
 	}
+	// The first New of the process pays the one-time host probe (Landlock ABI, cgroup
+	// discovery, the /proc/kallsyms scan for spawn_template): a cold start.
+	t0 := time.Now()
 	rt, p, err := newRT(KindUserspace, policy.KernelTemplatesOff)
 	if err != nil {
 		return nil, nil, err
+	}
+	if cfg.PolicyFile == "" {
+		rep.Startup.FirstNewMS = float64(time.Since(t0).Microseconds()) / 1e3
 	}
 	bs = append(bs, &rtBackend{kind: KindUserspace, rt: rt})
 	rep.Backends = append(rep.Backends, BackendInfo{Name: KindUserspace, Available: true,
@@ -250,16 +291,35 @@ func startBackends(ctx context.Context, cfg Config, ws string, rep *Report) ([]b
 	}
 	rep.Backends = append(rep.Backends, ninfo)
 
+	if cfg.Breakdown {
+		crt, _, err := newRT(KindNoCgroup, policy.KernelTemplatesOff, agentexec.WithoutCgroups())
+		if err != nil {
+			return bs, nil, err
+		}
+		bs = append(bs, &rtBackend{kind: KindNoCgroup, rt: crt})
+		rep.Backends = append(rep.Backends, BackendInfo{Name: KindNoCgroup, Available: true,
+			Description: "diagnostic: agentexec userspace templates without per-launch cgroups"})
+	}
+
 	bs = append(bs, osExecBackend{})
 	rep.Backends = append(rep.Backends, BackendInfo{Name: KindOSExec, Available: true,
 		Description: "plain Go os/exec, resolved path, output into buffers; no sandbox"})
-	fe, err := newForkExecBackend()
+	base, binfo, err := newBaseline()
 	if err != nil {
 		return bs, nil, err
 	}
-	bs = append(bs, fe)
-	rep.Backends = append(rep.Backends, BackendInfo{Name: KindForkExec, Available: true,
-		Description: "forkexec (vfork+exec, no sandbox): syscall.ForkExec (CLONE_VFORK|CLONE_VM, as posix_spawn), 2 pipes, wait4"})
+	if cfg.Breakdown && base.name() != KindForkExec {
+		fe, err := newForkExecBackend()
+		if err != nil {
+			return bs, nil, err
+		}
+		bs = append(bs, fe)
+		rep.Backends = append(rep.Backends, forkExecInfo)
+	}
+	// The baseline goes last: every ratio divides by it.
+	bs = append(bs, base)
+	rep.Backends = append(rep.Backends, binfo)
+	rep.Baseline = base.name()
 	return bs, p, nil
 }
 
@@ -411,6 +471,9 @@ func latencyPhase(ctx context.Context, bs []backend, ts []*target, calls int, pr
 	}
 	k := 0
 	for range calls {
+		if ctx.Err() != nil {
+			return l
+		}
 		for ti, t := range ts {
 			for j := range bs {
 				bi := (j + k) % len(bs)
@@ -442,6 +505,9 @@ func throughputPhase(ctx context.Context, bs []backend, ts []*target, rounds, bl
 	r := &rates{serialCalls: make([]int, len(bs)), parallelCalls: make([]int, len(bs)),
 		serialTime: make([]time.Duration, len(bs)), parallelTime: make([]time.Duration, len(bs)), failures: make([]int, len(bs))}
 	for round := range rounds {
+		if ctx.Err() != nil {
+			return r
+		}
 		for j := range bs {
 			bi := (j + round) % len(bs)
 			for _, k := range []int{1, inflight} {

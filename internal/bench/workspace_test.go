@@ -89,7 +89,7 @@ func TestGenerateWorkspace(t *testing.T) {
 	if ra, rb := gitOut(t, a, "rev-parse", "HEAD"), gitOut(t, b, "rev-parse", "HEAD"); ra != rb {
 		t.Errorf("HEAD differs between generations: %s vs %s", ra, rb)
 	}
-	st := strings.Split(strings.TrimSpace(gitOut(t, a, "status", "--porcelain")), "\n")
+	st := strings.Split(strings.TrimRight(gitOut(t, a, "status", "--porcelain"), "\n"), "\n")
 	var mod, untracked int
 	for _, l := range st {
 		switch {
