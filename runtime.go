@@ -251,7 +251,7 @@ func (rt *Runtime) startProfile(prof *policy.Profile) (*profileRT, error) {
 		Landlock:        plan,
 		Containment:     sandbox.ContainmentFor(prof),
 		NetNS:           netns,
-		KernelTemplates: string(rt.pol.KernelTemplates),
+		KernelTemplates: rt.kernelTemplatesSetting(),
 		KTCreate:        rt.host.KernelTemplates.Numbers.Create,
 		KTSpawn:         rt.host.KernelTemplates.Numbers.Spawn,
 		Stderr:          rt.opts.spawnerErr,
@@ -461,4 +461,14 @@ func (rt *Runtime) poolFor(t *policy.Tool, prt *profileRT, req *policy.Limits) (
 	}
 	prt.pools[lim] = p
 	return p, nil
+}
+
+// kernelTemplatesSetting is what spawners are told: "off" when the host probe found
+// no spawn_template syscalls (so that no spawner repeats the /proc/kallsyms scan),
+// else the policy's setting.
+func (rt *Runtime) kernelTemplatesSetting() string {
+	if !rt.host.KernelTemplates.Available {
+		return string(policy.KernelTemplatesOff)
+	}
+	return string(rt.pol.KernelTemplates)
 }

@@ -51,6 +51,10 @@ func SpawnerMain(args []string) {
 	os.Exit(0)
 }
 
+// policyKernelTemplatesOff is policy.KernelTemplatesOff (the spawner side of the
+// protocol carries the setting as a string).
+const policyKernelTemplatesOff = "off"
+
 // spawnerState is the spawner process's view of itself after restriction.
 type spawnerState struct {
 	sock    int // the protocol socket (blocking)
@@ -176,10 +180,15 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 	}
 	// Kernel templates are made now, after the restriction: the kernel binds each to
 	// the credentials of the thread that creates it.
-	probe := templates.ProbeKernel(h.KTCreate, h.KTSpawn)
-	use, err := templates.UseKernel(h.KernelTemplates, probe)
-	if err != nil {
-		return err
+	// The main process probed already and sends "off" when the kernel lacks the
+	// syscalls; otherwise the probe is repeated here, under this process's filter.
+	var probe templates.Probe
+	use := false
+	if h.KernelTemplates != string(policyKernelTemplatesOff) {
+		probe = templates.ProbeKernel(h.KTCreate, h.KTSpawn)
+		if use, err = templates.UseKernel(h.KernelTemplates, probe); err != nil {
+			return err
+		}
 	}
 	if use {
 		ks, err := probe.Syscalls()
