@@ -4,8 +4,8 @@ import (
 	"os"
 	"testing"
 
-	"github.com/agentexec/agentexec/internal/testutil"
 	"github.com/agentexec/agentexec/internal/templates"
+	"github.com/agentexec/agentexec/internal/testutil"
 )
 
 // A conclusive "not available" is remembered for the boot; availability never is.
