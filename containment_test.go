@@ -198,6 +198,10 @@ func TestToolCannotHarmItsSpawner(t *testing.T) {
 	p, _ := testPolicy(t, "")
 	rt := newRuntime(t, p)
 	ctx := context.Background()
+	// With several launcher threads every one of them must be out of reach.
+	if n := agentexec.SpawnerLaunchersForTest(rt); len(n) == 0 || n[0] < 2 {
+		t.Fatalf("launcher threads per spawner: %v, want at least 2 (the policy's concurrency is %d)", n, p.Profiles[0].Concurrency)
+	}
 	for _, attack := range [][]string{{"killparent", "KILL"}, {"killparent", "STOP"}, {"killparent", "TERM"}, {"ptraceparent"}, {"killparenttasks"}} {
 		beside, err := rt.Start(ctx, agentexec.Request{Tool: "sh", Args: []string{"-c", "sleep 0.3; echo beside"}})
 		if err != nil {

@@ -14,3 +14,15 @@ func SpawnerPidsForTest(rt *Runtime) []int {
 	}
 	return pids
 }
+
+// SpawnerLaunchersForTest returns the launcher threads of each spawner process.
+func SpawnerLaunchersForTest(rt *Runtime) []int {
+	var n []int
+	for _, prt := range rt.order {
+		n = append(n, prt.spawner.Ready().Launchers)
+	}
+	return n
+}
+
+// LauncherThreadsForTest is launcherThreads.
+var LauncherThreadsForTest = launcherThreads

@@ -279,15 +279,17 @@ func (rt *Runtime) start(ctx context.Context, req Request, stream bool) (*Proces
 	p.stderr.Drain(errR)
 	// When the tool exits, what it left running (daemonized grandchildren holding
 	// our pipes) goes with it at once, so that a streaming reader sees EOF without
-	// having to call Wait first.
-	go func() {
-		<-child.Done()
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if !p.released {
-			p.killTreeLocked(false)
-		}
-	}()
+	// having to call Wait first. (Run calls Wait at once, which does the same.)
+	if stream {
+		go func() {
+			<-child.Done()
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if !p.released {
+				p.killTreeLocked(false)
+			}
+		}()
+	}
 
 	if timeout > 0 {
 		timer := time.AfterFunc(timeout, func() {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -254,6 +255,7 @@ func (rt *Runtime) startProfile(prof *policy.Profile) (*profileRT, error) {
 		KernelTemplates: rt.kernelTemplatesSetting(),
 		KTCreate:        rt.host.KernelTemplates.Numbers.Create,
 		KTSpawn:         rt.host.KernelTemplates.Numbers.Spawn,
+		Launchers:       launcherThreads(prof.Concurrency),
 		Stderr:          rt.opts.spawnerErr,
 	})
 	if err != nil {
@@ -471,4 +473,12 @@ func (rt *Runtime) kernelTemplatesSetting() string {
 		return string(policy.KernelTemplatesOff)
 	}
 	return string(rt.pol.KernelTemplates)
+}
+
+// launcherThreads is how many threads a profile's spawner forks from: one per CPU
+// (at least two, at most eight), never more than the launches the profile lets be in
+// flight. A fork blocks its thread until the child has exec'd (CLONE_VFORK), so with
+// one thread the launches of a profile could not overlap their clone and execve.
+func launcherThreads(concurrency int) int {
+	return min(max(concurrency, 1), min(max(runtime.NumCPU(), 2), 8))
 }

@@ -773,3 +773,53 @@ func TestLaunchesRunInParallel(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// A spawner forks from one launcher thread per CPU (two to eight), never more than
+// the profile's concurrency, so that launches in flight overlap their clone and
+// execve; all of them launch.
+func TestSpawnerLauncherThreads(t *testing.T) {
+	for _, c := range []struct{ concurrency, want int }{
+		{1, 1}, {2, 2}, {64, min(max(runtime.NumCPU(), 2), 8)},
+	} {
+		if got := agentexec.LauncherThreadsForTest(c.concurrency); got != c.want {
+			t.Errorf("launcherThreads(%d) = %d, want %d", c.concurrency, got, c.want)
+		}
+	}
+	for _, conc := range []int{1, 3} {
+		p, _ := testPolicy(t, "")
+		for _, pr := range p.Profiles {
+			pr.Concurrency = conc
+		}
+		rt := newRuntime(t, p)
+		want := agentexec.LauncherThreadsForTest(conc)
+		got := agentexec.SpawnerLaunchersForTest(rt)
+		if len(got) == 0 {
+			t.Fatal("no spawners")
+		}
+		for _, n := range got {
+			if n != want {
+				t.Fatalf("concurrency %d: spawner launcher threads %v, want %d each", conc, got, want)
+			}
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, 12)
+		for i := range 12 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r, err := rt.Run(context.Background(), agentexec.Request{Tool: "sh", Args: []string{"-c", fmt.Sprintf("echo %d", i)}})
+				if err == nil && (r.ExitCode != 0 || string(r.Stdout) != fmt.Sprintf("%d\n", i)) {
+					err = fmt.Errorf("launch %d: exit %d, stdout %q", i, r.ExitCode, r.Stdout)
+				}
+				if err != nil {
+					errs <- err
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Errorf("concurrency %d: %v", conc, err)
+		}
+	}
+}

@@ -58,12 +58,12 @@ func (c *Containment) applyCreds() ([]string, error) {
 // all-threads restriction signals every thread) and after the launcher thread exists:
 // signals aimed at the spawner's pid, at its launcher thread (the thread tools are
 // forked from, whose id they could otherwise signal) and at the agent are refused.
-func (c *Containment) applySeccomp(launcherTID, agentPID int) ([]string, error) {
+func (c *Containment) applySeccomp(launcherTIDs []int, agentPID int) ([]string, error) {
 	if !c.Seccomp {
 		return nil, nil
 	}
 	f, err := contain.BuildSeccomp(contain.SeccompSpec{Network: c.Network, Unix: c.Unix, SpawnerPID: os.Getpid(),
-		ProtectTIDs: []int{launcherTID}, ProtectPIDs: []int{agentPID}})
+		ProtectTIDs: launcherTIDs, ProtectPIDs: []int{agentPID}})
 	if err != nil {
 		return nil, fmt.Errorf("seccomp: %w", err)
 	}

@@ -22,13 +22,19 @@ type Sink struct {
 	done    chan struct{}
 }
 
+// chunks are the read buffers of Drain, reused across launches: two 32 KiB buffers
+// per launch would otherwise be most of the launch path's garbage.
+var chunks = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // Drain reads r until EOF (or an error) in a new goroutine, then closes r.
 func (s *Sink) Drain(r *os.File) {
 	s.done = make(chan struct{})
 	go func() {
 		defer close(s.done)
 		defer r.Close()
-		chunk := make([]byte, 32<<10)
+		cp := chunks.Get().(*[]byte)
+		defer chunks.Put(cp)
+		chunk := *cp
 		for {
 			n, err := r.Read(chunk)
 			if n > 0 {

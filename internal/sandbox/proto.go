@@ -37,6 +37,9 @@ type hello struct {
 	KernelTemplates string `json:"kernel_templates"`
 	KTCreate        int    `json:"kt_create,omitempty"`
 	KTSpawn         int    `json:"kt_spawn,omitempty"`
+	// Launchers is the number of launcher threads (0: one). Kernel templates are
+	// bound to the thread that created them, so with them there is only one.
+	Launchers int `json:"launchers,omitempty"`
 }
 
 // toolSpec is a tool the spawner may launch.
@@ -58,6 +61,7 @@ type ready struct {
 	Skipped   []string     `json:"skipped,omitempty"`
 	Templates []toolStatus `json:"templates,omitempty"`
 	Layers    []string     `json:"layers,omitempty"`
+	Launchers int          `json:"launchers,omitempty"`
 }
 
 // toolStatus reports a tool's template after the spawner prepared it.

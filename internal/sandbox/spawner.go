@@ -36,6 +36,10 @@ type SpawnerConfig struct {
 	// override the syscall numbers (0: default).
 	KernelTemplates   string
 	KTCreate, KTSpawn int
+	// Launchers is the number of launcher threads the spawner forks from (0: one).
+	// More than one lets launches in flight overlap their clone and execve; the
+	// spawner uses one when kernel templates may be used.
+	Launchers int
 	// Stderr receives the spawner's own diagnostics (nil: discarded).
 	Stderr io.Writer
 	// StartTimeout bounds the handshake (default 10s).
@@ -86,6 +90,8 @@ type Ready struct {
 	Skipped   []string
 	Templates []TemplateStatus
 	Layers    []string
+	// Launchers is the number of launcher threads the spawner started.
+	Launchers int
 }
 
 // TemplateStatus is a tool's template in a spawner.
@@ -112,7 +118,7 @@ func StartSpawner(cfg SpawnerConfig) (*Spawner, error) {
 func (s *Spawner) Ready() Ready {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := Ready{Pid: s.ready.Pid, Skipped: s.ready.Skipped, Layers: s.ready.Layers}
+	r := Ready{Pid: s.ready.Pid, Skipped: s.ready.Skipped, Layers: s.ready.Layers, Launchers: s.ready.Launchers}
 	for _, t := range s.ready.Templates {
 		r.Templates = append(r.Templates, TemplateStatus{Name: t.Name, Backend: t.Backend, ELF: t.ELF, Err: t.Err})
 	}
@@ -216,7 +222,7 @@ func (s *Spawner) start() (*spawnerConn, ready, error) {
 		tools[i] = toolSpec(t)
 	}
 	h := hello{Profile: s.cfg.Profile, Landlock: s.cfg.Landlock, Containment: s.cfg.Containment, Tools: tools,
-		KernelTemplates: s.cfg.KernelTemplates, KTCreate: s.cfg.KTCreate, KTSpawn: s.cfg.KTSpawn}
+		KernelTemplates: s.cfg.KernelTemplates, KTCreate: s.cfg.KTCreate, KTSpawn: s.cfg.KTSpawn, Launchers: s.cfg.Launchers}
 	fail := func(err error) (*spawnerConn, ready, error) {
 		conn.Close()
 		_ = cmd.Process.Kill()

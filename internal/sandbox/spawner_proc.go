@@ -62,8 +62,9 @@ type spawnerState struct {
 	tools   map[string]*spawnTool
 	send    sync.Mutex
 	kernel  *kernelLauncher // nil: no kernel templates
-	// launcher is the one thread every launch is forked from (see setup).
-	launcher *contain.Launcher
+	// launchers are the threads launches are forked from (see setup); each reads
+	// requests from the socket itself. launchers[0] made the kernel templates.
+	launchers []*contain.Launcher
 }
 
 func runSpawner(fd int) error {
@@ -101,11 +102,23 @@ func runSpawner(fd int) error {
 	if err := sendRaw(fd, &r, nil); err != nil {
 		return err
 	}
-	st.launcher.Do(func() { err = st.serve(buf, oob) })
-	return err
+	// Every launcher thread reads the socket itself: a datagram and its fds go to
+	// exactly one reader, and the kernel wakes one waiting reader per message, so
+	// launches in flight fork from several threads at once (Go lets forks from
+	// different threads proceed concurrently). The first loop to end ends the
+	// spawner: the socket closed or broke for all of them.
+	errs := make(chan error, len(st.launchers))
+	for i, l := range st.launchers {
+		lbuf, loob := buf, oob
+		if i > 0 {
+			lbuf, loob = make([]byte, maxMessage+1), make([]byte, len(oob))
+		}
+		go l.Do(func() { errs <- st.serve(lbuf, loob) })
+	}
+	return <-errs
 }
 
-// serve runs on the launcher thread until the main process goes away: it reads a
+// serve runs on a launcher thread until the main process goes away: it reads a
 // request, forks the child from this thread, replies, and leaves the reaping to
 // another goroutine.
 func (st *spawnerState) serve(buf, oob []byte) error {
@@ -157,20 +170,32 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 		r.Skipped = skipped
 		r.Layers = append(r.Layers, fmt.Sprintf("landlock-abi-%d", h.Landlock.ABI))
 	}
-	// Every launch is forked from one locked thread. With Landlock ABI 6 that thread
-	// adds a signal-scope layer of its own, so that tools cannot signal the spawner's
-	// other threads by their ids; the seccomp filter protects the launcher thread
-	// itself (tools still share its domain) and the pid. It also keeps Pdeathsig
-	// sound: the kernel sends it when the forking thread exits.
+	// Every launch is forked from one of a few locked launcher threads. With
+	// Landlock ABI 6 each adds a signal-scope layer of its own, so that tools cannot
+	// signal the spawner's other threads by their ids (nor the tools of the other
+	// launchers); the seccomp filter protects the launcher threads themselves (a
+	// tool shares its launcher's domain) and the pid. They also keep Pdeathsig
+	// sound: the kernel sends it when the forking thread exits, and launcher threads
+	// live as long as the spawner.
 	var scope func() error
 	if h.Landlock != nil && h.Landlock.Enabled && h.Landlock.ABI >= 6 {
 		scope = contain.ScopeSignalsThisThread
 	}
-	st.launcher, err = contain.StartLauncher(scope)
-	if err != nil {
-		return fmt.Errorf("launcher thread: %w", err)
+	n := max(h.Launchers, 1)
+	if h.KernelTemplates != policyKernelTemplatesOff {
+		n = 1 // kernel templates are bound to the thread that creates them
 	}
-	layers, err = h.Containment.applySeccomp(st.launcher.TID(), os.Getppid())
+	var tids []int
+	for range n {
+		l, err := contain.StartLauncher(scope)
+		if err != nil {
+			return fmt.Errorf("launcher thread: %w", err)
+		}
+		st.launchers = append(st.launchers, l)
+		tids = append(tids, l.TID())
+	}
+	r.Launchers = n
+	layers, err = h.Containment.applySeccomp(tids, os.Getppid())
 	if err != nil {
 		return err
 	}
@@ -195,9 +220,9 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 		if err != nil {
 			return err
 		}
-		// Created on the launcher thread, which serve (the only user) runs on.
+		// Created on launcher thread 0, the only one when kernel templates may be used.
 		st.kernel = &kernelLauncher{do: func(f func()) { f() }}
-		st.launcher.Do(func() {
+		st.launchers[0].Do(func() {
 			for _, t := range h.Tools {
 				tool := st.tools[t.Name]
 				if !t.Hot || tool.tmpl == nil || !tool.tmpl.ELF {
@@ -296,7 +321,7 @@ func (st *spawnerState) launch(m *launchMsg, fds []int) {
 			CgroupFD:    cgroupFD,
 		},
 	}
-	pid, err := syscall.ForkExec(path, m.Argv, attr) // on the launcher thread (serve)
+	pid, err := syscall.ForkExec(path, m.Argv, attr) // on a launcher thread (serve)
 	if err != nil {
 		errno, _ := errors.AsType[syscall.Errno](err)
 		// ForkExec reports failures of the child's setup and of execve alike; chdir
