@@ -164,10 +164,11 @@ func (rt *Runtime) start(ctx context.Context, req Request, stream bool) (*Proces
 	// Until the child runs, every resource taken here is undone on return: the
 	// child's pipe ends always (the spawner holds its own copies once the request is
 	// sent), our ends and the cgroup only on failure.
-	var childEnds, ours []*os.File
+	var childEnds []int
+	var ours []*os.File
 	defer func() {
-		for _, f := range childEnds {
-			f.Close()
+		for _, fd := range childEnds {
+			unix.Close(fd)
 		}
 		if !ok {
 			for _, f := range ours {
@@ -178,34 +179,46 @@ func (rt *Runtime) start(ctx context.Context, req Request, stream bool) (*Proces
 			}
 		}
 	}()
-	pipe := func() (r, w *os.File, err error) {
-		if r, w, err = os.Pipe(); err != nil {
-			return nil, nil, &LaunchError{Tool: t.Name, Op: "pipe", Err: err}
+	// pipe returns our end as a non-blocking *os.File (read through the runtime's
+	// poller) and the child's end as a plain blocking fd: only our end is ever
+	// registered with epoll, and the child gets the blocking end it expects.
+	pipe := func(oursReads bool) (*os.File, int, error) {
+		var fds [2]int
+		if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+			return nil, -1, &LaunchError{Tool: t.Name, Op: "pipe", Err: err}
 		}
-		return r, w, nil
+		our, child := fds[0], fds[1]
+		if !oursReads {
+			our, child = child, our
+		}
+		if err := unix.SetNonblock(our, true); err != nil {
+			unix.Close(our)
+			unix.Close(child)
+			return nil, -1, &LaunchError{Tool: t.Name, Op: "pipe", Err: err}
+		}
+		f := os.NewFile(uintptr(our), "|agentexec")
+		ours, childEnds = append(ours, f), append(childEnds, child)
+		return f, child, nil
 	}
-	outR, outW, err := pipe()
+	outR, outW, err := pipe(true)
 	if err != nil {
 		return nil, err
 	}
-	ours, childEnds = append(ours, outR), append(childEnds, outW)
-	errR, errW, err := pipe()
+	errR, errW, err := pipe(true)
 	if err != nil {
 		return nil, err
 	}
-	ours, childEnds = append(ours, errR), append(childEnds, errW)
 	spec := &sandbox.LaunchSpec{
 		Tool: t.Name, Argv: append([]string{filepath.Base(t.Exec)}, req.Args...), Env: env, Dir: dir,
-		Stdin: -1, Stdout: int(outW.Fd()), Stderr: int(errW.Fd()), CgroupFD: -1, StdinPath: req.StdinFile,
+		Stdin: -1, Stdout: outW, Stderr: errW, CgroupFD: -1, StdinPath: req.StdinFile,
 	}
 	var stdinW *os.File
 	if req.Stdin != nil && req.StdinFile == "" {
-		inR, inW, err := pipe()
+		inW, inR, err := pipe(false)
 		if err != nil {
 			return nil, err
 		}
-		ours, childEnds = append(ours, inW), append(childEnds, inR)
-		spec.Stdin = int(inR.Fd())
+		spec.Stdin = inR
 		stdinW = inW
 	}
 	for _, f := range req.ExtraFiles {

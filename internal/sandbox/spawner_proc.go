@@ -65,6 +65,9 @@ type spawnerState struct {
 	// launchers are the threads launches are forked from (see setup); each reads
 	// requests from the socket itself. launchers[0] made the kernel templates.
 	launchers []*contain.Launcher
+	// reaper waits for all children (nil: one goroutine per child, if it could not
+	// be set up).
+	reaper *reaper
 }
 
 func runSpawner(fd int) error {
@@ -102,6 +105,12 @@ func runSpawner(fd int) error {
 	if err := sendRaw(fd, &r, nil); err != nil {
 		return err
 	}
+	if rp, err := newReaper(st.reaped); err != nil {
+		fmt.Fprintf(os.Stderr, "agentexec spawner: %v; reaping with one goroutine per child\n", err)
+	} else {
+		st.reaper = rp
+		go rp.run()
+	}
 	// Every launcher thread reads the socket itself: a datagram and its fds go to
 	// exactly one reader, and the kernel wakes one waiting reader per message, so
 	// launches in flight fork from several threads at once (Go lets forks from
@@ -120,7 +129,7 @@ func runSpawner(fd int) error {
 
 // serve runs on a launcher thread until the main process goes away: it reads a
 // request, forks the child from this thread, replies, and leaves the reaping to
-// another goroutine.
+// the reaper.
 func (st *spawnerState) serve(buf, oob []byte) error {
 	for {
 		var m launchMsg
@@ -248,7 +257,7 @@ func (st *spawnerState) reply(m *reply, fds []int) {
 }
 
 // launch runs one request: fork+exec through the Go runtime's clone3 path, reply with
-// the pid and pidfd, reap, reply with the status.
+// the pid and pidfd, and hand the child to the reaper, which replies with the status.
 func (st *spawnerState) launch(m *launchMsg, fds []int) {
 	defer closeAll(fds)
 	fail := func(errno syscall.Errno, exec bool, format string, args ...any) {
@@ -334,13 +343,30 @@ func (st *spawnerState) launch(m *launchMsg, fds []int) {
 		backend = "none"
 	}
 	st.reply(&reply{ID: m.ID, Kind: replyStarted, Pid: pid, Backend: backend, Template: state}, []int{pidfd})
-	unix.Close(pidfd)
-
-	go st.reap(m.ID, pid, false)
+	st.waitFor(reaped{id: m.ID, pid: pid, pidfd: pidfd})
 }
 
-// reap waits for the child and reports its status and rusage. A kernel-template
-// child's failed exec shows as a raw 127/126 status, decoded here.
+// waitFor hands a started child to the reaper, which reports its exit (always after
+// the started reply, which was sent before). It owns pidfd.
+func (st *spawnerState) waitFor(c reaped) {
+	if st.reaper != nil {
+		err := st.reaper.add(c)
+		if err == nil {
+			return
+		}
+		fmt.Fprintf(os.Stderr, "agentexec spawner: %v; reaping launch %d with wait4\n", err, c.id)
+	}
+	unix.Close(c.pidfd)
+	go st.reap(c.id, c.pid, c.kernel)
+}
+
+// reaped reports a child the reaper collected.
+func (st *spawnerState) reaped(c reaped, ws unix.WaitStatus, ru *unix.Rusage, err error) {
+	st.reply(exitReply(c.id, c.pid, c.kernel, ws, ru, err), nil)
+}
+
+// reap waits for the child in wait4 and reports its status and rusage (the fallback
+// when the reaper is not available).
 func (st *spawnerState) reap(id uint64, pid int, kernel bool) {
 	var ws unix.WaitStatus
 	var ru unix.Rusage
@@ -351,9 +377,14 @@ func (st *spawnerState) reap(id uint64, pid int, kernel bool) {
 			break
 		}
 	}
+	st.reply(exitReply(id, pid, kernel, ws, &ru, err), nil)
+}
+
+// exitReply is the exited (or failed) reply for a reaped child. A kernel-template
+// child's failed exec shows as a raw 127/126 status, decoded here.
+func exitReply(id uint64, pid int, kernel bool, ws unix.WaitStatus, ru *unix.Rusage, err error) *reply {
 	if err != nil {
-		st.reply(&reply{ID: id, Kind: replyFailed, Errno: int(errnoOf(err)), Err: fmt.Sprintf("wait4(%d): %v", pid, err)}, nil)
-		return
+		return &reply{ID: id, Kind: replyFailed, Errno: int(errnoOf(err)), Err: fmt.Sprintf("wait4(%d): %v", pid, err)}
 	}
 	r := &reply{
 		ID: id, Kind: replyExited, Pid: pid, Status: uint32(ws),
@@ -371,7 +402,7 @@ func (st *spawnerState) reap(id uint64, pid int, kernel bool) {
 			r.Err = cs.Message
 		}
 	}
-	st.reply(r, nil)
+	return r
 }
 
 // launchKernel launches through the tool's kernel template. cgroupFD, when set, is the
@@ -405,8 +436,7 @@ func (st *spawnerState) launchKernel(m *launchMsg, tool *spawnTool, files []uint
 		state = "recreated"
 	}
 	st.reply(&reply{ID: m.ID, Kind: replyStarted, Pid: pid, Backend: "kernel", Template: state, PlacementNS: delay.Nanoseconds()}, []int{pidfd})
-	unix.Close(pidfd)
-	go st.reap(m.ID, pid, true)
+	st.waitFor(reaped{id: m.ID, pid: pid, pidfd: pidfd, kernel: true})
 }
 
 func errnoOf(err error) syscall.Errno {

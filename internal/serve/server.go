@@ -474,9 +474,11 @@ func (s *server) finish(c *call, res agentexec.Result, err error) {
 		s.backends[rj.Backend]++
 	}
 	s.mu.Unlock()
-	<-s.admit
 	s.results.Add(1)
+	// The result line is queued before the slot is given back, so that a line read
+	// once the slot is free (a ping behind a full queue) is answered after it.
 	s.emit(rj)
+	<-s.admit
 }
 
 // stream runs a request with its output sent as chunk lines while it runs.

@@ -1,0 +1,110 @@
+package sandbox
+
+import (
+	"fmt"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// reaper waits for every child of the spawner in one goroutine: each child's pidfd
+// is in an epoll set, and a pidfd becomes readable when its process exits, so one
+// epoll_wait covers all launches in flight and returns the exits that happened
+// together in one batch. A readable pidfd means the child is a zombie: wait4 with
+// WNOHANG then collects its status and rusage without blocking. Compared with one
+// goroutine blocked in wait4 per child, a launch costs no goroutine, no thread
+// handoff and no extra blocked thread.
+type reaper struct {
+	epfd int
+
+	mu       sync.Mutex
+	children map[int32]reaped // by pidfd
+	done     func(r reaped, ws unix.WaitStatus, ru *unix.Rusage, err error)
+}
+
+// reaped is a child the reaper waits for.
+type reaped struct {
+	id     uint64
+	pid    int
+	pidfd  int
+	kernel bool
+}
+
+func newReaper(done func(r reaped, ws unix.WaitStatus, ru *unix.Rusage, err error)) (*reaper, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	return &reaper{epfd: epfd, children: map[int32]reaped{}, done: done}, nil
+}
+
+// add hands the child over; the reaper owns (and closes) pidfd from now on. A child
+// that exited already is reported at the next epoll_wait (level-triggered).
+func (rp *reaper) add(c reaped) error {
+	rp.mu.Lock()
+	rp.children[int32(c.pidfd)] = c
+	rp.mu.Unlock()
+	// One-shot: a pidfd reports once. (The main process holds another reference to
+	// the same pidfd file, so closing ours alone would not take it out of the set.)
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: int32(c.pidfd)}
+	if err := unix.EpollCtl(rp.epfd, unix.EPOLL_CTL_ADD, c.pidfd, &ev); err != nil {
+		rp.mu.Lock()
+		delete(rp.children, int32(c.pidfd))
+		rp.mu.Unlock()
+		return fmt.Errorf("epoll_ctl(ADD, pidfd %d): %w", c.pidfd, err)
+	}
+	return nil
+}
+
+// run reaps until the epoll fd fails; it never returns while the spawner serves.
+func (rp *reaper) run() {
+	events := make([]unix.EpollEvent, 64)
+	for {
+		n, err := unix.EpollWait(rp.epfd, events, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "agentexec spawner: reaper: epoll_wait: %v\n", err)
+			return
+		}
+		for _, ev := range events[:n] {
+			rp.mu.Lock()
+			c, ok := rp.children[ev.Fd]
+			delete(rp.children, ev.Fd)
+			rp.mu.Unlock()
+			if !ok {
+				continue
+			}
+			// Out of the set before the fd number can be reused: the registration
+			// belongs to the pidfd file, which outlives our fd (see add).
+			_ = unix.EpollCtl(rp.epfd, unix.EPOLL_CTL_DEL, c.pidfd, nil)
+			rp.reap(c)
+		}
+	}
+}
+
+func (rp *reaper) reap(c reaped) {
+	defer unix.Close(c.pidfd)
+	var ws unix.WaitStatus
+	var ru unix.Rusage
+	var err error
+	for {
+		var wpid int
+		wpid, err = unix.Wait4(c.pid, &ws, unix.WNOHANG, &ru)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == nil && wpid == 0 {
+			// Readable pidfd but no zombie yet cannot happen for a child that
+			// exited; be safe and wait for it.
+			_, err = unix.Wait4(c.pid, &ws, 0, &ru)
+			if err == unix.EINTR {
+				continue
+			}
+		}
+		break
+	}
+	rp.done(c, ws, &ru, err)
+}
