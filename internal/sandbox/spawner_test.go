@@ -1,8 +1,11 @@
 package sandbox
 
 import (
+	"fmt"
 	"os"
+	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -72,4 +75,90 @@ func TestSpawnerLaunchers(t *testing.T) {
 		}
 		s.Close()
 	}
+}
+
+// The reaper reports every child exactly once with its own status and rusage,
+// including children that exited before they were handed over, and closes the
+// pidfds it was given.
+func TestReaper(t *testing.T) {
+	type exit struct {
+		c  reaped
+		ws unix.WaitStatus
+		ru unix.Rusage
+	}
+	exits := make(chan exit, 64)
+	rp, err := newReaper(func(c reaped, ws unix.WaitStatus, ru *unix.Rusage, err error) {
+		if err != nil {
+			t.Errorf("launch %d: %v", c.id, err)
+		}
+		exits <- exit{c, ws, *ru}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(rp.epfd)
+	go rp.run()
+	fdsBefore := openFDs(t)
+
+	const n = 24
+	want := map[uint64]int{} // id -> exit status (-9: SIGKILL)
+	for i := range n {
+		code := i % 4
+		script := fmt.Sprintf("exit %d", code)
+		if code == 3 {
+			script = "kill -9 $$"
+		}
+		pidfd := -1
+		pid, err := syscall.ForkExec("/bin/sh", []string{"sh", "-c", script}, &syscall.ProcAttr{Sys: &syscall.SysProcAttr{PidFD: &pidfd}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			time.Sleep(5 * time.Millisecond) // often exited before add: level-triggered
+		}
+		id := uint64(i + 1)
+		want[id] = code
+		if code == 3 {
+			want[id] = -9
+		}
+		if err := rp.add(reaped{id: id, pid: pid, pidfd: pidfd}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[uint64]bool{}
+	for range n {
+		select {
+		case e := <-exits:
+			if seen[e.c.id] {
+				t.Fatalf("launch %d reported twice", e.c.id)
+			}
+			seen[e.c.id] = true
+			got := e.ws.ExitStatus()
+			if e.ws.Signaled() {
+				got = -int(e.ws.Signal())
+			}
+			if got != want[e.c.id] {
+				t.Errorf("launch %d: status %v, want %d", e.c.id, e.ws, want[e.c.id])
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d of %d children reported", len(seen), n)
+		}
+	}
+	select {
+	case e := <-exits:
+		t.Fatalf("extra report for launch %d", e.c.id)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if fds := openFDs(t); fds != fdsBefore {
+		t.Errorf("open fds %d before, %d after: pidfds leaked", fdsBefore, fds)
+	}
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }
