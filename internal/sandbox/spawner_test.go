@@ -149,7 +149,8 @@ func TestReaper(t *testing.T) {
 		t.Fatalf("extra report for launch %d", e.c.id)
 	case <-time.After(50 * time.Millisecond):
 	}
-	if fds := openFDs(t); fds != fdsBefore {
+	// (Fewer is fine: an earlier test's spawner may still be closing its files.)
+	if fds := openFDs(t); fds > fdsBefore {
 		t.Errorf("open fds %d before, %d after: pidfds leaked", fdsBefore, fds)
 	}
 }
