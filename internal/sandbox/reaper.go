@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"sync"
@@ -16,7 +17,8 @@ import (
 // goroutine blocked in wait4 per child, a launch costs no goroutine, no thread
 // handoff and no extra blocked thread.
 type reaper struct {
-	epfd int
+	epfd   int
+	stopfd int // an eventfd in the set: written by stop, it ends run
 
 	mu       sync.Mutex
 	children map[int32]reaped // by pidfd
@@ -36,7 +38,26 @@ func newReaper(done func(r reaped, ws unix.WaitStatus, ru *unix.Rusage, err erro
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
-	return &reaper{epfd: epfd, children: map[int32]reaped{}, done: done}, nil
+	stopfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(stopfd)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, stopfd, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(stopfd)
+		return nil, fmt.Errorf("epoll_ctl(ADD, eventfd): %w", err)
+	}
+	return &reaper{epfd: epfd, stopfd: stopfd, children: map[int32]reaped{}, done: done}, nil
+}
+
+// stop makes run return and close the reaper's fds; children not reaped yet are
+// left to the caller. The spawner never stops its reaper (it reaps until it exits).
+func (rp *reaper) stop() {
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1) // an eventfd takes a native uint64
+	_, _ = unix.Write(rp.stopfd, one[:])
 }
 
 // add hands the child over; the reaper owns (and closes) pidfd from now on. A child
@@ -57,8 +78,10 @@ func (rp *reaper) add(c reaped) error {
 	return nil
 }
 
-// run reaps until the epoll fd fails; it never returns while the spawner serves.
+// run reaps until stop (or until the epoll fd fails).
 func (rp *reaper) run() {
+	defer unix.Close(rp.stopfd)
+	defer unix.Close(rp.epfd)
 	events := make([]unix.EpollEvent, 64)
 	for {
 		n, err := unix.EpollWait(rp.epfd, events, -1)
@@ -70,6 +93,9 @@ func (rp *reaper) run() {
 			return
 		}
 		for _, ev := range events[:n] {
+			if ev.Fd == int32(rp.stopfd) {
+				return
+			}
 			rp.mu.Lock()
 			c, ok := rp.children[ev.Fd]
 			delete(rp.children, ev.Fd)

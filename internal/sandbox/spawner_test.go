@@ -96,8 +96,9 @@ func TestReaper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Close(rp.epfd)
-	go rp.run()
+	stopped := make(chan struct{})
+	go func() { rp.run(); close(stopped) }()
+	defer func() { rp.stop(); <-stopped }()
 	fdsBefore := openFDs(t)
 
 	const n = 24
