@@ -33,7 +33,9 @@ type Request struct {
 	// Limits, when set, lowers the profile's cgroup limits for this launch: each
 	// non-zero field must be at most the profile's (where the profile sets one), or
 	// the request is denied. Launches with the same limits share a pool of cgroups,
-	// created on first use.
+	// created on first use. A limit the host cannot enforce is listed in the Result's
+	// Unenforced under `cgroup: best_effort`, and fails the launch (an error matching
+	// ErrNotSupported) under `cgroup: require`.
 	Limits *policy.Limits
 }
 

@@ -2,8 +2,10 @@ package agentexec_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -123,5 +125,53 @@ func TestRequestMemoryLimitOOMKills(t *testing.T) {
 	r, err = rt.Run(context.Background(), agentexec.Request{Tool: "hog", Args: []string{"-helper", "alloc", "128"}})
 	if err != nil || r.OOMKilled || r.ExitCode != 0 {
 		t.Fatalf("128 MiB under the policy's 512 MiB: %v oom %v exit %d", err, r.OOMKilled, r.ExitCode)
+	}
+}
+
+// A limit a request asks for that the host cannot enforce is never silent: with
+// `cgroup: best_effort` the Result lists it as unenforced (the profile's own list is
+// left alone), with `cgroup: require` the launch fails naming it.
+func TestRequestLimitsTheHostCannotEnforce(t *testing.T) {
+	req := &policy.Limits{Memory: 32 << 20, Pids: 16}
+	// Without cgroups (an embedder's explicit opt-out) nothing can be enforced.
+	p, _ := testPolicy(t, "")
+	rt := newRuntime(t, p, agentexec.WithoutCgroups())
+	r, err := rt.Run(context.Background(), agentexec.Request{Tool: "true", Limits: req})
+	if err != nil || r.ExitCode != 0 {
+		t.Fatalf("Run with request limits: %v exit %d", err, r.ExitCode)
+	}
+	for _, want := range []string{"cgroup: memory", "cgroup: pids"} {
+		if !slices.Contains(r.Unenforced, want) {
+			t.Errorf("request limits without cgroups: unenforced %q, want %q listed", r.Unenforced, want)
+		}
+	}
+	if slices.Contains(r.Unenforced, "cgroup: cpu") {
+		t.Errorf("unenforced %q lists cpu, which the request did not ask for", r.Unenforced)
+	}
+	for range 2 { // the profile's own list must not have grown
+		r = run(t, rt, "true")
+		if slices.Contains(r.Unenforced, "cgroup: memory") || slices.Contains(r.Unenforced, "cgroup: pids") {
+			t.Fatalf("a launch without request limits lists %q", r.Unenforced)
+		}
+	}
+
+	// With cgroups and `cgroup: require`: enforced where the controller exists, an
+	// error naming the limit where it does not (this CI host's hybrid hierarchy).
+	p, _ = testPolicy(t, "  strict: {exec: /bin/true, enforcement: {cgroup: require}}\n")
+	rt = newRuntime(t, p)
+	info := rt.Host().Cgroup
+	hasMemory := info != nil && info.CanCreate && info.Has("memory")
+	r, err = rt.Run(context.Background(), agentexec.Request{Tool: "strict", Limits: &policy.Limits{Memory: 32 << 20}})
+	if hasMemory {
+		if err != nil || r.ExitCode != 0 || slices.Contains(r.Unenforced, "cgroup: memory") {
+			t.Fatalf("memory controller present: %v exit %d unenforced %q", err, r.ExitCode, r.Unenforced)
+		}
+		return
+	}
+	if err == nil || !errors.Is(err, agentexec.ErrNotSupported) || !strings.Contains(err.Error(), "cgroup: memory") || !strings.Contains(err.Error(), "require") {
+		t.Fatalf("no memory controller, cgroup: require, request memory limit: err %v, want ErrNotSupported naming cgroup: memory", err)
+	}
+	if r := run(t, rt, "strict"); r.ExitCode != 0 {
+		t.Fatalf("the same tool without request limits: exit %d", r.ExitCode)
 	}
 }

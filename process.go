@@ -41,6 +41,8 @@ type Process struct {
 	waitErr   error
 	stopTimer func() bool
 	ctxStop   func() bool
+	// unenforced is what the Result lists as not enforced for this launch.
+	unenforced []string
 }
 
 // Run launches a tool, waits for it and returns its Result with the output collected.
@@ -224,10 +226,11 @@ func (rt *Runtime) start(ctx context.Context, req Request, stream bool) (*Proces
 	for _, f := range req.ExtraFiles {
 		spec.Extra = append(spec.Extra, int(f.Fd()))
 	}
-	pool, err := rt.poolFor(t, prt, req.Limits)
+	pool, unenforced, err := rt.poolFor(t, prt, req.Limits)
 	if err != nil {
 		return nil, err
 	}
+	p.unenforced = unenforced
 	if pool != nil {
 		g, err := pool.Get()
 		if err != nil {
@@ -260,7 +263,7 @@ func (rt *Runtime) start(ctx context.Context, req Request, stream bool) (*Proces
 			return nil, &execFailure{result: Result{
 				Tool: t.Name, ExitCode: code, ExecError: msg + ": " + le.Msg,
 				Backend: BackendUserspace, Template: TemplateNone,
-				Unenforced: prt.unenforced, Containment: prt.layers,
+				Unenforced: unenforced, Containment: prt.layers,
 			}}
 		}
 		return nil, &LaunchError{Tool: t.Name, Op: "spawn", Err: err}
@@ -406,7 +409,7 @@ func (p *Process) wait() {
 	p.child.Release()
 
 	r := Result{Tool: p.tool, Pid: p.child.Pid, Wall: wall, Backend: Backend(p.child.Backend), PlacementDelay: p.child.PlacementDelay,
-		Template: TemplateState(p.child.Template), Unenforced: p.prt.unenforced, Containment: p.prt.layers}
+		Template: TemplateState(p.child.Template), Unenforced: p.unenforced, Containment: p.prt.layers}
 	r.Stdout, r.StdoutDropped = p.stdout.Result()
 	r.Stderr, r.StderrDropped = p.stderr.Result()
 	r.StdoutTruncated, r.StderrTruncated = r.StdoutDropped > 0, r.StderrDropped > 0

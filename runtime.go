@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -421,12 +422,65 @@ func insideAny(p string, lists ...[]string) bool {
 const maxRequestPools = 16
 
 // poolFor returns the pool for a launch's limits: the profile's, or one with the
-// request's lower limits (created on first use). It returns a *DeniedError when the
-// request asks for more than the profile allows.
-func (rt *Runtime) poolFor(t *policy.Tool, prt *profileRT, req *policy.Limits) (*cgroup.Pool, error) {
-	if req == nil || prt.pool == nil {
-		return prt.pool, nil
+// request's lower limits (created on first use), and what the launch will list as
+// unenforced: the profile's gaps plus any limit the request asks for that this host
+// cannot enforce. It returns a *DeniedError when the request asks for more than the
+// profile allows, and an error wrapping ErrNotSupported when the profile says
+// `cgroup: require` and the host cannot enforce a limit the request asks for.
+func (rt *Runtime) poolFor(t *policy.Tool, prt *profileRT, req *policy.Limits) (*cgroup.Pool, []string, error) {
+	if req == nil {
+		return prt.pool, prt.unenforced, nil
 	}
+	lim, err := requestLimits(t, prt, req)
+	if err != nil {
+		return nil, nil, err
+	}
+	unenforced, err := rt.requestUnenforced(t, prt, req)
+	if err != nil || prt.pool == nil {
+		return prt.pool, unenforced, err
+	}
+	pool, err := rt.requestPool(t, prt, lim)
+	return pool, unenforced, err
+}
+
+// requestUnenforced adds to the profile's unenforced list the limits a request asks
+// for that this host cannot enforce (no cgroups, or no controller for them).
+func (rt *Runtime) requestUnenforced(t *policy.Tool, prt *profileRT, req *policy.Limits) ([]string, error) {
+	var gaps []string
+	if rt.cg != nil && prt.pool != nil {
+		gaps = rt.cg.Unenforced(cgLimits(*req))
+	} else {
+		for _, l := range []struct {
+			name  string
+			asked bool
+		}{{"memory", req.Memory > 0}, {"pids", req.Pids > 0}, {"cpu", req.CPU > 0}} {
+			if l.asked {
+				gaps = append(gaps, l.name)
+			}
+		}
+	}
+	var added []string
+	for _, g := range gaps {
+		if !slices.Contains(prt.unenforced, "cgroup: "+g) {
+			added = append(added, "cgroup: "+g)
+		}
+	}
+	if len(added) == 0 {
+		return prt.unenforced, nil
+	}
+	// (WithoutCgroups is the embedder's explicit opt-out: best effort, as for the
+	// profile's own limits.)
+	if prt.p.Enforcement.Cgroup == policy.Require && !rt.opts.noCgroups {
+		return nil, &LaunchError{Tool: t.Name, Op: "limits", Err: fmt.Errorf(
+			"profile %s: cgroup: require: the request's limits cannot be enforced on this host: %s: %w",
+			prt.p.Name, strings.Join(added, ", "), ErrNotSupported)}
+	}
+	return append(slices.Clone(prt.unenforced), added...), nil // never into the profile's slice
+}
+
+// requestLimits merges the request's limits into the profile's; a request may only
+// lower them (*DeniedError otherwise).
+func requestLimits(t *policy.Tool, prt *profileRT, req *policy.Limits) (policy.Limits, error) {
 	prof := prt.p.Limits
 	lim := prof
 	check := func(name string, asked, allowed float64, set func()) error {
@@ -447,8 +501,13 @@ func (rt *Runtime) poolFor(t *policy.Tool, prt *profileRT, req *policy.Limits) (
 	); err != nil {
 		var d *DeniedError
 		errors.As(err, &d)
-		return nil, d
+		return lim, d
 	}
+	return lim, nil
+}
+
+// requestPool returns the pool of cgroups with the given limits.
+func (rt *Runtime) requestPool(t *policy.Tool, prt *profileRT, lim policy.Limits) (*cgroup.Pool, error) {
 	prt.poolsMu.Lock()
 	defer prt.poolsMu.Unlock()
 	if p, ok := prt.pools[lim]; ok {
