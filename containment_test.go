@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -99,7 +98,7 @@ func TestToolHasNoCapabilities(t *testing.T) {
 }
 
 func TestNetworkNoneRefusesEverything(t *testing.T) {
-	p, ws := testPolicy(t, "")
+	p, _ := testPolicy(t, "")
 	rt := newRuntime(t, p)
 	tcp, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
@@ -133,7 +132,6 @@ func TestNetworkNoneRefusesEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer al.Close()
-	_ = ws
 	tcpPort := strconv.Itoa(tcp.Addr().(*net.TCPAddr).Port)
 	cases := [][]string{
 		{"tcp", tcp.Addr().String()},
@@ -225,5 +223,4 @@ func TestToolCannotHarmItsSpawner(t *testing.T) {
 	if rt.Stats().SpawnerRestarts != 0 {
 		t.Errorf("a spawner died")
 	}
-	_ = syscall.SIGKILL
 }

@@ -19,12 +19,12 @@ var ErrClosed = errors.New("agentexec: runtime closed")
 // DeniedError is a launch the policy refused. It names the rule, the operation and
 // the object, so that the user knows what to change:
 //
-//	rule tools.git.args.deny[0] ("push"): argv "push": denied
+//	rule tools.git.args.deny[0]: argv "push": matches "push" at argument 1
 type DeniedError struct {
 	// Rule is the policy field path that refused, such as "tools.git.args.deny[0]"
 	// or "tools" (no such tool).
 	Rule string
-	// Op is what was refused: "launch", "argv", "dir", "env", "stdin".
+	// Op is what was refused: "launch", "argv", "dir", "env", "limits".
 	Op string
 	// Object is what the operation was applied to: the tool, the arguments, a path,
 	// a variable name.

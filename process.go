@@ -22,7 +22,6 @@ import (
 type Process struct {
 	rt     *Runtime
 	prt    *profileRT
-	req    Request
 	tool   string
 	child  *sandbox.Child
 	group  *cgroup.Group
@@ -152,15 +151,9 @@ func (rt *Runtime) start(ctx context.Context, req Request, stream bool) (*Proces
 		}
 	}()
 
-	p := &Process{rt: rt, prt: prt, req: req, tool: t.Name}
-	timeout := t.Timeout
-	if req.Timeout > 0 && (timeout == 0 || req.Timeout < timeout) {
-		timeout = req.Timeout
-	}
-	limit := t.OutputBytes
-	if req.MaxOutputBytes > 0 && (limit == 0 || req.MaxOutputBytes < limit) {
-		limit = req.MaxOutputBytes
-	}
+	p := &Process{rt: rt, prt: prt, tool: t.Name}
+	timeout := lowerLimit(t.Timeout, req.Timeout)
+	limit := lowerLimit(t.OutputBytes, req.MaxOutputBytes)
 	p.stdout.Limit, p.stderr.Limit = limit, limit
 
 	// Until the child runs, every resource taken here is undone on return: the
@@ -259,7 +252,8 @@ func (rt *Runtime) start(ctx context.Context, req Request, stream bool) (*Proces
 		rt.stats.failures.Add(1)
 		var le *sandbox.LaunchError
 		if errors.As(err, &le) && le.Exec {
-			code, msg := execStatus(le.Errno)
+			// The shell's statuses, as the kernel backend reports them.
+			code, msg := templates.ExitStatusForExecError(le.Errno)
 			return nil, &execFailure{result: Result{
 				Tool: t.Name, ExitCode: code, ExecError: msg + ": " + le.Msg,
 				Backend: BackendUserspace, Template: TemplateNone,
@@ -331,10 +325,12 @@ func (rt *Runtime) start(ctx context.Context, req Request, stream bool) (*Proces
 	return p, nil
 }
 
-// execStatus maps an exec errno to the shell's exit status, as the kernel backend
-// does: 127 not found, 126 not executable, 1 anything else.
-func execStatus(errno syscall.Errno) (int, string) {
-	return templates.ExitStatusForExecError(errno)
+// lowerLimit is the stricter of the tool's limit and the request's (0: none).
+func lowerLimit[T time.Duration | int64](tool, req T) T {
+	if req > 0 && (tool == 0 || req < tool) {
+		return req
+	}
+	return tool
 }
 
 // terminate asks the child to stop (SIGTERM), then kills the tree after the grace.

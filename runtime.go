@@ -33,8 +33,15 @@ type options struct {
 	noCgroups   bool
 	noTemplates bool
 	spawnerErr  io.Writer
-	poolSize    int
 }
+
+// initialPoolGroups is how many cgroups a profile's pool creates at start (at most
+// the profile's concurrency); the pool grows on demand up to four per launch slot.
+const initialPoolGroups = 4
+
+// maxGroupsPerSlot bounds a pool: groups per launch the profile lets be in flight
+// (groups still being emptied or replaced count too).
+const maxGroupsPerSlot = 4
 
 // WithSpawnerBinary runs spawners from an installed agentexec binary instead of the
 // current executable (which must then call ServeSpawner first thing in main).
@@ -66,6 +73,8 @@ type Runtime struct {
 	cg       *cgroup.Manager
 	profiles map[*policy.Profile]*profileRT
 	order    []*profileRT
+	// kernelTemplates: New decided to use spawn_template templates (templates.UseKernel).
+	kernelTemplates bool
 
 	mu     sync.Mutex
 	closed bool
@@ -88,7 +97,6 @@ type profileRT struct {
 	poolsMu    sync.Mutex
 	pools      map[policy.Limits]*cgroup.Pool
 	sem        chan struct{}
-	plan       *sandbox.LandlockPlan
 	unenforced []string
 	layers     []string
 }
@@ -98,7 +106,7 @@ type profileRT struct {
 // tools. A feature the policy requires and the host lacks is an error; with
 // best_effort it is logged and reported in every Result's Unenforced.
 func New(ctx context.Context, p *policy.Policy, opts ...Option) (*Runtime, error) {
-	o := options{grace: time.Second, spawnerErr: os.Stderr, poolSize: 4}
+	o := options{grace: time.Second, spawnerErr: os.Stderr}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -120,9 +128,11 @@ func New(ctx context.Context, p *policy.Policy, opts ...Option) (*Runtime, error
 			rt.Close()
 		}
 	}()
-	if _, err := templates.UseKernel(string(p.KernelTemplates), host.KernelTemplates); err != nil {
+	useKernel, err := templates.UseKernel(string(p.KernelTemplates), host.KernelTemplates)
+	if err != nil {
 		return nil, fmt.Errorf("agentexec: %w", err)
 	}
+	rt.kernelTemplates = useKernel
 	if err := rt.setupCgroups(); err != nil {
 		return nil, err
 	}
@@ -142,14 +152,18 @@ func New(ctx context.Context, p *policy.Policy, opts ...Option) (*Runtime, error
 }
 
 func (rt *Runtime) setupCgroups() error {
-	needCgroup := false
-	for _, prof := range rt.pol.Profiles {
-		if prof.Limits != (policy.Limits{}) {
-			needCgroup = true
-		}
-	}
 	if rt.opts.noCgroups {
 		return nil
+	}
+	// The first profile that says `cgroup: require`, if any: it makes missing cgroups
+	// an error.
+	var strict *policy.Profile
+	needCgroup := false
+	for _, prof := range rt.pol.Profiles {
+		if strict == nil && prof.Enforcement.Cgroup == policy.Require {
+			strict = prof
+		}
+		needCgroup = needCgroup || prof.Limits != (policy.Limits{})
 	}
 	info := rt.host.Cgroup
 	if info == nil || !info.CanCreate {
@@ -157,10 +171,8 @@ func (rt *Runtime) setupCgroups() error {
 		if info != nil {
 			reason = info.Reason
 		}
-		for _, prof := range rt.pol.Profiles {
-			if prof.Enforcement.Cgroup == policy.Require {
-				return fmt.Errorf("profile %s: cgroup: require: cannot create cgroups: %s: %w", prof.Name, reason, ErrNotSupported)
-			}
+		if strict != nil {
+			return fmt.Errorf("profile %s: cgroup: require: cannot create cgroups: %s: %w", strict.Name, reason, ErrNotSupported)
 		}
 		if needCgroup {
 			rt.opts.logger.Warn("cgroups unavailable; limits are not enforced", "reason", reason)
@@ -169,10 +181,8 @@ func (rt *Runtime) setupCgroups() error {
 	}
 	m, err := cgroup.NewManager(info, cgroup.Options{})
 	if err != nil {
-		for _, prof := range rt.pol.Profiles {
-			if prof.Enforcement.Cgroup == policy.Require {
-				return fmt.Errorf("profile %s: cgroup: %w", prof.Name, err)
-			}
+		if strict != nil {
+			return fmt.Errorf("profile %s: cgroup: %w", strict.Name, err)
 		}
 		rt.opts.logger.Warn("cgroups unavailable; limits are not enforced", "err", err)
 		return nil
@@ -181,17 +191,15 @@ func (rt *Runtime) setupCgroups() error {
 	return nil
 }
 
-func cgLimits(l policy.Limits) cgroup.Limits {
-	return cgroup.Limits{Memory: l.Memory, Pids: l.Pids, CPU: l.CPU}
-}
+func cgLimits(l policy.Limits) cgroup.Limits { return cgroup.Limits(l) }
 
 func (rt *Runtime) startProfile(prof *policy.Profile) (*profileRT, error) {
-	prt := &profileRT{p: prof, sem: make(chan struct{}, max(prof.Concurrency, 1))}
+	slots := max(prof.Concurrency, 1)
+	prt := &profileRT{p: prof, sem: make(chan struct{}, slots)}
 	plan, err := sandbox.PlanLandlock(prof, rt.host.LandlockABI)
 	if err != nil {
 		return nil, err
 	}
-	prt.plan = plan
 	prt.unenforced = append(prt.unenforced, plan.Unenforced...)
 	for _, u := range plan.Unenforced {
 		rt.opts.logger.Warn("not enforced on this host", "profile", prof.Name, "rule", u)
@@ -208,7 +216,7 @@ func (rt *Runtime) startProfile(prof *policy.Profile) (*profileRT, error) {
 				rt.opts.logger.Warn("limit not enforced on this host", "profile", prof.Name, "limit", u)
 			}
 		}
-		pool, err := rt.cg.NewPool(prof.Name, lim, min(rt.opts.poolSize, max(prof.Concurrency, 1)), max(prof.Concurrency, 1)*4)
+		pool, err := rt.cg.NewPool(prof.Name, lim, min(initialPoolGroups, slots), slots*maxGroupsPerSlot)
 		if err != nil {
 			return nil, fmt.Errorf("profile %s: cgroup pool: %w", prof.Name, err)
 		}
@@ -256,7 +264,7 @@ func (rt *Runtime) startProfile(prof *policy.Profile) (*profileRT, error) {
 		KernelTemplates: rt.kernelTemplatesSetting(),
 		KTCreate:        rt.host.KernelTemplates.Numbers.Create,
 		KTSpawn:         rt.host.KernelTemplates.Numbers.Spawn,
-		Launchers:       launcherThreads(prof.Concurrency),
+		Launchers:       launcherThreads(prof.Concurrency, runtime.NumCPU()),
 		Stderr:          rt.opts.spawnerErr,
 	})
 	if err != nil {
@@ -351,10 +359,8 @@ func (rt *Runtime) check(req *Request) (*policy.Tool, *profileRT, string, []stri
 	}
 	if d := t.Args.Check(req.Args); d != nil {
 		obj := fmt.Sprintf("%q", strings.Join(d.Args, " "))
-		reason := "denied"
-		if d.Index < 0 {
-			reason = "no allow pattern matches"
-		} else {
+		reason := "no allow pattern matches"
+		if d.Index >= 0 {
 			reason = fmt.Sprintf("matches %q at argument %d", d.Pattern, d.Index+1)
 		}
 		return nil, nil, "", nil, &DeniedError{Rule: d.Rule, Op: "argv", Object: obj, Reason: reason}
@@ -380,15 +386,11 @@ func (rt *Runtime) check(req *Request) (*policy.Tool, *profileRT, string, []stri
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	fixed := map[string]bool{}
-	for _, v := range t.Env.Set {
-		fixed[v.Name] = true
-	}
 	for _, k := range keys {
 		if !t.Env.Allowed(k) {
 			return nil, nil, "", nil, &DeniedError{Rule: "tools." + t.Name + ".env.allow", Op: "env", Object: k, Reason: "variable not on the allow-list"}
 		}
-		if fixed[k] {
+		if slices.ContainsFunc(t.Env.Set, func(v policy.EnvVar) bool { return v.Name == k }) {
 			continue // fixed values win
 		}
 		env = append(env, k+"="+req.Env[k])
@@ -481,27 +483,24 @@ func (rt *Runtime) requestUnenforced(t *policy.Tool, prt *profileRT, req *policy
 // requestLimits merges the request's limits into the profile's; a request may only
 // lower them (*DeniedError otherwise).
 func requestLimits(t *policy.Tool, prt *profileRT, req *policy.Limits) (policy.Limits, error) {
-	prof := prt.p.Limits
-	lim := prof
-	check := func(name string, asked, allowed float64, set func()) error {
-		if asked <= 0 {
-			return nil
+	lim := prt.p.Limits
+	for _, l := range []struct {
+		name           string
+		asked, allowed float64
+		set            func()
+	}{
+		{"memory", float64(req.Memory), float64(lim.Memory), func() { lim.Memory = req.Memory }},
+		{"pids", float64(req.Pids), float64(lim.Pids), func() { lim.Pids = req.Pids }},
+		{"cpu", req.CPU, lim.CPU, func() { lim.CPU = req.CPU }},
+	} {
+		if l.asked <= 0 {
+			continue
 		}
-		if allowed > 0 && asked > allowed {
-			return &DeniedError{Rule: "tools." + t.Name + ".limits." + name, Op: "limits", Object: fmt.Sprintf("%s %g", name, asked),
-				Reason: fmt.Sprintf("above the policy's %g", allowed)}
+		if l.allowed > 0 && l.asked > l.allowed {
+			return lim, &DeniedError{Rule: "tools." + t.Name + ".limits." + l.name, Op: "limits", Object: fmt.Sprintf("%s %g", l.name, l.asked),
+				Reason: fmt.Sprintf("above the policy's %g", l.allowed)}
 		}
-		set()
-		return nil
-	}
-	if err := errors.Join(
-		check("memory", float64(req.Memory), float64(prof.Memory), func() { lim.Memory = req.Memory }),
-		check("pids", float64(req.Pids), float64(prof.Pids), func() { lim.Pids = req.Pids }),
-		check("cpu", req.CPU, prof.CPU, func() { lim.CPU = req.CPU }),
-	); err != nil {
-		var d *DeniedError
-		errors.As(err, &d)
-		return lim, d
+		l.set()
 	}
 	return lim, nil
 }
@@ -516,7 +515,7 @@ func (rt *Runtime) requestPool(t *policy.Tool, prt *profileRT, lim policy.Limits
 	if len(prt.pools) >= maxRequestPools {
 		return nil, &LaunchError{Tool: t.Name, Op: "cgroup", Err: fmt.Errorf("more than %d distinct per-request limit sets in profile %s", maxRequestPools, prt.p.Name)}
 	}
-	p, err := rt.cg.NewPool(fmt.Sprintf("%s-l%d", prt.p.Name, len(prt.pools)), cgLimits(lim), 1, max(prt.p.Concurrency, 1)*4)
+	p, err := rt.cg.NewPool(fmt.Sprintf("%s-l%d", prt.p.Name, len(prt.pools)), cgLimits(lim), 1, cap(prt.sem)*maxGroupsPerSlot)
 	if err != nil {
 		return nil, &LaunchError{Tool: t.Name, Op: "cgroup", Err: err}
 	}
@@ -524,11 +523,12 @@ func (rt *Runtime) requestPool(t *policy.Tool, prt *profileRT, lim policy.Limits
 	return p, nil
 }
 
-// kernelTemplatesSetting is what spawners are told: "off" when the host probe found
-// no spawn_template syscalls (so that no spawner repeats the /proc/kallsyms scan),
-// else the policy's setting.
+// kernelTemplatesSetting is what spawners are told: "off" when New decided against
+// kernel templates (the host probe found no spawn_template syscalls, or the policy
+// says off), so that no spawner repeats the /proc/kallsyms scan; else the policy's
+// setting.
 func (rt *Runtime) kernelTemplatesSetting() string {
-	if !rt.host.KernelTemplates.Available {
+	if !rt.kernelTemplates {
 		return string(policy.KernelTemplatesOff)
 	}
 	return string(rt.pol.KernelTemplates)
@@ -538,6 +538,6 @@ func (rt *Runtime) kernelTemplatesSetting() string {
 // (at least two, at most eight), never more than the launches the profile lets be in
 // flight. A fork blocks its thread until the child has exec'd (CLONE_VFORK), so with
 // one thread the launches of a profile could not overlap their clone and execve.
-func launcherThreads(concurrency int) int {
-	return min(max(concurrency, 1), min(max(runtime.NumCPU(), 2), 8))
+func launcherThreads(concurrency, cpus int) int {
+	return min(max(concurrency, 1), min(max(cpus, 2), 8))
 }

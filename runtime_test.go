@@ -778,11 +778,11 @@ func TestLaunchesRunInParallel(t *testing.T) {
 // the profile's concurrency, so that launches in flight overlap their clone and
 // execve; all of them launch.
 func TestSpawnerLauncherThreads(t *testing.T) {
-	for _, c := range []struct{ concurrency, want int }{
-		{1, 1}, {2, 2}, {64, min(max(runtime.NumCPU(), 2), 8)},
+	for _, c := range []struct{ concurrency, cpus, want int }{
+		{1, 2, 1}, {1, 32, 1}, {2, 16, 2}, {3, 32, 3}, {64, 1, 2}, {64, 2, 2}, {64, 4, 4}, {64, 32, 8},
 	} {
-		if got := agentexec.LauncherThreadsForTest(c.concurrency); got != c.want {
-			t.Errorf("launcherThreads(%d) = %d, want %d", c.concurrency, got, c.want)
+		if got := agentexec.LauncherThreadsForTest(c.concurrency, c.cpus); got != c.want {
+			t.Errorf("launcherThreads(concurrency %d, %d CPUs) = %d, want %d", c.concurrency, c.cpus, got, c.want)
 		}
 	}
 	for _, conc := range []int{1, 3} {
@@ -791,7 +791,7 @@ func TestSpawnerLauncherThreads(t *testing.T) {
 			pr.Concurrency = conc
 		}
 		rt := newRuntime(t, p)
-		want := agentexec.LauncherThreadsForTest(conc)
+		want := agentexec.LauncherThreadsForTest(conc, runtime.NumCPU())
 		got := agentexec.SpawnerLaunchersForTest(rt)
 		if len(got) == 0 {
 			t.Fatal("no spawners")

@@ -12,6 +12,7 @@ package main
 
 import (
 	"fmt"
+	"golang.org/x/sys/unix"
 	"os"
 
 	"github.com/agentexec/agentexec"
@@ -67,8 +68,9 @@ func realMain(args []string) int {
 
 var version = "0.1.0-dev"
 
-// isTerminal reports whether f is a character device (a terminal).
+// isTerminal reports whether f is a terminal (TCGETS succeeds: /dev/null and other
+// character devices are not terminals).
 func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }

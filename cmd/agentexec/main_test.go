@@ -117,7 +117,7 @@ func TestRunPassesExitStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	var r agentexec.ResultJSON
-	if err := json.Unmarshal(out, &r); err != nil || r.Status != "ok" || r.Stdout != "hello\n" || *r.ExitCode != 0 {
+	if err := json.Unmarshal(out, &r); err != nil || r.Status != "ok" || r.Stdout != "hello\n" || r.ExitCode == nil || *r.ExitCode != 0 {
 		t.Errorf("run --json: %v %s", err, out)
 	}
 }
