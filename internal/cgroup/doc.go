@@ -4,7 +4,7 @@
 //	info, err := cgroup.Discover()              // read-only probe
 //	m, err := cgroup.NewManager(info, cgroup.Options{})
 //	defer m.Close()                             // kills and removes everything
-//	missing := m.Unenforced(limits)             // e.g. ["memory", "pids"] on a hybrid host
+//	missing := m.Unenforced(limits)             // e.g. ["memory", "pids", "cpu"] on a hybrid host
 //	pool, err := m.NewPool("git", limits, 8, 64)
 //	g, err := pool.Get()                        // no mkdir in steady state
 //	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: g.FD()}

@@ -101,15 +101,6 @@ func runHelper(name string) int {
 	return 2
 }
 
-func helperExe(t testing.TB) string {
-	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return exe
-}
-
 // helperCmd runs this test binary as helper name (no test flags: TestMain dispatches).
 func helperCmd(name string, env ...string) *exec.Cmd {
 	exe, err := os.Executable()

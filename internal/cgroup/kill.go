@@ -16,19 +16,19 @@ import (
 // ErrNotEmpty is returned when a cgroup still holds processes after the drain timeout.
 var ErrNotEmpty = errors.New("cgroup: still populated")
 
-// killDir kills every process in dir (and its sub-cgroups when recursive). With
+// killDir kills every process in dir and its sub-cgroups. With
 // cgroup.kill (probed once) this is one write, which the kernel applies to the whole
 // subtree, including processes that fork meanwhile. Without it: freeze (when
 // cgroup.freeze exists, so nothing forks while we look), SIGKILL every pid in
 // cgroup.procs, thaw; repeated until the procs files are empty or 100 rounds pass.
 // This is hand-written rather than cgroup2.Manager.Kill, which retries cgroup.kill and
 // logs on every call, freezes without a time bound, and reaps the pids it killed.
-func (m *Manager) killDir(dir string, recursive bool) error {
+func (m *Manager) killDir(dir string) error {
 	if m.hasKill {
 		return writeFile(filepath.Join(dir, "cgroup.kill"), "1")
 	}
 	for round := 0; round < 100; round++ {
-		n, err := m.signalTree(dir, recursive)
+		n, err := m.signalTree(dir)
 		if err != nil || n == 0 {
 			return err
 		}
@@ -38,22 +38,18 @@ func (m *Manager) killDir(dir string, recursive bool) error {
 }
 
 // signalTree is one fallback round; it returns how many processes it signalled.
-func (m *Manager) signalTree(dir string, recursive bool) (int, error) {
+func (m *Manager) signalTree(dir string) (int, error) {
 	var dirs []string
-	if recursive {
-		if err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if d.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		}); err != nil {
-			return 0, fmt.Errorf("cgroup: walking %s: %w", dir, err)
+	if err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
 		}
-	} else {
-		dirs = []string{dir}
+		if d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	}); err != nil {
+		return 0, fmt.Errorf("cgroup: walking %s: %w", dir, err)
 	}
 	total := 0
 	var errs []error
@@ -62,7 +58,8 @@ func (m *Manager) signalTree(dir string, recursive bool) (int, error) {
 		if m.hasFreeze {
 			if err := writeFile(filepath.Join(d, "cgroup.freeze"), "1"); err == nil {
 				frozen = true
-				waitEvent(d, "frozen", 1, 100*time.Millisecond)
+				// Best effort: a group that is not frozen in time is signalled anyway.
+				_ = waitEventPath(d, "frozen", 1, 100*time.Millisecond)
 			}
 		}
 		pids, err := readPids(filepath.Join(d, "cgroup.procs"))
@@ -85,20 +82,10 @@ func (m *Manager) signalTree(dir string, recursive bool) (int, error) {
 	return total, errors.Join(errs...)
 }
 
-// waitEvent waits up to timeout for "key value" in dir's cgroup.events; it reports
-// whether it was seen.
-func waitEvent(dir, key string, value int64, timeout time.Duration) bool {
-	fd, err := unix.Open(filepath.Join(dir, "cgroup.events"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return false
-	}
-	defer unix.Close(fd)
-	return waitEventFD(fd, key, value, timeout) == nil
-}
-
-// waitEmptyPath waits until dir's cgroup.events says "populated 0" (the whole subtree
-// is empty). A missing directory counts as empty.
-func waitEmptyPath(dir string, timeout time.Duration) error {
+// waitEventPath waits up to timeout for "key value" in dir's cgroup.events, opened by
+// path for this one wait. A missing directory counts as reached (nothing is left in it
+// to wait for): for "populated 0", a removed group is an empty one.
+func waitEventPath(dir, key string, value int64, timeout time.Duration) error {
 	p := filepath.Join(dir, "cgroup.events")
 	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if errors.Is(err, unix.ENOENT) {
@@ -108,7 +95,7 @@ func waitEmptyPath(dir string, timeout time.Duration) error {
 		return &os.PathError{Op: "open", Path: p, Err: err}
 	}
 	defer unix.Close(fd)
-	if err := waitEventFD(fd, "populated", 0, timeout); err != nil {
+	if err := waitEventFD(fd, key, value, timeout); err != nil {
 		return fmt.Errorf("%s: %w", dir, err)
 	}
 	return nil

@@ -278,7 +278,7 @@ func (m *Manager) exitLeaf() error {
 	return errors.Join(errs...)
 }
 
-// staleName matches <prefix>-<pid>, <prefix>-<pid>-<n> and <prefix>-<pid>-self.
+// staleRegexp matches <prefix>-<pid>, <prefix>-<pid>-<n> and <prefix>-<pid>-self.
 func staleRegexp(prefix string) *regexp.Regexp {
 	return regexp.MustCompile("^" + regexp.QuoteMeta(prefix) + `-([0-9]+)(-[0-9]+|-self)?$`)
 }
@@ -373,10 +373,10 @@ func markOwner(dir string) {
 // destroyTree kills every process in dir's subtree, waits until it is empty and
 // removes its directories bottom-up.
 func (m *Manager) destroyTree(dir string) error {
-	if err := m.killDir(dir, true); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := m.killDir(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	if err := waitEmptyPath(dir, m.drain); err != nil {
+	if err := waitEventPath(dir, "populated", 0, m.drain); err != nil {
 		return err
 	}
 	return rmdirTree(dir)
@@ -427,7 +427,7 @@ func (m *Manager) Warnings() []string { return append([]string(nil), m.warnings.
 // CPU > 0) whose controller is not enabled for the pools. Empty when all are enforced.
 func (m *Manager) Unenforced(l Limits) []string {
 	var out []string
-	for _, c := range l.controllers() {
+	for _, c := range l.Controllers() {
 		if !contains(m.enabled, c) {
 			out = append(out, c)
 		}
@@ -466,7 +466,7 @@ func (m *Manager) Close() error {
 		p.markClosed()
 	}
 	m.bg.Wait()
-	if err := m.killDir(m.base, true); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := m.killDir(m.base); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		errs = append(errs, err)
 	}
 	for _, p := range pools {

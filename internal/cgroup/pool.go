@@ -26,8 +26,9 @@ type Limits struct {
 // cpuPeriod is the cpu.max period in microseconds (the kernel default).
 const cpuPeriod = 100000
 
-// controllers returns the controllers the non-zero limits need, in a fixed order.
-func (l Limits) controllers() []string {
+// Controllers returns the controllers the non-zero limits need ("memory", "pids",
+// "cpu"), in that fixed order; nil when l sets no limit.
+func (l Limits) Controllers() []string {
 	var c []string
 	if l.Memory > 0 {
 		c = append(c, "memory")
@@ -139,9 +140,7 @@ func (m *Manager) NewPool(name string, l Limits, initial, max int) (*Pool, error
 	for i := 0; i < initial; i++ {
 		g, err := p.create()
 		if err != nil {
-			p.mu.Lock()
-			p.total -= initial - i
-			p.mu.Unlock()
+			// Close (destroyAll) sets total to 0 and removes the groups made so far.
 			return nil, errors.Join(err, p.Close())
 		}
 		p.mu.Lock()
@@ -417,6 +416,11 @@ func (p *Pool) put(g *Group) {
 // owned by the group: do not close it.
 func (g *Group) FD() int { return g.dir }
 
+// ProcsFD returns the fd of the group's cgroup.procs, opened once at creation with
+// O_WRONLY|O_CLOEXEC (Place writes through it), for backends that move a process in
+// themselves: write the decimal pid to it. It stays owned by the group: do not close it.
+func (g *Group) ProcsFD() int { return g.procs }
+
 // Path returns the group's absolute path in the v2 mount.
 func (g *Group) Path() string { return g.path }
 
@@ -442,7 +446,7 @@ func (g *Group) Kill() error {
 		// to cgroup.kill makes the group unusable for later launches.
 		g.killed.Store(true)
 	}
-	return m.killDir(g.path, true)
+	return m.killDir(g.path)
 }
 
 // Populated reports whether any process is in the group (cgroup.events populated).
@@ -603,10 +607,10 @@ func hasSubgroups(dir string) bool {
 func (g *Group) destroy(m *Manager) error {
 	var errs []error
 	if populated, err := g.Populated(); err != nil || populated {
-		if err := m.killDir(g.path, true); err != nil {
+		if err := m.killDir(g.path); err != nil {
 			errs = append(errs, err)
 		}
-		if err := waitEmptyPath(g.path, m.drain); err != nil {
+		if err := waitEventPath(g.path, "populated", 0, m.drain); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -112,6 +112,22 @@ func (p *proc) send(lines ...string) {
 	}
 }
 
+// readToEOF calls each with every stdout line until stdout ends; a read error or a
+// line that is not one protocol object fails the test.
+func (p *proc) readToEOF(each func(l map[string]any)) {
+	p.t.Helper()
+	for {
+		l, err := p.readLine()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		each(l)
+	}
+}
+
 // readLine reads one stdout line; every line must be one protocol object.
 func (p *proc) readLine() (map[string]any, error) {
 	line, err := p.out.ReadBytes('\n')
@@ -270,17 +286,13 @@ func TestE2EThousandRequests(t *testing.T) {
 	streamed := map[string]*bytes.Buffer{}
 	maxInFlight := 0
 	deadline := time.Now().Add(3 * time.Minute)
-	for {
+	checkDeadline := func() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out with %d results", len(results))
 		}
-		m, err := p.readLine()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	}
+	p.readToEOF(func(m map[string]any) {
+		checkDeadline()
 		switch m["type"] {
 		case "result":
 			id := m["id"].(string)
@@ -307,7 +319,8 @@ func TestE2EThousandRequests(t *testing.T) {
 		default:
 			t.Errorf("unexpected line %v", m)
 		}
-	}
+	})
+	checkDeadline()
 	if err := <-writerErr; err != nil {
 		t.Fatalf("writing requests: %v", err)
 	}
@@ -356,14 +369,9 @@ func TestE2EThousandRequests(t *testing.T) {
 
 func TestE2ECancel(t *testing.T) {
 	p := startServe(t, "--kill-grace", "200ms")
-	m := sleepArg()
+	m := testutil.SleepMarker()
 	p.send(`{"id":"victim","tool":"sh","args":["-c","trap '' TERM; sleep ` + m + `"]}`)
-	for i := 0; len(procsWith(m)) == 0; i++ {
-		if i > 250 {
-			t.Fatal("the child did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitRunning(t, m)
 	p.send(`{"type":"cancel","id":"victim"}`, `{"type":"ping","id":"after"}`)
 	got := map[string]map[string]any{}
 	for range 2 {
@@ -393,19 +401,12 @@ func TestE2EEOFDrains(t *testing.T) {
 	}
 	p.in.Close()
 	got := map[string]bool{}
-	for {
-		l, err := p.readLine()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	p.readToEOF(func(l map[string]any) {
 		if l["type"] != "result" || l["status"] != "ok" || l["stdout"] != fmt.Sprintf("done-%s\n", l["id"]) {
 			t.Errorf("line %v", l)
 		}
 		got[l["id"].(string)] = true
-	}
+	})
 	if len(got) != 5 {
 		t.Errorf("got %d results after EOF, want 5", len(got))
 	}
@@ -417,35 +418,23 @@ func TestE2EEOFDrains(t *testing.T) {
 // SIGTERM kills the launches in flight, writes their results and exits.
 func TestE2ESIGTERM(t *testing.T) {
 	p := startServe(t, "--kill-grace", "200ms")
-	m := sleepArg()
+	m := testutil.SleepMarker()
 	for i := range 3 {
 		p.send(fmt.Sprintf(`{"id":"%d","tool":"sleep","args":["%s"]}`, i, m))
 	}
 	// At least one is running; the others may be queued (the profile's concurrency,
 	// or a spawner that launches one at a time): all must be answered as killed.
-	for i := 0; len(procsWith(m)) < 1; i++ {
-		if i > 250 {
-			t.Fatalf("children did not start: %v", procsWith(m))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitRunning(t, m)
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	n := 0
-	for {
-		l, err := p.readLine()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	p.readToEOF(func(l map[string]any) {
 		if l["type"] != "result" || l["status"] != "killed" || l["canceled"] != true {
 			t.Errorf("line %v", l)
 		}
 		n++
-	}
+	})
 	if n != 3 {
 		t.Errorf("got %d results, want 3", n)
 	}

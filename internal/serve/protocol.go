@@ -25,7 +25,6 @@ const (
 
 // Output line types, besides "result" (agentexec.ResultJSON).
 const (
-	TypeResult = "result"
 	TypeStdout = "stdout"
 	TypeStderr = "stderr"
 	TypeError  = "error"
@@ -63,6 +62,9 @@ type Message struct {
 	TimeoutMS      int64             `json:"timeout_ms"`
 	MaxOutputBytes int64             `json:"max_output_bytes"`
 	Stream         bool              `json:"stream"`
+
+	// stdinBase64 is Stdin decoded, set by validate when StdinEncoding is "base64".
+	stdinBase64 []byte
 }
 
 // ProtocolError is the problem with one input line; the server answers it with an
@@ -141,7 +143,8 @@ func DecodeMessage(line []byte) (*Message, *ProtocolError) {
 		return nil, &ProtocolError{Code: CodeInvalidJSON, Msg: "empty line, want a JSON object"}
 	}
 	if trimmed[0] != '{' {
-		return nil, &ProtocolError{Code: CodeInvalidJSON, Msg: "not a JSON object", ID: probeID(trimmed)}
+		// No id to report: JSON that does not start with '{' is not an object.
+		return nil, &ProtocolError{Code: CodeInvalidJSON, Msg: "not a JSON object"}
 	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.DisallowUnknownFields()
@@ -185,9 +188,11 @@ func (m *Message) validate() *ProtocolError {
 			return bad(CodeInvalidValue, `field "stdin_encoding" without "stdin"`)
 		}
 		if m.StdinEncoding == "base64" {
-			if _, err := base64.StdEncoding.DecodeString(*m.Stdin); err != nil {
+			data, err := base64.StdEncoding.DecodeString(*m.Stdin)
+			if err != nil {
 				return bad(CodeInvalidValue, `field "stdin": invalid base64: %v`, err)
 			}
+			m.stdinBase64 = data // for Request
 		}
 		return nil
 	case TypeCancel, TypePing, TypeStats, TypePolicy:
@@ -228,7 +233,7 @@ func (m *Message) runFieldSet() string {
 	return ""
 }
 
-// Request converts a validated run message into a library request.
+// Request converts a run message validated by DecodeMessage into a library request.
 func (m *Message) Request() agentexec.Request {
 	req := agentexec.Request{
 		Tool: m.Tool, Args: m.Args, Dir: m.Cwd, Env: m.Env,
@@ -236,9 +241,11 @@ func (m *Message) Request() agentexec.Request {
 		MaxOutputBytes: m.MaxOutputBytes,
 	}
 	if m.Stdin != nil {
-		data := []byte(*m.Stdin)
+		var data []byte
 		if m.StdinEncoding == "base64" {
-			data, _ = base64.StdEncoding.DecodeString(*m.Stdin) // checked by validate
+			data = m.stdinBase64 // decoded (and checked) by validate
+		} else {
+			data = []byte(*m.Stdin)
 		}
 		req.Stdin = bytes.NewReader(data)
 	}

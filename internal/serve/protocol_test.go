@@ -17,6 +17,8 @@ func TestDecodeMessageErrors(t *testing.T) {
 		{`[1,2]`, CodeInvalidJSON, "", "not a JSON object"},
 		{`null`, CodeInvalidJSON, "", "not a JSON object"},
 		{`"id"`, CodeInvalidJSON, "", "not a JSON object"},
+		{`[{"id":"a","tool":"cat"}]`, CodeInvalidJSON, "", "not a JSON object"},
+		{"\ufeff{\"id\":\"a\",\"tool\":\"cat\"}", CodeInvalidJSON, "", "not a JSON object"},
 		{`{"id":"a","tool":"cat"`, CodeInvalidJSON, "", "unexpected end"},
 		{`{"id":"a","tool":"cat",}`, CodeInvalidJSON, "", "invalid JSON at byte"},
 		{`{"id":"a","tool":"cat"} {"id":"b"}`, CodeInvalidJSON, "a", "trailing data"},
@@ -71,6 +73,20 @@ func TestDecodeMessageValid(t *testing.T) {
 	}
 	b, _ := io.ReadAll(req.Stdin)
 	if string(b) != "hi" {
+		t.Fatalf("stdin %q", b)
+	}
+	// Each Request reads the stdin from the start.
+	b, _ = io.ReadAll(m.Request().Stdin)
+	if string(b) != "hi" {
+		t.Fatalf("stdin of a second Request %q", b)
+	}
+	m, err = DecodeMessage([]byte(`{"id":"r3","tool":"cat","stdin":"","stdin_encoding":"base64"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req := m.Request(); req.Stdin == nil {
+		t.Fatal("empty base64 stdin must be an empty reader, not nil")
+	} else if b, _ = io.ReadAll(req.Stdin); len(b) != 0 {
 		t.Fatalf("stdin %q", b)
 	}
 	m, err = DecodeMessage([]byte(`{"id":"r2","tool":"cat","stdin":"plain"}`))

@@ -325,40 +325,21 @@ func TestServeBadLines(t *testing.T) {
 	}
 }
 
-// sleepArg is a sleep duration unique to this call, to find its process in /proc.
-func sleepArg() string { return fmt.Sprintf("1000.%09d", time.Now().UnixNano()%1e9) }
-
-func procsWith(marker string) []int {
-	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err == nil && bytes.Contains(b, []byte(marker)) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
 func waitGone(t *testing.T, marker string) {
 	t.Helper()
 	for range 100 {
-		if len(procsWith(marker)) == 0 {
+		if len(testutil.ProcsWith(marker)) == 0 {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Errorf("processes with %q still running: %v", marker, procsWith(marker))
+	t.Errorf("processes with %q still running: %v", marker, testutil.ProcsWith(marker))
 }
 
 func waitRunning(t *testing.T, marker string) {
 	t.Helper()
 	for range 250 {
-		if len(procsWith(marker)) > 0 {
+		if len(testutil.ProcsWith(marker)) > 0 {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -369,7 +350,7 @@ func waitRunning(t *testing.T, marker string) {
 func TestServeCancelAndDuplicateID(t *testing.T) {
 	rt := newRuntime(t, agentexec.WithKillGrace(200*time.Millisecond))
 	s := startSession(t, rt, Config{})
-	m := sleepArg()
+	m := testutil.SleepMarker()
 	s.send(`{"id":"long","tool":"sh","args":["-c","trap '' TERM; sleep ` + m + `"]}`)
 	waitRunning(t, m)
 	s.send(`{"id":"long","tool":"echo"}`)
@@ -398,7 +379,7 @@ func TestServeCancelAndDuplicateID(t *testing.T) {
 func TestServeCancelQueued(t *testing.T) {
 	rt := newRuntime(t, agentexec.WithKillGrace(100*time.Millisecond))
 	s := startSession(t, rt, Config{MaxInflight: 1, MaxQueued: 4})
-	m := sleepArg()
+	m := testutil.SleepMarker()
 	s.send(`{"id":"running","tool":"sleep","args":["`+m+`"]}`, `{"id":"queued","tool":"echo","args":["never"]}`)
 	waitRunning(t, m)
 	s.send(`{"type":"stats","id":"s"}`)
@@ -536,7 +517,7 @@ func TestServeEOFDrains(t *testing.T) {
 func TestServeDrainTimeoutKills(t *testing.T) {
 	rt := newRuntime(t, agentexec.WithKillGrace(100*time.Millisecond))
 	s := startSession(t, rt, Config{DrainTimeout: 300 * time.Millisecond})
-	m := sleepArg()
+	m := testutil.SleepMarker()
 	s.send(`{"id":"slow","tool":"sleep","args":["`+m+`"]}`, `{"id":"fast","tool":"echo","args":["x"]}`)
 	waitRunning(t, m)
 	start := time.Now()
@@ -559,7 +540,7 @@ func TestServeDrainTimeoutKills(t *testing.T) {
 func TestServeContextKills(t *testing.T) {
 	rt := newRuntime(t, agentexec.WithKillGrace(100*time.Millisecond))
 	s := startSession(t, rt, Config{MaxInflight: 2})
-	m := sleepArg()
+	m := testutil.SleepMarker()
 	for i := range 4 { // 2 running, 2 queued
 		s.send(fmt.Sprintf(`{"id":"%d","tool":"sleep","args":["%s"]}`, i, m))
 	}
@@ -615,14 +596,14 @@ func TestServeBackpressure(t *testing.T) {
 	}
 }
 
-type failWriter struct{ n int }
+type failWriter struct{}
 
 func (w *failWriter) Write(p []byte) (int, error) { return 0, errors.New("broken pipe") }
 
 // A failing output kills the requests in flight and Serve reports the write error.
 func TestServeOutputFailure(t *testing.T) {
 	rt := newRuntime(t, agentexec.WithKillGrace(100*time.Millisecond))
-	m := sleepArg()
+	m := testutil.SleepMarker()
 	in := strings.NewReader(`{"type":"ping"}` + "\n" + `{"id":"x","tool":"sleep","args":["` + m + `"]}` + "\n")
 	done := make(chan error, 1)
 	go func() { done <- Serve(context.Background(), rt, in, &failWriter{}, Config{}) }()
