@@ -227,17 +227,14 @@ func CheckHost(p *policy.Policy, h *Host) *Report {
 	return r
 }
 
+// cgroupUnenforced lists the controllers l needs that cgroups under info cannot have
+// (all of them when info is nil or this process cannot create cgroups).
 func cgroupUnenforced(info *cgroup.Info, l policy.Limits) []string {
 	var out []string
-	has := func(c string) bool { return info != nil && info.CanCreate && info.Has(c) }
-	if l.Memory > 0 && !has("memory") {
-		out = append(out, "memory")
-	}
-	if l.Pids > 0 && !has("pids") {
-		out = append(out, "pids")
-	}
-	if l.CPU > 0 && !has("cpu") {
-		out = append(out, "cpu")
+	for _, c := range cgLimits(l).Controllers() {
+		if info == nil || !info.CanCreate || !info.Has(c) {
+			out = append(out, c)
+		}
 	}
 	return out
 }

@@ -95,7 +95,7 @@ func TestTimeoutKillsDaemonizedTreeInCgroup(t *testing.T) {
 	testutil.RequireCgroup2(t)
 	p, _ := testPolicy(t, "")
 	rt := newRuntime(t, p, agentexec.WithKillGrace(100*time.Millisecond))
-	m := sleepMarker()
+	m := testutil.SleepMarker()
 	// A double fork: the grandchild is reparented and in a new session, outside the
 	// child's process group; only the cgroup still holds it.
 	r, err := rt.Run(context.Background(), agentexec.Request{Tool: "sh", Args: []string{"-c",
@@ -106,7 +106,7 @@ func TestTimeoutKillsDaemonizedTreeInCgroup(t *testing.T) {
 	if !r.TimedOut || r.Cgroup == "" {
 		t.Fatalf("timed out %v cgroup %q", r.TimedOut, r.Cgroup)
 	}
-	if left := procsWith(m); len(left) > 0 {
+	if left := testutil.ProcsWith(m); len(left) > 0 {
 		t.Fatalf("daemonized processes survived the timeout: %v", left)
 	}
 }

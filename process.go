@@ -3,7 +3,6 @@ package agentexec
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -236,14 +235,10 @@ func (rt *Runtime) start(ctx context.Context, req Request, stream bool) (*Proces
 		spec.Kernel = true
 		if p.group != nil {
 			// The kernel backend cannot place the child at clone: the spawner writes
-			// its pid into cgroup.procs right after the spawn, through an fd opened
-			// here (its own Landlock domain has no access to the cgroup tree).
-			procs, err := unix.Openat(p.group.FD(), "cgroup.procs", unix.O_WRONLY|unix.O_CLOEXEC, 0)
-			if err != nil {
-				return nil, &LaunchError{Tool: t.Name, Op: "cgroup", Err: fmt.Errorf("open %s/cgroup.procs: %w", p.group.Path(), err)}
-			}
-			defer unix.Close(procs)
-			spec.CgroupFD = procs
+			// its pid into cgroup.procs right after the spawn, through the group's
+			// kept cgroup.procs fd (its own Landlock domain has no access to the
+			// cgroup tree).
+			spec.CgroupFD = p.group.ProcsFD()
 		}
 	}
 	p.start = time.Now()

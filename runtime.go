@@ -224,14 +224,8 @@ func (rt *Runtime) startProfile(prof *policy.Profile) (*profileRT, error) {
 		prt.pools = map[policy.Limits]*cgroup.Pool{prof.Limits: pool}
 		prt.layers = append(prt.layers, "cgroup")
 	default:
-		if prof.Limits.Memory > 0 {
-			prt.unenforced = append(prt.unenforced, "cgroup: memory")
-		}
-		if prof.Limits.Pids > 0 {
-			prt.unenforced = append(prt.unenforced, "cgroup: pids")
-		}
-		if prof.Limits.CPU > 0 {
-			prt.unenforced = append(prt.unenforced, "cgroup: cpu")
+		for _, c := range lim.Controllers() {
+			prt.unenforced = append(prt.unenforced, "cgroup: "+c)
 		}
 	}
 	var tools []sandbox.ToolSpec
@@ -448,18 +442,9 @@ func (rt *Runtime) poolFor(t *policy.Tool, prt *profileRT, req *policy.Limits) (
 // requestUnenforced adds to the profile's unenforced list the limits a request asks
 // for that this host cannot enforce (no cgroups, or no controller for them).
 func (rt *Runtime) requestUnenforced(t *policy.Tool, prt *profileRT, req *policy.Limits) ([]string, error) {
-	var gaps []string
-	if rt.cg != nil && prt.pool != nil {
+	gaps := cgLimits(*req).Controllers() // without cgroups, nothing is enforced
+	if prt.pool != nil {
 		gaps = rt.cg.Unenforced(cgLimits(*req))
-	} else {
-		for _, l := range []struct {
-			name  string
-			asked bool
-		}{{"memory", req.Memory > 0}, {"pids", req.Pids > 0}, {"cpu", req.CPU > 0}} {
-			if l.asked {
-				gaps = append(gaps, l.name)
-			}
-		}
 	}
 	var added []string
 	for _, g := range gaps {

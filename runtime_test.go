@@ -489,31 +489,10 @@ func TestStdinAndLargeOutput(t *testing.T) {
 	}
 }
 
-// procsWith returns pids whose cmdline contains marker.
-func procsWith(marker string) []int {
-	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err == nil && bytes.Contains(b, []byte(marker)) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-// sleepMarker is a sleep duration unique to this call, so that the processes a test
-// started can be found in /proc by their command line.
-func sleepMarker() string { return fmt.Sprintf("1000.%09d", time.Now().UnixNano()%1e9) }
-
 func TestTimeoutKillsTree(t *testing.T) {
 	p, _ := testPolicy(t, "")
 	rt := newRuntime(t, p, agentexec.WithKillGrace(200*time.Millisecond))
-	m := sleepMarker()
+	m := testutil.SleepMarker()
 	r, err := rt.Run(context.Background(), agentexec.Request{Tool: "sh", Args: []string{"-c", "sleep " + m + " & sleep " + m}, Timeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -521,7 +500,7 @@ func TestTimeoutKillsTree(t *testing.T) {
 	if !r.TimedOut || r.Signal == 0 {
 		t.Fatalf("not timed out: %+v", r)
 	}
-	if left := procsWith(m); len(left) > 0 {
+	if left := testutil.ProcsWith(m); len(left) > 0 {
 		t.Fatalf("processes left behind: %v", left)
 	}
 }
@@ -529,7 +508,7 @@ func TestTimeoutKillsTree(t *testing.T) {
 func TestCancelKillsTree(t *testing.T) {
 	p, _ := testPolicy(t, "")
 	rt := newRuntime(t, p, agentexec.WithKillGrace(200*time.Millisecond))
-	m := sleepMarker()
+	m := testutil.SleepMarker()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	// The inner sh ignores SIGTERM, so only the tree kill after the grace ends it.
@@ -540,7 +519,7 @@ func TestCancelKillsTree(t *testing.T) {
 	if !r.Canceled || r.Signal == 0 {
 		t.Fatalf("cancel: %+v", r)
 	}
-	if left := procsWith(m); len(left) > 0 {
+	if left := testutil.ProcsWith(m); len(left) > 0 {
 		t.Fatalf("processes left behind: %v", left)
 	}
 }
@@ -690,7 +669,7 @@ func TestCloseWithUnreadStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := sleepMarker()
+	m := testutil.SleepMarker()
 	if _, err := rt.Start(context.Background(), agentexec.Request{Tool: "sh", Args: []string{"-c", "yes | head -c 10000000; sleep " + m}}); err != nil {
 		t.Fatal(err)
 	}
@@ -704,7 +683,7 @@ func TestCloseWithUnreadStream(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("Close hung on an unread streaming launch")
 	}
-	if left := procsWith(m); len(left) > 0 {
+	if left := testutil.ProcsWith(m); len(left) > 0 {
 		t.Errorf("left behind: %v", left)
 	}
 }
@@ -714,7 +693,7 @@ func TestCloseWithUnreadStream(t *testing.T) {
 func TestStreamEOFWithBackgroundChild(t *testing.T) {
 	p, _ := testPolicy(t, "")
 	rt := newRuntime(t, p)
-	m := sleepMarker()
+	m := testutil.SleepMarker()
 	proc, err := rt.Start(context.Background(), agentexec.Request{Tool: "sh", Args: []string{"-c", "sleep " + m + " & echo started"}})
 	if err != nil {
 		t.Fatal(err)
@@ -732,7 +711,7 @@ func TestStreamEOFWithBackgroundChild(t *testing.T) {
 	if _, err := proc.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	if left := procsWith(m); len(left) > 0 {
+	if left := testutil.ProcsWith(m); len(left) > 0 {
 		t.Errorf("left behind: %v", left)
 	}
 }

@@ -82,8 +82,8 @@ func NewResultJSON(id string, r Result, err error) *ResultJSON {
 		out.Error = err.Error()
 		return out
 	}
-	out.Stdout, out.StdoutEncoding = encodeOutput(r.Stdout)
-	out.Stderr, out.StderrEncoding = encodeOutput(r.Stderr)
+	out.Stdout, out.StdoutEncoding = EncodeOutput(r.Stdout)
+	out.Stderr, out.StderrEncoding = EncodeOutput(r.Stderr)
 	out.StdoutTruncated, out.StderrTruncated = r.StdoutTruncated, r.StderrTruncated
 	out.StdoutDropped, out.StderrDropped = r.StdoutDropped, r.StderrDropped
 	out.ExecError = r.ExecError
@@ -117,7 +117,10 @@ func NewResultJSON(id string, r Result, err error) *ResultJSON {
 	return out
 }
 
-func encodeOutput(b []byte) (string, string) {
+// EncodeOutput is how output bytes travel in JSON (results, serve's stream chunks):
+// the text itself when it is valid UTF-8 (encoding ""), else base64 (encoding
+// "base64").
+func EncodeOutput(b []byte) (text, encoding string) {
 	if utf8.Valid(b) {
 		return string(b), ""
 	}

@@ -513,7 +513,7 @@ func (s *server) pump(id, typ string, r io.Reader) {
 			}
 			if len(send) > 0 {
 				ch := &Chunk{Type: typ, ID: id}
-				ch.Data, ch.Encoding = encode(send)
+				ch.Data, ch.Encoding = agentexec.EncodeOutput(send)
 				s.emit(ch)
 			}
 			copy(buf, buf[n-held:n])
@@ -539,13 +539,6 @@ func partialRune(b []byte) int {
 		}
 	}
 	return 0
-}
-
-func encode(b []byte) (string, string) {
-	if utf8.Valid(b) {
-		return string(b), ""
-	}
-	return base64Encode(b), "base64"
 }
 
 func (s *server) stats(id string) *StatsLine {
