@@ -152,9 +152,7 @@ func gitRepo(t *testing.T, dir string) {
 
 func TestConfigsUnderLandlock(t *testing.T) {
 	testutil.RequireLandlockABI(t, 1)
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skipf("needs git: %v", err)
-	}
+	testutil.RequireCommand(t, "git")
 	ws := t.TempDir()
 	home := t.TempDir()
 	tmp := t.TempDir()
@@ -210,7 +208,7 @@ func TestConfigsUnderLandlock(t *testing.T) {
 		t.Run(tt.config+"/"+tt.tool+" "+strings.Join(tt.args, " "), func(t *testing.T) {
 			code, out := run(t, helperRequest{Config: tt.config, Opts: opts, Tool: tt.tool, Args: tt.args})
 			if code == 201 {
-				t.Skipf("tool absent on this host: %s", strings.TrimSpace(out))
+				testutil.SkipMissingCommand(t, tt.tool, "tool absent on this host: %s", strings.TrimSpace(out))
 			}
 			if (code == 0) != tt.ok || !strings.Contains(out, tt.want) {
 				t.Errorf("exit %d (want success %v), output:\n%s\nwant it to contain %q", code, tt.ok, out, tt.want)

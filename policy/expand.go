@@ -70,8 +70,10 @@ func (x *expander) absPath(s string) (string, error) {
 	return filepath.Clean(e), nil
 }
 
-// beneath reports whether path equals root or lies under it (both cleaned, absolute).
-func beneath(path, root string) bool {
+// Beneath reports whether path equals root or lies under it. Both must be absolute
+// and cleaned (filepath.Clean); Beneath compares them as strings and does not
+// resolve symlinks. Every absolute path lies beneath "/".
+func Beneath(path, root string) bool {
 	if root == "/" {
 		return true
 	}

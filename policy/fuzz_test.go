@@ -70,7 +70,7 @@ func FuzzParse(f *testing.F) {
 			for _, w := range tl.Profile.FS.Write {
 				ok := false
 				for _, r := range tl.Profile.FS.Read {
-					ok = ok || beneath(w, r)
+					ok = ok || Beneath(w, r)
 				}
 				if !ok {
 					t.Fatalf("tool %s: write root %s outside the read roots %v", tl.Name, w, tl.Profile.FS.Read)

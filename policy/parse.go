@@ -772,7 +772,7 @@ func (d *decoder) checkWriteBeneathRead(rt *rawTool, defs *rules, m *rules) {
 	for _, w := range m.write.items {
 		inside := false
 		for _, r := range m.read.items {
-			if beneath(w.v, r.v) {
+			if Beneath(w.v, r.v) {
 				inside = true
 				break
 			}

@@ -137,7 +137,7 @@ func resolveTool(p *Policy, t *Tool) (string, *ResolveError) {
 			if err != nil {
 				r = root
 			}
-			if beneath(real, r) {
+			if Beneath(real, r) {
 				ok = true
 				break
 			}

@@ -113,9 +113,9 @@ func TestBeneath(t *testing.T) {
 	for _, c := range []struct {
 		p, r string
 		want bool
-	}{{"/a/b", "/a", true}, {"/a", "/a", true}, {"/ab", "/a", false}, {"/a", "/a/b", false}, {"/x", "/", true}} {
-		if got := beneath(c.p, c.r); got != c.want {
-			t.Errorf("beneath(%q, %q) = %v", c.p, c.r, got)
+	}{{"/a/b", "/a", true}, {"/a", "/a", true}, {"/ab", "/a", false}, {"/a", "/a/b", false}, {"/x", "/", true}, {"/", "/", true}, {"/a", "/b", false}} {
+		if got := Beneath(c.p, c.r); got != c.want {
+			t.Errorf("Beneath(%q, %q) = %v", c.p, c.r, got)
 		}
 	}
 }

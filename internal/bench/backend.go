@@ -95,12 +95,7 @@ func (osExecBackend) run(ctx context.Context, t *target) (outcome, error) {
 	o := outcome{stdout: out.Bytes(), stderr: errb.Bytes()}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		ws := ee.Sys().(syscall.WaitStatus)
-		if ws.Signaled() {
-			o.exit = 128 + int(ws.Signal())
-		} else {
-			o.exit = ws.ExitStatus()
-		}
+		o.exit = exitCode(ee.Sys().(syscall.WaitStatus))
 		return o, nil
 	}
 	return o, err
@@ -129,15 +124,9 @@ var forkExecInfo = BackendInfo{Name: KindForkExec, Available: true,
 	Description: "forkexec (vfork+exec, no sandbox): syscall.ForkExec (CLONE_VFORK|CLONE_VM, as posix_spawn), 2 pipes, wait4"}
 
 func (b *forkExecBackend) run(_ context.Context, t *target) (outcome, error) {
-	outR, outW, err := os.Pipe()
+	outR, outW, errR, errW, err := outputPipes()
 	if err != nil {
-		return outcome{}, fmt.Errorf("pipe: %w", err)
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		return outcome{}, fmt.Errorf("pipe: %w", err)
+		return outcome{}, err
 	}
 	pid, err := syscall.ForkExec(t.path, t.argv, &syscall.ProcAttr{
 		Dir:   t.dir,
@@ -178,12 +167,33 @@ func collect(pid int, outR, errR *os.File) (outcome, error) {
 	if err != nil {
 		return o, fmt.Errorf("wait4 %d: %w", pid, err)
 	}
-	if ws.Signaled() {
-		o.exit = 128 + int(ws.Signal())
-	} else {
-		o.exit = ws.ExitStatus()
-	}
+	o.exit = exitCode(ws)
 	return o, nil
+}
+
+// exitCode is a shell's $? for a wait status: the exit status, or 128 plus the
+// signal that killed the process.
+func exitCode(ws syscall.WaitStatus) int {
+	if ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ws.ExitStatus()
+}
+
+// outputPipes creates the stdout and stderr pipes of a launch; on error none is
+// left open.
+func outputPipes() (outR, outW, errR, errW *os.File, err error) {
+	outR, outW, err = os.Pipe()
+	if err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("pipe: %w", err)
+	}
+	errR, errW, err = os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return nil, nil, nil, nil, fmt.Errorf("pipe: %w", err)
+	}
+	return outR, outW, errR, errW, nil
 }
 
 func (b *forkExecBackend) close() error { return b.devnull.Close() }

@@ -46,7 +46,8 @@ func measureExtras(ctx context.Context, cfg Config, ws string, bs []backend, rep
 }
 
 // startupPolicy is the generated policy with StartupTools, all hot, kernel
-// templates off (the backend this host has).
+// templates auto (kernel templates where this host has them, userspace ones
+// otherwise).
 func startupPolicy(ws string, inflight int) (*policy.Policy, error) {
 	return loadPolicy("", ws, inflight, policy.KernelTemplatesAuto)
 }

@@ -3,16 +3,16 @@ package bench
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// fakeBackend answers from a function and counts calls; it sleeps d per call.
+// fakeBackend answers from a function and counts calls.
 type fakeBackend struct {
 	n     string
-	d     time.Duration
 	f     func(t *target) (outcome, error)
 	calls atomic.Int64
 }
@@ -20,7 +20,6 @@ type fakeBackend struct {
 func (b *fakeBackend) name() string { return b.n }
 func (b *fakeBackend) run(_ context.Context, t *target) (outcome, error) {
 	b.calls.Add(1)
-	time.Sleep(b.d)
 	if b.f != nil {
 		return b.f(t)
 	}
@@ -87,38 +86,100 @@ func TestValidateSkips(t *testing.T) {
 	}
 }
 
-// The latency phase rotates backends and the summary divides by the baseline.
-func TestPhasesAndSummary(t *testing.T) {
-	// Ten times slower, so that a loaded machine's sleep overshoot (a millisecond
-	// or two) cannot bring the ratios near 1.
-	slow := &fakeBackend{n: "slow", d: 10 * time.Millisecond}
-	base := &fakeBackend{n: "base", d: 1 * time.Millisecond}
+// The phases call every backend for every target the number of times asked.
+func TestPhases(t *testing.T) {
+	slow := &fakeBackend{n: "slow"}
+	base := &fakeBackend{n: "base"}
 	ts := []*target{{Call: Call{Name: "a"}}, {Call: Call{Name: "b"}}}
 	bs := []backend{slow, base}
-	rep := fakeReport(bs, ts)
 	lat := latencyPhase(context.Background(), bs, ts, 5, nil)
 	if slow.calls.Load() != 10 || base.calls.Load() != 10 {
 		t.Fatalf("calls: slow %d base %d, want 10 each", slow.calls.Load(), base.calls.Load())
 	}
+	for bi := range bs {
+		for ti := range ts {
+			if n := len(lat.d[bi][ti]); n != 5 || lat.failures[bi][ti] != 0 {
+				t.Errorf("latency %s/%s: %d samples, %d failures, want 5 and 0", bs[bi].name(), ts[ti].Name, n, lat.failures[bi][ti])
+			}
+		}
+	}
+	slow.calls.Store(0)
+	base.calls.Store(0)
+	// 2 rounds of a block of 8 one at a time and a block of 8 with 4 in flight.
 	thr := throughputPhase(context.Background(), bs, ts, 2, 8, 4, nil)
+	if slow.calls.Load() != 32 || base.calls.Load() != 32 {
+		t.Fatalf("throughput calls: slow %d base %d, want 32 each", slow.calls.Load(), base.calls.Load())
+	}
+	for bi := range bs {
+		if thr.serialCalls[bi] != 16 || thr.parallelCalls[bi] != 16 || thr.failures[bi] != 0 {
+			t.Errorf("throughput %s: %d serial, %d parallel calls, %d failures; want 16, 16, 0", bs[bi].name(), thr.serialCalls[bi], thr.parallelCalls[bi], thr.failures[bi])
+		}
+	}
+}
+
+// The summary divides by the baseline (the last backend). The samples are made up,
+// so every ratio is known exactly.
+func TestSummary(t *testing.T) {
+	ms := func(v ...int) []time.Duration {
+		var d []time.Duration
+		for _, x := range v {
+			d = append(d, time.Duration(x)*time.Millisecond)
+		}
+		return d
+	}
+	bs := []backend{&fakeBackend{n: "slow"}, &fakeBackend{n: "base"}}
+	ts := []*target{{Call: Call{Name: "a"}}, {Call: Call{Name: "b"}}}
+	rep := fakeReport(bs, ts)
+	lat := &latencies{
+		d: [][][]time.Duration{
+			{ms(10, 9, 11, 10, 10), ms(4, 4, 4, 4, 4)}, // slow: a ten times, b twice the baseline
+			{ms(1, 1, 1, 1, 1), ms(2, 2, 2, 2, 2)},     // base
+		},
+		failures: [][]int{{0, 0}, {0, 0}},
+	}
+	thr := &rates{
+		serialCalls: []int{16, 16}, parallelCalls: []int{16, 16},
+		// slow: 100 calls/s one at a time, 400 with 4 in flight; base: 1000 and 4000.
+		serialTime:   []time.Duration{160 * time.Millisecond, 16 * time.Millisecond},
+		parallelTime: []time.Duration{40 * time.Millisecond, 4 * time.Millisecond},
+		failures:     []int{0, 0},
+	}
 	summarize(rep, bs, ts, lat, thr)
 	judge(rep)
+	near := func(got, want float64) bool { return math.Abs(got-want) <= 1e-9*math.Abs(want) }
+	wantSlow := map[string][2]float64{"a": {10, 11}, "b": {2, 2}} // median and p99 ratios
 	for _, tr := range rep.Tools {
 		if len(tr.Results) != 2 {
 			t.Fatalf("%s: %d results", tr.Name, len(tr.Results))
 		}
 		s, b := tr.Results[0], tr.Results[1]
-		if b.MedianRatio != 1 || s.MedianRatio < 2.5 {
-			t.Errorf("%s: ratios slow %.2f base %.2f, want about 10 (at least 2.5) and 1", tr.Name, s.MedianRatio, b.MedianRatio)
+		if s.Backend != "slow" || b.Backend != "base" {
+			t.Errorf("%s: results for %s and %s, want slow and base", tr.Name, s.Backend, b.Backend)
+		}
+		w := wantSlow[tr.Name]
+		if s.MedianRatio != w[0] || s.P99Ratio != w[1] || b.MedianRatio != 1 || b.P99Ratio != 1 {
+			t.Errorf("%s: slow median/p99 ratios %v/%v, base %v/%v; want %v/%v and 1/1", tr.Name, s.MedianRatio, s.P99Ratio, b.MedianRatio, b.P99Ratio, w[0], w[1])
+		}
+		if s.Summary.N != 5 || b.Summary.N != 5 {
+			t.Errorf("%s: %d and %d samples, want 5", tr.Name, s.Summary.N, b.Summary.N)
 		}
 	}
-	o := rep.Overall[0]
-	if o.GeoMeanMedianRatio < 2.5 || o.SerialRateRatio > 0.4 {
-		t.Errorf("overall slow: %+v", o)
+	if len(rep.Overall) != 2 {
+		t.Fatalf("%d overall rows, want 2", len(rep.Overall))
 	}
-	// Sleeping fakes overlap perfectly: 4 in flight is far faster than one.
-	if o.Speedup < 2 {
-		t.Errorf("speedup %.2f with 4 sleeping calls in flight, want > 2", o.Speedup)
+	o, ob := rep.Overall[0], rep.Overall[1]
+	if !near(o.GeoMeanMedianRatio, math.Sqrt(20)) || !near(o.GeoMeanP99Ratio, math.Sqrt(22)) {
+		t.Errorf("slow: geomean ratios %v (median), %v (p99); want √20 and √22", o.GeoMeanMedianRatio, o.GeoMeanP99Ratio)
+	}
+	if !near(o.SerialCallsPerSec, 100) || !near(o.ParallelCallsPerSec, 400) || !near(o.Speedup, 4) ||
+		!near(o.SerialRateRatio, 0.1) || !near(o.ParallelRateRatio, 0.1) {
+		t.Errorf("slow: %+v; want 100 and 400 calls/s, speedup 4, rate ratios 0.1", o)
+	}
+	if ob.GeoMeanMedianRatio != 1 || ob.GeoMeanP99Ratio != 1 || !near(ob.Speedup, 4) || ob.SerialRateRatio != 1 || ob.ParallelRateRatio != 1 {
+		t.Errorf("base: %+v; want ratios 1, speedup 4", ob)
+	}
+	if o.Failures != 0 || ob.Failures != 0 || len(rep.Notes) != 0 {
+		t.Errorf("failures %d, %d, notes %q; want none", o.Failures, ob.Failures, rep.Notes)
 	}
 }
 

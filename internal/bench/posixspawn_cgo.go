@@ -51,7 +51,6 @@ import "C"
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"syscall"
 )
@@ -63,15 +62,9 @@ type posixSpawnBackend struct{}
 func (posixSpawnBackend) name() string { return KindPosixSpawn }
 
 func (posixSpawnBackend) run(_ context.Context, t *target) (outcome, error) {
-	outR, outW, err := os.Pipe()
+	outR, outW, errR, errW, err := outputPipes()
 	if err != nil {
-		return outcome{}, fmt.Errorf("pipe: %w", err)
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		return outcome{}, fmt.Errorf("pipe: %w", err)
+		return outcome{}, err
 	}
 	path, dir := C.CBytes([]byte(t.path+"\x00")), C.CBytes([]byte(t.dir+"\x00"))
 	args := C.CBytes([]byte(strings.Join(t.argv, "\x00") + "\x00"))

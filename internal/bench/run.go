@@ -275,16 +275,11 @@ func startBackends(ctx context.Context, cfg Config, ws string, rep *Report) ([]b
 	rep.Backends = append(rep.Backends, kinfo)
 
 	ninfo := BackendInfo{Name: KindNoTemplate, Description: "agentexec without templates: PATH lookup of the bare name at every launch"}
-	if opt, ok, why := withoutTemplates(); ok {
-		nrt, _, err := newRT(KindNoTemplate, policy.KernelTemplatesOff, opt)
-		if err != nil {
-			ninfo.Reason = err.Error()
-		} else {
-			ninfo.Available = true
-			bs = append(bs, &rtBackend{kind: KindNoTemplate, rt: nrt})
-		}
+	if nrt, _, err := newRT(KindNoTemplate, policy.KernelTemplatesOff, agentexec.WithoutTemplates()); err != nil {
+		ninfo.Reason = err.Error()
 	} else {
-		ninfo.Reason = why
+		ninfo.Available = true
+		bs = append(bs, &rtBackend{kind: KindNoTemplate, rt: nrt})
 	}
 	if !ninfo.Available {
 		rep.Notes = append(rep.Notes, "notemplate: not available ("+ninfo.Reason+")")
@@ -392,10 +387,8 @@ func validate(ctx context.Context, bs []backend, targets []*target, rep *Report)
 					rep.Notes = appendOnce(rep.Notes, fmt.Sprintf("%s: output through %s differs from %s (%d vs %d bytes)", t.Name, b.name(), base.name(), len(o.stdout), len(ref.stdout)))
 				}
 				if o.backend != "" {
-					rep.Backends[backendIndex(rep, b.name())].Launch = o.backend
-					rep.Backends[backendIndex(rep, b.name())].Template = o.template
-					rep.Backends[backendIndex(rep, b.name())].Containment = o.containment
-					rep.Backends[backendIndex(rep, b.name())].Unenforced = o.unenforced
+					info := &rep.Backends[backendIndex(rep, b.name())]
+					info.Launch, info.Template, info.Containment, info.Unenforced = o.backend, o.template, o.containment, o.unenforced
 				}
 			}
 			if skip != "" {

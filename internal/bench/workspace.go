@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -199,12 +198,4 @@ func pyFile(rng *rand.Rand, p, s, k, gen int) []byte {
 		fmt.Fprintf(&b, "\n\ndef revision():\n    return %d\n", gen)
 	}
 	return b.Bytes()
-}
-
-// removeWorkspace deletes a generated workspace.
-func removeWorkspace(dir string) error {
-	if dir == "" || dir == "/" {
-		return errors.New("refusing to remove an empty or root workspace path")
-	}
-	return os.RemoveAll(dir)
 }

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/agentexec/agentexec/internal/testutil"
 )
 
 // treeHash hashes the names and contents of every file outside .git.
@@ -77,10 +79,8 @@ func TestGenerateWorkspace(t *testing.T) {
 		t.Errorf("two generations differ: %s vs %s", ha, hb)
 	}
 	if !wa.Git {
-		if _, err := exec.LookPath("git"); err == nil {
-			t.Fatalf("git present but workspace has no repository: %s", wa.GitErr)
-		}
-		t.Skip("git not installed: " + wa.GitErr)
+		testutil.RequireCommand(t, "git")
+		t.Fatalf("git present but workspace has no repository: %s", wa.GitErr)
 	}
 	if wa.Commits != 3 {
 		t.Errorf("%d commits, want 3", wa.Commits)

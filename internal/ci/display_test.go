@@ -52,7 +52,6 @@ func TestTTYDisplay(t *testing.T) {
 	d.started(a, now)
 	d.started(z, now)
 	d.line(a, "stdout", "\x1b[31mprogress 50%\r", now)
-	time.Sleep(250 * time.Millisecond) // a few spinner frames
 	d.finished(&StepResult{Step: z, Status: StatusFailed, Message: "exit status 1", Start: now, End: now, Tail: []string{"boom"}})
 	d.finished(&StepResult{Step: a, Status: StatusPassed, Start: now, End: now.Add(time.Second)})
 	d.close()

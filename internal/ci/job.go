@@ -74,9 +74,10 @@ type Step struct {
 }
 
 // StepLimits are per-step limits, each within the policy's for the step's tool.
-// Timeout and Output are applied per launch; Memory, Pids and CPU are checked
-// against the policy but the runtime cannot yet apply them per launch, so a step
-// that sets them reports them as unenforced (the policy's limits still apply).
+// All are applied per launch: Timeout and Output as the request's, Memory, Pids and
+// CPU as its Limits (see agentexec.Request.Limits). A limit the host cannot enforce
+// is listed in the step's Unenforced under `cgroup: best_effort`, and fails the
+// launch under `cgroup: require`.
 type StepLimits struct {
 	Timeout time.Duration
 	Output  int64

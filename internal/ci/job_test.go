@@ -276,3 +276,36 @@ func TestLoadWorkspaceMissing(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+// TestLoadRootWorkspace: with the workspace "/", every cwd lies within it.
+func TestLoadRootWorkspace(t *testing.T) {
+	dir := t.TempDir()
+	src := `policy:
+  version: 1
+  defaults:
+    filesystem: {read: ["${WORKSPACE}"], exec: [/usr, /bin]}
+  tools:
+    sh: {}
+steps:
+  - name: rel
+    run: [sh, -c, "true"]
+    cwd: tmp
+  - name: abs
+    run: [sh, -c, "true"]
+    cwd: /usr
+`
+	file := filepath.Join(dir, "job.yaml")
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j, pol, err := Load(file, LoadOptions{Workspace: "/", Home: "/root", TmpDir: "/tmp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pol.Workspace != "/" {
+		t.Errorf("workspace %q, want /", pol.Workspace)
+	}
+	if len(j.Steps) != 2 || j.Steps[0].Cwd != "tmp" || j.Steps[1].Cwd != "/usr" {
+		t.Errorf("steps %+v", j.Steps)
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/agentexec/agentexec/internal/yamlnode"
 	"github.com/agentexec/agentexec/policy"
@@ -39,20 +38,19 @@ func Load(file string, opts LoadOptions) (*Job, *policy.Policy, error) {
 	if err != nil {
 		return j, nil, err
 	}
-	h := policy.HostOptions()
-	popts := policy.Options{Workspace: ws, Home: cmpOr(opts.Home, h.Home), TmpDir: cmpOr(opts.TmpDir, h.TmpDir), CPUs: opts.CPUs}
-	if popts.CPUs == 0 {
-		popts.CPUs = h.CPUs
-	}
+	// LoadBytes fills the empty options from the host, then parses and resolves. A
+	// parse error leaves no policy; a resolve error (a required tool unusable)
+	// leaves a usable one, still checked against the steps.
+	popts := policy.Options{Workspace: ws, Home: opts.Home, TmpDir: opts.TmpDir, CPUs: opts.CPUs}
 	d := &decoder{Decoder: yamlnode.Decoder{File: file}}
 	var pol *policy.Policy
 	if j.PolicyInline != nil {
-		p, err := policy.Parse(file, j.PolicyInline, popts)
-		if err != nil {
-			d.add(prefixFields(err, "policy"))
-		} else {
-			pol = p
+		p, err := policy.LoadBytes(file, j.PolicyInline, popts)
+		if p == nil {
+			err = prefixFields(err, "policy") // parse errors only, not resolve errors
 		}
+		d.add(err)
+		pol = p
 	} else {
 		pf := j.PolicyPath
 		if !filepath.IsAbs(pf) {
@@ -61,29 +59,19 @@ func Load(file string, opts LoadOptions) (*Job, *policy.Policy, error) {
 		pdata, err := os.ReadFile(pf)
 		if err != nil {
 			d.Fail(j.policyPos, "policy", "%v", err)
-		} else if p, err := policy.Parse(pf, pdata, popts); err != nil {
-			d.add(err)
 		} else {
+			p, err := policy.LoadBytes(pf, pdata, popts)
+			d.add(err)
 			pol = p
 		}
 	}
 	if pol != nil {
-		if err := policy.Resolve(pol); err != nil {
-			d.add(err)
-		}
 		j.check(d, pol)
 	}
 	if err := d.Err(); err != nil {
 		return j, nil, err
 	}
 	return j, pol, nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // workspace returns the absolute workspace: the override, the workspace: field
@@ -159,8 +147,7 @@ func (j *Job) check(d *decoder, pol *policy.Policy) {
 			if !filepath.IsAbs(c) {
 				c = filepath.Join(pol.Workspace, c)
 			}
-			c = filepath.Clean(c)
-			if c != pol.Workspace && !strings.HasPrefix(c, pol.Workspace+"/") {
+			if !policy.Beneath(filepath.Clean(c), pol.Workspace) {
 				d.Fail(s.pos["cwd"], yamlnode.Join(f, "cwd"), "%q is outside the workspace %s", s.Cwd, pol.Workspace)
 			}
 		}

@@ -39,7 +39,8 @@ type StepResult struct {
 	// StdoutFile and StderrFile are the artifact paths ("" when not written).
 	StdoutBytes, StderrBytes int64
 	StdoutFile, StderrFile   string
-	// Tail holds the last lines of the step's output (both streams), for reports.
+	// Tail holds the last lines of the step's output (both streams); the terminal
+	// display shows them under a failed step.
 	Tail []string
 	// Unenforced lists the limits the host or runtime did not enforce for this step.
 	Unenforced []string
@@ -95,14 +96,11 @@ func schedule(ctx context.Context, steps []*Step, jobs int, keepGoing bool, exec
 				if started[i] || running >= jobs {
 					continue
 				}
-				ready, why := true, ""
+				why := failedNeed(s, results, byName)
+				ready := true
 				for _, n := range s.Needs {
-					nr := results[byName[n]]
-					if nr == nil {
+					if results[byName[n]] == nil {
 						ready = false
-					} else if !nr.ok() {
-						why = fmt.Sprintf("needs %s, which %s", n, pastTense(nr.Status))
-						break
 					}
 				}
 				switch {
@@ -130,16 +128,25 @@ func schedule(ctx context.Context, steps []*Step, jobs int, keepGoing bool, exec
 		if started[i] {
 			continue
 		}
-		why := stopReason
-		for _, n := range s.Needs {
-			if nr := results[byName[n]]; nr != nil && !nr.ok() {
-				why = fmt.Sprintf("needs %s, which %s", n, pastTense(nr.Status))
-				break
-			}
+		why := failedNeed(s, results, byName)
+		if why == "" {
+			why = stopReason
 		}
 		skip(i, why)
 	}
 	return results
+}
+
+// failedNeed says why s cannot run because of a finished need that does not let
+// dependents run ("needs build, which failed"): the first such need in s.Needs,
+// "" when there is none.
+func failedNeed(s *Step, results []*StepResult, byName map[string]int) string {
+	for _, n := range s.Needs {
+		if nr := results[byName[n]]; nr != nil && !nr.ok() {
+			return fmt.Sprintf("needs %s, which %s", n, pastTense(nr.Status))
+		}
+	}
+	return ""
 }
 
 func pastTense(s Status) string {

@@ -95,11 +95,17 @@ func TestScheduleSkipReason(t *testing.T) {
 }
 
 func TestScheduleParallelBound(t *testing.T) {
+	const bound = 3
 	var cur, peak atomic.Int32
 	var steps []*Step
 	for _, n := range []string{"a", "b", "c", "d", "e", "f"} {
 		steps = append(steps, mkStep(n, false))
 	}
+	// A barrier: the steps in flight wait until bound of them are, so the peak does
+	// not depend on how their runs happen to overlap. The deadline only keeps a
+	// scheduler that never reaches the bound from hanging the test.
+	full := make(chan struct{})
+	var fullOnce sync.Once
 	exec := func(ctx context.Context, s *Step) *StepResult {
 		n := cur.Add(1)
 		for {
@@ -108,13 +114,19 @@ func TestScheduleParallelBound(t *testing.T) {
 				break
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
+		if n == bound {
+			fullOnce.Do(func() { close(full) })
+		}
+		select {
+		case <-full:
+		case <-time.After(30 * time.Second):
+		}
 		cur.Add(-1)
 		return &StepResult{Step: s, Status: StatusPassed}
 	}
-	schedule(context.Background(), steps, 3, false, exec, nopEvents{})
-	if p := peak.Load(); p != 3 {
-		t.Errorf("peak concurrency %d, want 3", p)
+	schedule(context.Background(), steps, bound, false, exec, nopEvents{})
+	if p := peak.Load(); p != bound {
+		t.Errorf("peak concurrency %d, want %d", p, bound)
 	}
 }
 
