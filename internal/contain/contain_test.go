@@ -495,31 +495,55 @@ func TestToolsUnderFilter(t *testing.T) {
 	if v, ok := os.LookupEnv("PYENV_ROOT"); ok {
 		env = append(env, "PYENV_ROOT="+v)
 	}
-	look := func(name string) string {
-		p, err := exec.LookPath(name)
-		if err != nil {
-			t.Skipf("requires %s: %v", name, err)
+	// Each case runs if its tool is installed (tool "" needs only /bin/sh); all run
+	// in one spawner, and each is reported as a subtest, skipped when its tool is
+	// missing.
+	cases := []struct {
+		name, tool string
+		args       []string
+		want       string // output prefix
+	}{
+		{"pipe", "", []string{"/bin/sh", "-c", "echo a | cat"}, "a\n"},
+		{"git", "git", []string{"--version"}, "git version"},
+		{"python3", "python3", []string{"-c", "print(1)"}, "1\n"},
+		{"coreutils", "", []string{"/bin/sh", "-c", "ls / >/dev/null && sort </etc/passwd | head -1 >/dev/null && echo ok"}, "ok\n"},
+		{"rg", "rg", []string{"--version"}, "ripgrep"},
+		{"node", "node", []string{"-e", "require('child_process').execFileSync('/bin/true'); console.log('node ok')"}, "node ok\n"},
+		{"bash", "bash", []string{"-c", "x=$(echo sub); echo $x"}, "sub\n"},
+	}
+	var runs []launch
+	missing := make([]error, len(cases)) // non-nil: skipped
+	index := make([]int, len(cases))     // into runs
+	for i, c := range cases {
+		argv := c.args
+		if c.tool != "" {
+			p, err := exec.LookPath(c.tool)
+			if err != nil {
+				missing[i] = err
+				continue
+			}
+			argv = append([]string{p}, c.args...)
 		}
-		return p
+		index[i] = len(runs)
+		runs = append(runs, launch{Argv: argv, Env: env})
 	}
-	runs := []launch{
-		{Argv: []string{"/bin/sh", "-c", "echo a | cat"}, Env: env},
-		{Argv: []string{look("git"), "--version"}, Env: env},
-		{Argv: []string{look("python3"), "-c", "print(1)"}, Env: env},
-		{Argv: []string{"/bin/sh", "-c", "ls / >/dev/null && sort </etc/passwd | head -1 >/dev/null && echo ok"}, Env: env},
-		{Argv: []string{look("rg"), "--version"}, Env: env},
-		{Argv: []string{look("node"), "-e", "require('child_process').execFileSync('/bin/true'); console.log('node ok')"}, Env: env},
-		{Argv: []string{look("bash"), "-c", "x=$(echo sub); echo $x"}, Env: env},
-	}
-	want := []string{"a\n", "git version", "1\n", "ok\n", "ripgrep", "node ok\n", "sub\n"}
 	rep := runSpawner(t, spawnerConfig{
 		DropCaps: true, NNP: true, Seccomp: &SeccompSpec{Network: NetNone},
 		RuntimeChecks: true, CgroupDir: cg, Runs: runs,
 	}, "", nil)
-	for i, r := range rep.Runs {
-		if r.Status != "exit 0" || !strings.HasPrefix(r.Out, want[i]) {
-			t.Errorf("%q: %s, output %q, want prefix %q", runs[i].Argv, r.Status, r.Out, want[i])
-		}
+	if len(rep.Runs) != len(runs) {
+		t.Fatalf("spawner reported %d runs, want %d", len(rep.Runs), len(runs))
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if missing[i] != nil {
+				t.Skipf("requires %s: %v", c.tool, missing[i])
+			}
+			r, l := rep.Runs[index[i]], runs[index[i]]
+			if r.Status != "exit 0" || !strings.HasPrefix(r.Out, c.want) {
+				t.Errorf("%q: %s, output %q, want prefix %q", l.Argv, r.Status, r.Out, c.want)
+			}
+		})
 	}
 }
 

@@ -6,16 +6,30 @@
 //
 //	if err := contain.DropCapabilities(contain.CapsSpec{User: user}); err != nil { ... }
 //	if err := contain.SetNoNewPrivs(); err != nil { ... }
+//	// Landlock (all threads) here, before the launcher threads and the filter.
+//	var tids []int
+//	for range launchers { // the threads launches are forked from
+//		l, err := contain.StartLauncher(contain.ScopeSignalsThisThread) // Landlock ABI 6
+//		if err != nil { ... }
+//		tids = append(tids, l.TID())
+//	}
 //	f, err := contain.BuildSeccomp(contain.SeccompSpec{
 //		Network:     contain.NetNone,
 //		SpawnerPID:  os.Getpid(),
+//		ProtectTIDs: tids,                // every launcher thread
 //		ProtectPIDs: []int{os.Getppid()}, // the agent
 //	})
 //	if err != nil { ... }
 //	if err := f.Install(); err != nil { ... }
-//	// then Landlock (all threads), PR_SET_DUMPABLE 0, and only then launches.
+//	// then PR_SET_DUMPABLE 0, and only then launches, each forked on a launcher
+//	// thread (Launcher.Do).
 //
-// Every step applies to all threads of the (multi-threaded) Go process:
+// Each launcher thread adds a signal-scope Landlock domain of its own, so that the
+// tools it forks cannot signal the spawner's other threads by their ids (nor the
+// tools of other launchers); a tool shares its own launcher's domain, so the filter
+// protects the launcher threads' ids (ProtectTIDs) and the spawner's pid.
+//
+// Every other step applies to all threads of the (multi-threaded) Go process:
 // capabilities, securebits, the bounding and ambient sets and no_new_privs through
 // libpsx (psx.Syscall3/6, which is syscall.AllThreadsSyscall without cgo), the
 // filter through SECCOMP_FILTER_FLAG_TSYNC. Threads created later and every child

@@ -19,8 +19,8 @@ import (
 	"time"
 	"unsafe"
 
+	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
 	"golang.org/x/sys/unix"
-	"kernel.org/pub/linux/libs/security/libcap/psx"
 
 	"github.com/agentexec/agentexec/internal/sys"
 )
@@ -170,7 +170,8 @@ func spawnerMain() int {
 var protectedTID int
 
 // setupSpawner applies the layers in the spawner's order: capabilities,
-// no_new_privs, seccomp.
+// no_new_privs, (with LauncherScope) a Landlock signal scope on all threads and the
+// launcher thread with its own, then seccomp.
 func setupSpawner(cfg spawnerConfig, rep *spawnerReport) error {
 	if cfg.DropCaps {
 		if err := DropCapabilities(cfg.Caps); err != nil {
@@ -293,15 +294,17 @@ func runtimeChecks() error {
 	return nil
 }
 
+// scopeAllThreads puts every thread in a Landlock domain that handles nothing but
+// LANDLOCK_SCOPE_SIGNAL (the spawner's all-threads Landlock restriction, reduced to
+// what the signal tests need).
 func scopeAllThreads() error {
-	attr := struct{ fs, net, scoped uint64 }{scoped: unix.LANDLOCK_SCOPE_SIGNAL}
-	fd, _, e := unix.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr), 0)
-	if e != 0 {
-		return fmt.Errorf("landlock_create_ruleset(scoped=signal): %w", e)
+	fd, err := ll.LandlockCreateRuleset(&ll.RulesetAttr{Scoped: ll.ScopeSignal}, 0)
+	if err != nil {
+		return fmt.Errorf("landlock_create_ruleset(scoped=signal): %w", err)
 	}
-	defer unix.Close(int(fd))
-	if _, _, e := psx.Syscall3(unix.SYS_LANDLOCK_RESTRICT_SELF, fd, 0, 0); e != 0 {
-		return fmt.Errorf("landlock_restrict_self (all threads): %w", e)
+	defer unix.Close(fd)
+	if err := ll.AllThreadsLandlockRestrictSelf(fd, 0); err != nil {
+		return fmt.Errorf("landlock_restrict_self (all threads): %w", err)
 	}
 	return nil
 }

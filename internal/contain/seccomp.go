@@ -52,13 +52,11 @@ type SeccompSpec struct {
 	// tgkill(pid, ...) other than SIGURG, tkill(pid), rt_sigqueueinfo(pid),
 	// rt_tgsigqueueinfo(pid, ...), and pidfd_open(pid). pidfd_send_signal is refused
 	// entirely (a pidfd or /proc/PID fd cannot be matched to a pid).
+	// kill(-pid) covers the spawner's process group when it was started with Setsid
+	// (pgid = pid), as it should be.
 	SpawnerPID int
-	// SpawnerPGID, when set and different from SpawnerPID, is the spawner's process
-	// group: kill(-SpawnerPGID) is refused too. Start the spawner with Setsid (pgid =
-	// pid) and leave this zero.
-	SpawnerPGID int
 	// ProtectTIDs lists further thread ids of the spawner that must not be signalled
-	// (for example a long-lived launcher thread). kill(tid) of any thread of a
+	// (for example the long-lived launcher threads). kill(tid) of any thread of a
 	// process signals the whole process.
 	ProtectTIDs []int
 	// ProtectPIDs lists other processes that get the same protection as the
@@ -69,7 +67,6 @@ type SeccompSpec struct {
 
 // Filter is an assembled seccomp filter for one profile.
 type Filter struct {
-	spec  SeccompSpec
 	rules []rule
 	prog  []bpf.Instruction
 	raw   []unix.SockFilter
@@ -189,7 +186,7 @@ func BuildSeccomp(s SeccompSpec) (*Filter, error) {
 	for i, r := range rawInsts {
 		raw[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
 	}
-	return &Filter{spec: s, rules: rules, prog: prog, raw: raw}, nil
+	return &Filter{rules: rules, prog: prog, raw: raw}, nil
 }
 
 // ErrUnsupportedArch reports an architecture the filter is not written for.
@@ -296,9 +293,6 @@ func buildRules(s SeccompSpec, ai *arch.Info) ([]rule, error) {
 	for _, p := range procs {
 		killTargets = append(killTargets, uint32(-int32(p))) // its process group
 	}
-	if s.SpawnerPGID > 0 && s.SpawnerPGID != s.SpawnerPID {
-		killTargets = append(killTargets, uint32(-int32(s.SpawnerPGID)))
-	}
 	killTargets = append(killTargets, 0xffffffff) // -1: every process the caller may signal
 	// Thread-directed signals the spawner sends itself must pass: SIGURG is Go's
 	// asynchronous preemption, and signal 33 (SIGRTMIN+1) is how Go's
@@ -326,9 +320,6 @@ func buildRules(s SeccompSpec, ai *arch.Info) ([]rule, error) {
 	owners := append([]uint32{}, tasks...)
 	for _, p := range procs {
 		owners = append(owners, uint32(-int32(p)))
-	}
-	if s.SpawnerPGID > 0 && s.SpawnerPGID != s.SpawnerPID {
-		owners = append(owners, uint32(-int32(s.SpawnerPGID)))
 	}
 	add(rule{when: append(eachOf(2, owners, argCond{1, opEq, unix.F_SETOWN}), []argCond{{1, opEq, unix.F_SETOWN_EX}}),
 		onMatch: retEPERM, why: "EPERM for F_SETOWN to " + who + " or their groups, and for F_SETOWN_EX (owner in memory)"}, "fcntl")
@@ -459,9 +450,6 @@ func retName(r uint32) string {
 	}
 	return fmt.Sprintf("%#x", r)
 }
-
-// Spec returns the spec the filter was built from.
-func (f *Filter) Spec() SeccompSpec { return f.spec }
 
 // Instructions returns the assembled program (for tests and debugging).
 func (f *Filter) Instructions() []bpf.Instruction { return f.prog }

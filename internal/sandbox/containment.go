@@ -55,9 +55,10 @@ func (c *Containment) applyCreds() ([]string, error) {
 }
 
 // applySeccomp installs the filter on every thread. It runs after Landlock (go-landlock's
-// all-threads restriction signals every thread) and after the launcher thread exists:
-// signals aimed at the spawner's pid, at its launcher thread (the thread tools are
-// forked from, whose id they could otherwise signal) and at the agent are refused.
+// all-threads restriction signals every thread) and after the launcher threads exist:
+// signals aimed at the spawner's pid, at any of its launcher threads (the threads
+// tools are forked from, whose ids they could otherwise signal: a tool shares its
+// launcher's signal scope) and at the agent are refused.
 func (c *Containment) applySeccomp(launcherTIDs []int, agentPID int) ([]string, error) {
 	if !c.Seccomp {
 		return nil, nil

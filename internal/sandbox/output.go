@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"errors"
 	"io"
 	"os"
 	"sync"
@@ -88,6 +87,3 @@ func (s *Sink) Result() ([]byte, int64) {
 	defer s.mu.Unlock()
 	return s.buf, s.dropped
 }
-
-// ErrOutputClosed is returned to a streaming reader after the launch ended.
-var ErrOutputClosed = errors.New("output closed")

@@ -165,9 +165,11 @@ func recvMsg(c *net.UnixConn, buf, oob []byte, v any) ([]int, error) {
 	return decodeMsg(buf[:n], oob[:oobn], flags, v)
 }
 
-// sendRaw and recvRaw are the spawner's side: blocking syscalls on the socket fd,
-// made from its launcher thread, so that a request wakes that thread directly rather
-// than through the Go scheduler (a handoff to a locked thread costs ~0.1 ms here).
+// sendRaw and recvRaw are the spawner's side: blocking syscalls on the socket fd.
+// recvRaw is called by every launcher thread, so that a request wakes a launcher
+// thread directly rather than through the Go scheduler (a handoff to a locked thread
+// costs ~0.1 ms here); sendRaw by the launcher threads and by the reaper goroutine,
+// concurrently (see spawnerState.reply).
 func sendRaw(fd int, v any, fds []int) error {
 	b, err := encodeMsg(v)
 	if err != nil {

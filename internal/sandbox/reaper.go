@@ -115,22 +115,21 @@ func (rp *reaper) reap(c reaped) {
 	defer unix.Close(c.pidfd)
 	var ws unix.WaitStatus
 	var ru unix.Rusage
-	var err error
-	for {
-		var wpid int
-		wpid, err = unix.Wait4(c.pid, &ws, unix.WNOHANG, &ru)
-		if err == unix.EINTR {
-			continue
-		}
-		if err == nil && wpid == 0 {
-			// Readable pidfd but no zombie yet cannot happen for a child that
-			// exited; be safe and wait for it.
-			_, err = unix.Wait4(c.pid, &ws, 0, &ru)
-			if err == unix.EINTR {
-				continue
-			}
-		}
-		break
+	wpid, err := wait4(c.pid, &ws, unix.WNOHANG, &ru)
+	if err == nil && wpid == 0 {
+		// Readable pidfd but no zombie yet cannot happen for a child that exited; be
+		// safe and wait for it.
+		_, err = wait4(c.pid, &ws, 0, &ru)
 	}
 	rp.done(c, ws, &ru, err)
+}
+
+// wait4 is unix.Wait4, retried when a signal interrupts it.
+func wait4(pid int, ws *unix.WaitStatus, options int, ru *unix.Rusage) (int, error) {
+	for {
+		wpid, err := unix.Wait4(pid, ws, options, ru)
+		if err != unix.EINTR {
+			return wpid, err
+		}
+	}
 }

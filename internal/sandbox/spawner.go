@@ -28,7 +28,8 @@ type SpawnerConfig struct {
 	Tools []ToolSpec
 	// Landlock is the fitted ruleset (nil: no Landlock).
 	Landlock *LandlockPlan
-	// Containment is applied by the spawner before Landlock.
+	// Containment is applied by the spawner: capabilities and no_new_privs before
+	// Landlock, the seccomp filter after it (and after the launcher threads exist).
 	Containment Containment
 	// NetNS starts the spawner in a new, empty network namespace.
 	NetNS bool
@@ -120,7 +121,7 @@ func (s *Spawner) Ready() Ready {
 	defer s.mu.Unlock()
 	r := Ready{Pid: s.ready.Pid, Skipped: s.ready.Skipped, Layers: s.ready.Layers, Launchers: s.ready.Launchers}
 	for _, t := range s.ready.Templates {
-		r.Templates = append(r.Templates, TemplateStatus{Name: t.Name, Backend: t.Backend, ELF: t.ELF, Err: t.Err})
+		r.Templates = append(r.Templates, TemplateStatus(t)) // same fields; tags differ
 	}
 	return r
 }
@@ -413,8 +414,9 @@ func (ch *Child) finish(r reply, err error) {
 // LaunchError is a launch the spawner could not make.
 type LaunchError struct {
 	Errno syscall.Errno
-	// Exec is set when the failure was the tool's: chdir or execve failed in the
-	// child (not found, permission, exec format).
+	// Exec is set when the failure is reported as the tool's (126/127 by errno): any
+	// failure of the userspace backend's fork+exec, whether of execve, of the child's
+	// setup before it (chdir, ...) or of the clone, which the errno cannot tell apart.
 	Exec bool
 	Msg  string
 }
@@ -480,12 +482,11 @@ func (s *Spawner) Launch(spec *LaunchSpec) (*Child, error) {
 type Exit struct {
 	// ExecError describes a kernel-template child's failed exec (its status is then
 	// an exit with 127 or 126), or an ambiguous status ("" otherwise).
-	ExecError  string
-	Status     unix.WaitStatus
-	UserCPU    time.Duration
-	SystemCPU  time.Duration
-	MaxRSSKiB  int64
-	ReapedByUs bool
+	ExecError string
+	Status    unix.WaitStatus
+	UserCPU   time.Duration
+	SystemCPU time.Duration
+	MaxRSSKiB int64
 }
 
 // Done is closed when the child's exit has been reported (or its spawner died).

@@ -6,15 +6,14 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/agentexec/agentexec/internal/contain"
 	"github.com/agentexec/agentexec/internal/sys"
 	"github.com/agentexec/agentexec/internal/templates"
+	"github.com/agentexec/agentexec/policy"
 )
 
 // SpawnerCommand is the hidden subcommand that turns a binary into a spawner. The
@@ -51,19 +50,14 @@ func SpawnerMain(args []string) {
 	os.Exit(0)
 }
 
-// policyKernelTemplatesOff is policy.KernelTemplatesOff (the spawner side of the
-// protocol carries the setting as a string).
-const policyKernelTemplatesOff = "off"
-
 // spawnerState is the spawner process's view of itself after restriction.
 type spawnerState struct {
 	sock    int // the protocol socket (blocking)
 	devNull int
 	tools   map[string]*spawnTool
-	send    sync.Mutex
-	kernel  *kernelLauncher // nil: no kernel templates
 	// launchers are the threads launches are forked from (see setup); each reads
-	// requests from the socket itself. launchers[0] made the kernel templates.
+	// requests from the socket itself. launchers[0] made the kernel templates (it is
+	// then the only one).
 	launchers []*contain.Launcher
 	// reaper waits for all children (nil: one goroutine per child, if it could not
 	// be set up).
@@ -82,7 +76,7 @@ func runSpawner(fd int) error {
 	if _, err := sys.ResetIgnoredSignals(); err != nil {
 		return fmt.Errorf("reset ignored signals: %w", err)
 	}
-	// The socket stays blocking: the launcher thread sleeps in recvmsg.
+	// The socket stays blocking: each launcher thread sleeps in recvmsg.
 	if err := unix.SetNonblock(fd, false); err != nil {
 		return fmt.Errorf("socket fd %d: %w", fd, err)
 	}
@@ -150,7 +144,9 @@ func (st *spawnerState) serve(buf, oob []byte) error {
 }
 
 // setup opens what the spawner needs, then restricts the whole process: capabilities,
-// no_new_privs, Landlock, seccomp, non-dumpable — in that order, before any launch.
+// no_new_privs, Landlock, the launcher threads (each with its own signal scope),
+// seccomp (protecting every launcher thread's id), non-dumpable — in that order,
+// before any launch.
 func (st *spawnerState) setup(h *hello, r *ready) error {
 	nul, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -190,8 +186,11 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 	if h.Landlock != nil && h.Landlock.Enabled && h.Landlock.ABI >= 6 {
 		scope = contain.ScopeSignalsThisThread
 	}
+	// The main process probed already and sends "off" when the kernel lacks the
+	// spawn_template syscalls.
+	mayUseKernel := h.KernelTemplates != string(policy.KernelTemplatesOff)
 	n := max(h.Launchers, 1)
-	if h.KernelTemplates != policyKernelTemplatesOff {
+	if mayUseKernel {
 		n = 1 // kernel templates are bound to the thread that creates them
 	}
 	var tids []int
@@ -213,12 +212,11 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 		return fmt.Errorf("prctl(PR_SET_DUMPABLE, 0): %w", err)
 	}
 	// Kernel templates are made now, after the restriction: the kernel binds each to
-	// the credentials of the thread that creates it.
-	// The main process probed already and sends "off" when the kernel lacks the
-	// syscalls; otherwise the probe is repeated here, under this process's filter.
+	// the credentials of the thread that creates it. Unless the setting is "off", the
+	// probe is repeated here, under this process's filter.
 	var probe templates.Probe
 	use := false
-	if h.KernelTemplates != string(policyKernelTemplatesOff) {
+	if mayUseKernel {
 		probe = templates.ProbeKernel(h.KTCreate, h.KTSpawn)
 		if use, err = templates.UseKernel(h.KernelTemplates, probe); err != nil {
 			return err
@@ -229,15 +227,16 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 		if err != nil {
 			return err
 		}
-		// Created on launcher thread 0, the only one when kernel templates may be used.
-		st.kernel = &kernelLauncher{do: func(f func()) { f() }}
+		// Created on launcher thread 0, the only one when kernel templates may be used,
+		// which also serves every kernel launch (launchKernel). A failure (scripts, or
+		// any create error) leaves the tool on the userspace backend.
 		st.launchers[0].Do(func() {
 			for _, t := range h.Tools {
 				tool := st.tools[t.Name]
 				if !t.Hot || tool.tmpl == nil || !tool.tmpl.ELF {
 					continue
 				}
-				tool.kt, tool.ktErr = st.kernel.create(ks, tool.tmpl.Path)
+				tool.kt, tool.ktErr = templates.NewKernel(ks, tool.tmpl.Path)
 			}
 		})
 	}
@@ -248,9 +247,15 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 	return nil
 }
 
+// reply sends one reply. It is called concurrently, from every launcher thread and
+// from the reaper (or the fallback reap goroutines), without a lock: on a
+// SOCK_SEQPACKET socket each sendmsg queues one whole datagram with its fds
+// atomically (it is never split or interleaved with another sender's), and the order
+// that matters, a launch's started reply before its exited reply, holds because the
+// started reply has been queued before the child is handed to the reaper (waitFor).
+// Replies of different launches may arrive in any order; the main process matches
+// them by id.
 func (st *spawnerState) reply(m *reply, fds []int) {
-	st.send.Lock()
-	defer st.send.Unlock()
 	if err := sendRaw(st.sock, m, fds); err != nil {
 		fmt.Fprintf(os.Stderr, "agentexec spawner: reply to launch %d: %v\n", m.ID, err)
 	}
@@ -288,8 +293,7 @@ func (st *spawnerState) launch(m *launchMsg, fds []int) {
 		// Opened here, inside the sandbox, so the profile's Landlock rules decide.
 		in, err := unix.Open(m.StdinPath, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 		if err != nil {
-			errno, _ := err.(syscall.Errno)
-			fail(errno, false, "open stdin %s: %v", m.StdinPath, err)
+			fail(errnoOf(err), false, "open stdin %s: %v", m.StdinPath, err)
 			return
 		}
 		defer unix.Close(in)
@@ -311,12 +315,7 @@ func (st *spawnerState) launch(m *launchMsg, fds []int) {
 		st.launchKernel(m, tool, files, cgroupFD)
 		return
 	}
-	path, state, err := tool.resolve()
-	if err != nil {
-		errno, _ := errors.AsType[syscall.Errno](err)
-		fail(errno, true, "%v", err)
-		return
-	}
+	path, state := tool.resolve()
 	pidfd := -1
 	attr := &syscall.ProcAttr{
 		Dir:   m.Dir,
@@ -332,10 +331,11 @@ func (st *spawnerState) launch(m *launchMsg, fds []int) {
 	}
 	pid, err := syscall.ForkExec(path, m.Argv, attr) // on a launcher thread (serve)
 	if err != nil {
-		errno, _ := errors.AsType[syscall.Errno](err)
-		// ForkExec reports failures of the child's setup and of execve alike; chdir
-		// and exec failures are the tool's (exit 126/127), the rest are ours.
-		fail(errno, true, "%s: %v", path, err)
+		// ForkExec reports a failure of the clone (the cgroup placement, say), of the
+		// child's setup (dup2, setsid, chdir, ...) and of execve alike, as a bare
+		// errno that does not say which step failed. Every ForkExec failure is
+		// reported with Exec set, as the tool's own (exit 126/127 by errno).
+		fail(errnoOf(err), true, "%s: %v", path, err)
 		return
 	}
 	backend := "userspace"
@@ -370,13 +370,7 @@ func (st *spawnerState) reaped(c reaped, ws unix.WaitStatus, ru *unix.Rusage, er
 func (st *spawnerState) reap(id uint64, pid int, kernel bool) {
 	var ws unix.WaitStatus
 	var ru unix.Rusage
-	var err error
-	for {
-		_, err = unix.Wait4(pid, &ws, 0, &ru)
-		if err != unix.EINTR {
-			break
-		}
-	}
+	_, err := wait4(pid, &ws, 0, &ru)
 	st.reply(exitReply(id, pid, kernel, ws, &ru, err), nil)
 }
 
@@ -388,8 +382,8 @@ func exitReply(id uint64, pid int, kernel bool, ws unix.WaitStatus, ru *unix.Rus
 	}
 	r := &reply{
 		ID: id, Kind: replyExited, Pid: pid, Status: uint32(ws),
-		UtimeNS: time.Duration(ru.Utime.Nano()).Nanoseconds(),
-		StimeNS: time.Duration(ru.Stime.Nano()).Nanoseconds(),
+		UtimeNS: ru.Utime.Nano(),
+		StimeNS: ru.Stime.Nano(),
 		MaxRSS:  ru.Maxrss,
 	}
 	if kernel {
@@ -411,7 +405,7 @@ func (st *spawnerState) launchKernel(m *launchMsg, tool *spawnTool, files []uint
 	fail := func(errno syscall.Errno, format string, args ...any) {
 		st.reply(&reply{ID: m.ID, Kind: replyFailed, Errno: int(errno), Err: fmt.Sprintf(format, args...)}, nil)
 	}
-	if tool.kt == nil || st.kernel == nil {
+	if tool.kt == nil { // set only when kernel templates are in use (setup)
 		fail(unix.EINVAL, "launch %d: tool %q has no kernel template", m.ID, m.Tool)
 		return
 	}
@@ -426,7 +420,9 @@ func (st *spawnerState) launchKernel(m *launchMsg, tool *spawnTool, files []uint
 	for _, f := range files[3:] {
 		spec.ExtraFDs = append(spec.ExtraFDs, int(f))
 	}
-	pid, pidfd, recreated, delay, err := st.kernel.spawn(tool.kt, kernelSpawn{spec: spec, procsFD: cgroupFD})
+	// On launcher thread 0, the thread that created the template (the only launcher
+	// when kernel templates may be used).
+	pid, pidfd, recreated, delay, err := spawnKernel(tool.kt, kernelSpawn{spec: spec, procsFD: cgroupFD})
 	if err != nil {
 		fail(errnoOf(err), "%s: %v", tool.path, err)
 		return

@@ -1,8 +1,12 @@
 package sandbox
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -36,21 +40,29 @@ func startTestSpawner(t *testing.T, launchers int, kernelTemplates string) *Spaw
 
 func launchTrue(t *testing.T, s *Spawner) {
 	t.Helper()
+	if err := runTrue(s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runTrue launches /bin/true and waits for it (safe to call from any goroutine).
+func runTrue(s *Spawner) error {
 	p := make([]int, 2)
 	if err := unix.Pipe2(p, unix.O_CLOEXEC); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer unix.Close(p[0])
 	ch, err := s.Launch(&LaunchSpec{Tool: "true", Argv: []string{"true"}, Dir: "/", Stdin: -1, Stdout: p[1], Stderr: p[1], CgroupFD: -1})
 	unix.Close(p[1])
 	if err != nil {
-		t.Fatalf("launch: %v", err)
+		return fmt.Errorf("launch: %v", err)
 	}
 	defer ch.Release()
 	exit, err := ch.Wait()
 	if err != nil || !exit.Status.Exited() || exit.Status.ExitStatus() != 0 {
-		t.Fatalf("true: %v, status %v", err, exit.Status)
+		return fmt.Errorf("true: %v, status %v", err, exit.Status)
 	}
+	return nil
 }
 
 // A spawner starts the launcher threads it is asked for, each serving launches,
@@ -69,11 +81,70 @@ func TestSpawnerLaunchers(t *testing.T) {
 		if r.Launchers != c.want {
 			t.Errorf("launchers %d, kernel_templates %s: spawner started %d launcher threads, want %d", c.launchers, c.kernel, r.Launchers, c.want)
 		}
+		// Ready only echoes the count: check that every launcher thread serves, that
+		// is, that exactly want threads of the spawner wait in recvmsg on the socket.
+		if got, err := threadsInRecvmsg(s.Pid(), c.want); err != nil {
+			t.Errorf("launchers %d, kernel_templates %s: %v", c.launchers, c.kernel, err)
+		} else if got != c.want {
+			t.Errorf("launchers %d, kernel_templates %s: %d spawner threads in recvmsg, want %d", c.launchers, c.kernel, got, c.want)
+		}
 		// Every thread that blocks in recvmsg must launch: more launches than threads.
 		for range 3 * c.want {
 			launchTrue(t, s)
 		}
 		s.Close()
+	}
+}
+
+// Launches in flight on several launcher threads, whose replies are sent without a
+// lock from the launcher threads and the reaper at once, each get their own started
+// and exited replies.
+func TestSpawnerConcurrentLaunches(t *testing.T) {
+	s := startTestSpawner(t, 4, "off")
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 16 {
+				if err := runTrue(s); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// threadsInRecvmsg counts the threads of process pid blocked in recvmsg(2), as
+// /proc/PID/task/TID/syscall shows them (the syscall number first). The launcher
+// threads reach recvmsg on their own after the spawner reported ready, so it polls
+// until want threads are there (or more, which is an error), for at most 10s, and
+// returns the last count.
+func threadsInRecvmsg(pid, want int) (int, error) {
+	prefix := fmt.Sprintf("%d ", unix.SYS_RECVMSG)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		if err != nil {
+			return 0, err
+		}
+		n := 0
+		for _, task := range tasks {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/syscall", pid, task.Name()))
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ESRCH) {
+				continue // a runtime thread that exited meanwhile
+			}
+			if err != nil {
+				return 0, err // the spawner is not dumpable: reading needs CAP_SYS_PTRACE
+			}
+			if strings.HasPrefix(string(b), prefix) {
+				n++
+			}
+		}
+		if n >= want || time.Now().After(deadline) {
+			return n, nil
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -46,28 +46,29 @@ func (t *spawnTool) prepareLocked() {
 // resolve returns the path to exec and the template state for this launch: "hit"
 // when the prepared binary is unchanged, "created" on first use, "recreated" when a
 // package manager replaced the binary since, "none" when no template could be made.
-func (t *spawnTool) resolve() (string, string, error) {
+// It cannot fail: whatever goes wrong leaves the path for exec to report.
+func (t *spawnTool) resolve() (path, state string) {
 	if t.lookup {
-		return t.lookPath(), "none", nil
+		return t.lookPath(), "none"
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.tmpl == nil {
 		t.prepareLocked()
 		if t.err != nil {
-			return t.path, "none", nil
+			return t.path, "none"
 		}
-		return t.tmpl.Path, "created", nil
+		return t.tmpl.Path, "created"
 	}
 	recreated, err := t.tmpl.Revalidate()
 	if err != nil {
 		// The binary vanished or cannot be opened: exec by path and let exec report.
-		return t.path, "none", nil
+		return t.path, "none"
 	}
 	if recreated {
-		return t.tmpl.Path, "recreated", nil
+		return t.tmpl.Path, "recreated"
 	}
-	return t.tmpl.Path, "hit", nil
+	return t.tmpl.Path, "hit"
 }
 
 func (t *spawnTool) status() toolStatus {

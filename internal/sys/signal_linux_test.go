@@ -3,6 +3,7 @@ package sys
 import (
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -27,14 +28,19 @@ func TestKernelSigactionLayout(t *testing.T) {
 	}
 }
 
-// In a child process that starts with SIGHUP and SIGINT ignored (the Go runtime keeps those two as it finds them) (inherited
-// SIG_IGN), ResetIgnoredSignals restores their defaults: an exec'd program then
-// shows no ignored signals.
+// In a child process that starts with SIGHUP and SIGINT ignored (inherited SIG_IGN;
+// the Go runtime leaves those two as it finds them), ResetIgnoredSignals restores
+// their defaults and reports them: an exec'd program then shows no ignored signals.
 func TestResetIgnoredSignals(t *testing.T) {
 	if os.Getenv("SYS_TEST_RESET_SIGNALS") == "1" {
 		reset, err := ResetIgnoredSignals()
 		if err != nil {
 			t.Fatal(err)
+		}
+		for _, sig := range []syscall.Signal{syscall.SIGHUP, syscall.SIGINT} {
+			if !slices.Contains(reset, sig) {
+				t.Errorf("reset %v, want it to include %v (ignored at start)", reset, sig)
+			}
 		}
 		out, err := exec.Command("/bin/grep", "SigIgn", "/proc/self/status").Output()
 		if err != nil {
@@ -55,5 +61,4 @@ func TestResetIgnoredSignals(t *testing.T) {
 	if !strings.Contains(string(out), "PASS") {
 		t.Fatalf("child did not pass:\n%s", out)
 	}
-	_ = syscall.SIGUSR2
 }

@@ -29,7 +29,8 @@
 // userspace backend, per tool.
 //
 // The two backends differ in one way a caller must handle: a kernel-template child
-// starts in the caller's cgroup and is moved into its own through its pidfd after
-// spawn returns, and its exec failures arrive as CLD_KILLED statuses
-// ([DecodeKernelChildStatus]).
+// starts in the caller's cgroup and is moved into its own right after spawn returns,
+// by writing its pid into the cgroup's cgroup.procs, and its exec failures arrive as
+// raw statuses that read as signals ([DecodeKernelWaitStatus] for a wait4 status,
+// [DecodeKernelChildStatus] for waitid's CLD_KILLED).
 package templates

@@ -301,7 +301,9 @@ func fieldOf(err error) string {
 
 // Spawn starts a child from the template. It returns the child's pid and pidfd;
 // after success, action and exec failures show only in the child's exit status
-// (DecodeKernelChildStatus). The child runs in the caller's cgroup until moved.
+// (DecodeKernelWaitStatus for a wait4 status, DecodeKernelChildStatus for waitid's).
+// The child runs in the caller's cgroup until moved (by writing its pid into the
+// target cgroup's cgroup.procs).
 //
 // Error handling: ESTALE (the binary changed) and EACCES (the template belongs to
 // other credentials) close the template, recreate it on this thread and retry once;

@@ -7,11 +7,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Thread runs functions on one locked OS thread, the thread that creates kernel
-// templates and spawns from them (a template only works for the credentials that
-// created it, and credentials are per thread). The thread is never unlocked: when
-// the Thread stops, its goroutine exits while locked and the Go runtime terminates
-// the OS thread with whatever per-thread state it acquired.
+// Thread runs functions on one locked OS thread that lives until Stop. The sandbox
+// uses it as the thread that forks spawner processes (sandbox.Spawner's starter):
+// Pdeathsig fires when the thread that forked a child exits, so the fork must come
+// from a thread that only ends on purpose. The thread is never unlocked: when the
+// Thread stops, its goroutine exits while locked and the Go runtime terminates the
+// OS thread with whatever per-thread state it acquired.
 type Thread struct {
 	reqs chan func()
 	tid  int
