@@ -405,10 +405,8 @@ func (rt *Runtime) check(req *Request) (*policy.Tool, *profileRT, string, []stri
 
 func insideAny(p string, lists ...[]string) bool {
 	for _, l := range lists {
-		for _, root := range l {
-			if p == root || root == "/" || strings.HasPrefix(p, root+"/") {
-				return true
-			}
+		if slices.ContainsFunc(l, func(root string) bool { return policy.Beneath(p, root) }) {
+			return true
 		}
 	}
 	return false

@@ -14,24 +14,14 @@ import (
 	"github.com/agentexec/agentexec/internal/testutil"
 )
 
-// binary returns the agentexec binary under test: $AGENTEXEC_BIN (the Makefile
-// builds it), else one built here.
-func binary(t *testing.T) string {
-	t.Helper()
-	if b := os.Getenv("AGENTEXEC_BIN"); b != "" {
-		return b
-	}
-	out := filepath.Join(t.TempDir(), "agentexec")
-	cmd := exec.Command("go", "build", "-o", out, ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, b)
-	}
-	return out
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testutil.RemoveAgentexecBinary()
+	os.Exit(code)
 }
 
 func TestCheckJSONReportsThisHost(t *testing.T) {
-	bin := binary(t)
+	bin := testutil.AgentexecBinary(t)
 	cmd := exec.Command(bin, "check", "--json")
 	cmd.Dir = t.TempDir()
 	out, err := cmd.Output()
@@ -83,7 +73,7 @@ func TestCheckJSONReportsThisHost(t *testing.T) {
 func TestRunPassesExitStatus(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireLandlockABI(t, 6)
-	bin := binary(t)
+	bin := testutil.AgentexecBinary(t)
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "a.txt"), []byte("hello\n"), 0o644)
 	run := func(args ...string) (string, int) {

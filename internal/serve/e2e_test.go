@@ -19,34 +19,6 @@ import (
 	"github.com/agentexec/agentexec/internal/testutil"
 )
 
-// agentexecBinary returns $AGENTEXEC_BIN (the Makefile sets it) or builds the
-// binary once, statically as the Makefile does.
-func agentexecBinary(t testing.TB) string {
-	t.Helper()
-	if bin := os.Getenv("AGENTEXEC_BIN"); bin != "" {
-		return bin
-	}
-	path, err := buildBinary()
-	if err != nil {
-		t.Fatalf("build agentexec: %v", err)
-	}
-	return path
-}
-
-var buildBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "agentexec-e2e-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "agentexec")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/agentexec/agentexec/cmd/agentexec")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("%w: %s", err, out)
-	}
-	return bin, nil
-})
-
 // proc is `agentexec serve` running on pipes.
 type proc struct {
 	t      testing.TB
@@ -60,7 +32,7 @@ func startServe(t testing.TB, args ...string) *proc {
 	t.Helper()
 	testutil.RequireRoot(t)
 	testutil.RequireLandlockABI(t, 1)
-	bin := agentexecBinary(t)
+	bin := testutil.AgentexecBinary(t)
 	ws := t.TempDir()
 	if err := os.Mkdir(filepath.Join(ws, "out"), 0o755); err != nil {
 		t.Fatal(err)
@@ -449,7 +421,7 @@ func TestE2ESIGTERM(t *testing.T) {
 func TestE2EExampleClients(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireLandlockABI(t, 1)
-	bin := agentexecBinary(t)
+	bin := testutil.AgentexecBinary(t)
 	ws := t.TempDir()
 	if err := os.WriteFile(filepath.Join(ws, "file.txt"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)

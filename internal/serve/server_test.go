@@ -25,7 +25,9 @@ import (
 // The test binary serves as the runtime's spawner.
 func TestMain(m *testing.M) {
 	agentexec.ServeSpawner()
-	os.Exit(m.Run())
+	code := m.Run()
+	testutil.RemoveAgentexecBinary()
+	os.Exit(code)
 }
 
 // policyYAML is the test policy: a few shell tools, the workspace readable, ws/out
