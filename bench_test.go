@@ -63,3 +63,29 @@ func BenchmarkLaunch(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLaunchIsolation measures what the per-launch isolation costs a launch:
+// the same policy and tool with the per-launch Landlock layer and the tool
+// identity ("isolated", the default) and without them ("shared-domain", the
+// isolation tests' control). docs/performance.md has the command and figures.
+func BenchmarkLaunchIsolation(b *testing.B) {
+	p, _ := testPolicy(b, "")
+	rts := []struct {
+		name string
+		rt   *agentexec.Runtime
+	}{
+		{"isolated", newRuntime(b, p)},
+		{"shared-domain", newRuntime(b, p, agentexec.WithoutLaunchIsolationForTest())},
+	}
+	ctx := context.Background()
+	for _, r := range rts {
+		b.Run(r.name, func(b *testing.B) {
+			for b.Loop() {
+				res, err := r.rt.Run(ctx, agentexec.Request{Tool: "true"})
+				if err != nil || res.ExitCode != 0 {
+					b.Fatalf("%v %+v", err, res)
+				}
+			}
+		})
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/agentexec/agentexec/internal/cgroup"
 	"github.com/agentexec/agentexec/internal/contain"
 	"github.com/agentexec/agentexec/internal/sandbox"
+	"github.com/agentexec/agentexec/internal/sys"
 	"github.com/agentexec/agentexec/internal/templates"
 	"github.com/agentexec/agentexec/policy"
 )
@@ -29,8 +30,23 @@ type Report struct {
 	Landlock        LandlockReport        `json:"landlock"`
 	Cgroup          CgroupReport          `json:"cgroup"`
 	KernelTemplates KernelTemplatesReport `json:"kernel_templates"`
+	TmpDir          TmpDirReport          `json:"tmpdir"`
 	Profiles        []ProfileReport       `json:"profiles"`
 	Tools           []ToolReport          `json:"tools"`
+}
+
+// TmpDirReport is what the policy's ${TMPDIR} stands for.
+type TmpDirReport struct {
+	// Private: each runtime makes a directory of its own under Base (mode 0700,
+	// owned by the tools' identity) and removes it at Close; Path is then
+	// policy.TmpDirPlaceholder, which stands for it in the roots and environment
+	// values below, or, in a running runtime's report, its directory.
+	Private bool   `json:"private"`
+	Path    string `json:"path"`
+	Base    string `json:"base,omitempty"`
+	// Used says whether the policy refers to ${TMPDIR} at all (a private directory
+	// is made only then).
+	Used bool `json:"used"`
 }
 
 // LandlockReport is the kernel's Landlock support.
@@ -86,6 +102,52 @@ type ProfileReport struct {
 	// isolated` can be had here ("" when the policy does not ask for it).
 	Seccomp []string `json:"seccomp"`
 	NetNS   string   `json:"netns,omitempty"`
+	// Protect is what the profile's tools cannot write beneath their write roots:
+	// the git metadata of the repositories found there and the protect: paths
+	// (docs/security.md, "Repository metadata"). Absent when the profile has neither
+	// write roots nor protect: paths.
+	Protect *ProtectReport `json:"protect,omitempty"`
+	// Isolation is who the tools run as and how launches in flight are kept apart
+	// (docs/security.md, "Launches in flight" and "Tool identity").
+	Isolation IsolationReport `json:"isolation"`
+}
+
+// IsolationReport is a profile's per-launch isolation and tool identity.
+type IsolationReport struct {
+	// User says whom the tools run as: "tool identity" (a root runtime's own
+	// unprivileged uid, taken at start from ToolIDBase…+ToolIDCount), "runtime"
+	// (the runtime's own uid; with `user: root` under a root runtime that is uid 0)
+	// or "uid N" (user: {uid: N, …}).
+	User string `json:"user"`
+	// PerLaunch: every launch is in a Landlock domain of its own ("enforced"),
+	// only for ptrace and /proc ("partial", before ABI 6: signals between launches
+	// stay possible) or not at all ("none"); PerLaunchReason says why not.
+	PerLaunch       string `json:"per_launch"`
+	PerLaunchReason string `json:"per_launch_reason,omitempty"`
+	// View lists what spawners mount so that the tool identity can use roots it
+	// does not own or cannot reach (shims over unsearchable directories, idmapped
+	// roots), as planned now.
+	View []string `json:"view,omitempty"`
+	// KernelTemplates says how kernel-template launches are kept apart, when the
+	// host has spawn_template.
+	KernelTemplates string `json:"kernel_templates,omitempty"`
+}
+
+// ProtectReport is a profile's protection of repository metadata and protect: paths.
+type ProtectReport struct {
+	// Enforced: spawners get a private mount namespace here (Reason: the probe's
+	// answer, or why not). When false, every path below stays writable.
+	Enforced bool   `json:"enforced"`
+	Reason   string `json:"reason"`
+	// Repositories are the .git paths found in the write roots.
+	Repositories []string `json:"repositories"`
+	// ReadOnly are kept read-only; Pinned directories cannot be renamed or removed.
+	ReadOnly []string `json:"read_only"`
+	Pinned   []string `json:"pinned"`
+	// Missing are paths that would be protected but are absent or symbolic links.
+	Missing []string `json:"missing"`
+	// Incomplete says what the scan of the write roots left out.
+	Incomplete []string `json:"incomplete"`
 }
 
 // ToolReport is one tool's executable on this host.
@@ -137,6 +199,7 @@ func CheckHost(p *policy.Policy, h *Host) *Report {
 	if p.KernelTemplates == policy.KernelTemplatesRequire && !kt.Available {
 		r.Problems = append(r.Problems, "kernel_templates: require: spawn_template is not available: "+kt.Reason)
 	}
+	r.TmpDir = tmpDirReport(p)
 	for _, prof := range p.Profiles {
 		pr := ProfileReport{Name: prof.Name, Tools: prof.Tools, Read: nz(prof.FS.Read), Write: nz(prof.FS.Write), Exec: nz(prof.FS.Exec),
 			ConnectTCP: nz(prof.Network.ConnectTCP), BindTCP: nz(prof.Network.BindTCP),
@@ -163,10 +226,19 @@ func CheckHost(p *policy.Policy, h *Host) *Report {
 		} else {
 			pr.Seccomp = f.Rules()
 		}
-		if prof.Network.Unix && prof.User == nil && os.Geteuid() == 0 {
-			// Landlock (through ABI 7) does not govern connect(2) to socket files, and
-			// root's tools reach root's sockets (/var/run/docker.sock is a root escape).
-			r.Warnings = append(r.Warnings, fmt.Sprintf("profile %s: network.unix is allowed while tools run as root: they can connect to any root-owned unix socket file (set user: to a non-root uid)", prof.Name))
+		pr.Isolation = isolationReport(prof, h, kt.Available && p.KernelTemplates != policy.KernelTemplatesOff)
+		for _, u := range isolationUnenforced(pr.Isolation) {
+			pr.Unenforced = append(pr.Unenforced, u)
+		}
+		if prof.User.RunsAsRoot(os.Geteuid()) && len(prof.Network.UnixSockets) > 0 {
+			// Parse refuses unix: true for uid 0 without named sockets; named ones are
+			// the only reachable ones only where Landlock mediates connect(2) (ABI 9).
+			gap := fmt.Sprintf("landlock: unix socket paths (only %v were named, but tools running as uid 0 can connect to any root-owned socket: Landlock restricts pathname-socket connects only from ABI 9, have %d)", prof.Network.UnixSockets, h.LandlockABI)
+			if prof.Enforcement.Landlock == policy.Require {
+				r.Problems = append(r.Problems, fmt.Sprintf("profile %s: landlock: require: %s", prof.Name, gap))
+			} else {
+				pr.Unenforced = append(pr.Unenforced, gap)
+			}
 		}
 		if prof.Network.Isolated != "" {
 			ok, why := contain.NetNSAvailable()
@@ -178,6 +250,17 @@ func CheckHost(p *policy.Policy, h *Host) *Report {
 				} else {
 					pr.Unenforced = append(pr.Unenforced, "netns: "+why)
 				}
+			}
+		}
+		if len(prof.FS.Write)+len(prof.FS.Protect) > 0 {
+			prot := sandbox.PlanProtection(sandbox.ScanProtection(prof))
+			ok, why := sandbox.MountNSAvailable()
+			pr.Protect = &ProtectReport{Enforced: ok, Reason: why, Repositories: nz(prot.Repos), ReadOnly: nz(prot.ReadOnly),
+				Pinned: nz(prot.Pinned), Missing: nz(prot.Missing), Incomplete: nz(prot.Incomplete)}
+			pr.Unenforced = append(pr.Unenforced, prot.Unenforced(ok, why)...)
+			if len(prot.Missing) > 0 {
+				r.Warnings = append(r.Warnings, fmt.Sprintf("profile %s: %d paths to keep read-only are absent or symbolic links, not protected (a tool can create them): %s",
+					prof.Name, len(prot.Missing), strings.Join(prot.Missing, "; ")))
 			}
 		}
 		for _, u := range cgroupUnenforced(h.Cgroup, prof.Limits) {
@@ -227,6 +310,15 @@ func CheckHost(p *policy.Policy, h *Host) *Report {
 	return r
 }
 
+// tmpDirReport describes the policy's ${TMPDIR}.
+func tmpDirReport(p *policy.Policy) TmpDirReport {
+	r := TmpDirReport{Private: p.PrivateTmp, Path: p.TmpDir, Used: true}
+	if p.PrivateTmp && p.TmpDir == policy.TmpDirPlaceholder {
+		r.Base, r.Used = os.TempDir(), p.UsesTmpDir()
+	}
+	return r
+}
+
 // cgroupUnenforced lists the controllers l needs that cgroups under info cannot have
 // (all of them when info is nil or this process cannot create cgroups).
 func cgroupUnenforced(info *cgroup.Info, l policy.Limits) []string {
@@ -273,6 +365,16 @@ func (r *Report) WriteText(w io.Writer) {
 	} else {
 		fmt.Fprintf(w, "spawn_template: not available: %s (setting %s; userspace templates are used)\n", k.Reason, k.Setting)
 	}
+	switch td := r.TmpDir; {
+	case !td.Private:
+		fmt.Fprintf(w, "tmpdir: %s (shared: set by the caller, not removed)\n", td.Path)
+	case td.Path != policy.TmpDirPlaceholder:
+		fmt.Fprintf(w, "tmpdir: private: %s (this runtime's own, mode 0700, removed at Close)\n", td.Path)
+	case td.Used:
+		fmt.Fprintf(w, "tmpdir: private: each runtime makes its own under %s (mode 0700, owned by the tools' identity, removed at Close); %s below stands for it\n", td.Base, td.Path)
+	default:
+		fmt.Fprintf(w, "tmpdir: private, unused (the policy does not refer to ${TMPDIR})\n")
+	}
 	for _, p := range r.Profiles {
 		fmt.Fprintf(w, "profile %s (%s): landlock %s, cgroup %s, concurrency %d\n", p.Name, strings.Join(p.Tools, ", "), p.Landlock, p.CgroupMode, p.Concurrency)
 		fmt.Fprintf(w, "  landlock fs %s\n  landlock net %s, scoped %s\n", p.LandlockFS, p.LandlockNet, p.LandlockScoped)
@@ -288,6 +390,34 @@ func (r *Report) WriteText(w io.Writer) {
 			fmt.Fprintf(w, "  network namespace: %s\n", p.NetNS)
 		}
 		fmt.Fprintf(w, "  seccomp: %d rules (see --json)\n", len(p.Seccomp))
+		if pt := p.Protect; pt != nil {
+			if pt.Enforced {
+				fmt.Fprintf(w, "  protect: enforced (private mount namespace), %d repositories\n", len(pt.Repositories))
+			} else {
+				fmt.Fprintf(w, "  protect: NOT ENFORCED: %s\n", pt.Reason)
+			}
+			for _, x := range pt.ReadOnly {
+				fmt.Fprintf(w, "    read-only %s\n", x)
+			}
+			for _, x := range pt.Pinned {
+				fmt.Fprintf(w, "    pinned    %s\n", x)
+			}
+			for _, x := range pt.Missing {
+				fmt.Fprintf(w, "    not protected: %s\n", x)
+			}
+		}
+		iso := p.Isolation
+		fmt.Fprintf(w, "  tools run as: %s; per-launch isolation: %s", iso.User, iso.PerLaunch)
+		if iso.PerLaunchReason != "" {
+			fmt.Fprintf(w, " (%s)", iso.PerLaunchReason)
+		}
+		fmt.Fprintln(w)
+		for _, v := range iso.View {
+			fmt.Fprintf(w, "    view: %s\n", v)
+		}
+		if iso.KernelTemplates != "" {
+			fmt.Fprintf(w, "  kernel templates: %s\n", iso.KernelTemplates)
+		}
 		for _, d := range p.Degraded {
 			fmt.Fprintf(w, "  degraded: %s\n", d)
 		}
@@ -312,4 +442,48 @@ func (r *Report) WriteText(w io.Writer) {
 	for _, p := range r.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", p)
 	}
+}
+
+// isolationReport describes who a profile's tools run as and how its launches in
+// flight are kept apart on this host, as New would set it up.
+func isolationReport(prof *policy.Profile, h *Host, kernel bool) IsolationReport {
+	var r IsolationReport
+	toolIdentity := needsToolIdentity(prof)
+	switch {
+	case toolIdentity:
+		r.User = fmt.Sprintf("tool identity (an unprivileged uid from %d, taken at start)", ToolIDBase)
+		v := sandbox.PlanToolView(prof.FS.Read, prof.FS.Write, prof.FS.Exec, ToolIDBase, ToolIDBase)
+		r.View = v.Describe()
+	case prof.User == nil || prof.User.Own:
+		r.User = fmt.Sprintf("runtime (uid %d)", os.Geteuid())
+	default:
+		r.User = fmt.Sprintf("uid %d (user:)", prof.User.UID)
+	}
+	plan, _ := sandbox.PlanLandlock(prof, h.LandlockABI)
+	switch {
+	case plan == nil || !plan.Enabled:
+		r.PerLaunch, r.PerLaunchReason = "none", "Landlock is not enforced on this host"
+	case !sys.ForkExecSupported:
+		r.PerLaunch, r.PerLaunchReason = "none", "no vfork launch path on this architecture"
+	case h.LandlockABI < 6:
+		r.PerLaunch, r.PerLaunchReason = "partial", fmt.Sprintf("Landlock ABI %d: ptrace and /proc access between launches refused, signals and abstract sockets not (needs ABI 6)", h.LandlockABI)
+	default:
+		r.PerLaunch = "enforced"
+	}
+	if kernel {
+		if toolIdentity {
+			r.KernelTemplates = "not used: tools run as the tool identity and spawn_template cannot switch a child's identity (user: root would allow them)"
+		} else {
+			r.KernelTemplates = "one kernel-template launch at a time per profile: their children cannot add a Landlock layer of their own, so they share one domain; launches beside them take the userspace path"
+		}
+	}
+	return r
+}
+
+// isolationUnenforced lists the isolation gaps of r as Unenforced entries.
+func isolationUnenforced(r IsolationReport) []string {
+	if r.PerLaunch == "enforced" {
+		return nil
+	}
+	return []string{"isolation: launches in flight: " + r.PerLaunch + " (" + r.PerLaunchReason + ")"}
 }

@@ -13,6 +13,11 @@ var ErrDenied = errors.New("denied by policy")
 // ErrNotSupported is matched by errors about kernel features the host lacks.
 var ErrNotSupported = sandbox.ErrNotSupported
 
+// ErrSpawnerNotServed is matched by New's error when the spawner binary did not
+// answer as a spawner: most often an embedding program whose main does not call
+// ServeSpawner first thing (see ServeSpawner), which New detects within a second.
+var ErrSpawnerNotServed = sandbox.ErrNotServed
+
 // ErrClosed is returned by a Runtime after Close.
 var ErrClosed = errors.New("agentexec: runtime closed")
 

@@ -26,3 +26,15 @@ func SpawnerLaunchersForTest(rt *Runtime) []int {
 
 // LauncherThreadsForTest is launcherThreads.
 var LauncherThreadsForTest = launcherThreads
+
+// WithoutLaunchIsolationForTest turns off the per-launch Landlock layer and the tool
+// identity and runs one launcher thread, for the controls of the isolation tests.
+func WithoutLaunchIsolationForTest() Option { return func(o *options) { o.noLaunchIsolation = true } }
+
+// WithoutProtectionForTest turns off the read-only repository metadata and protect:
+// paths, for the controls of the protection tests.
+func WithoutProtectionForTest() Option { return func(o *options) { o.noProtect = true } }
+
+// WithoutMountNSForTest makes the runtime act as if it could not give spawners a
+// private mount namespace (why says why).
+func WithoutMountNSForTest(why string) Option { return func(o *options) { o.noMountNS = why } }

@@ -398,6 +398,7 @@ func (p *Process) wait() {
 	p.stdout.Wait()
 	p.stderr.Wait()
 	p.child.Release()
+	rt.sweepSentinels(p.prt)
 
 	r := Result{Tool: p.tool, Pid: p.child.Pid, Wall: wall, Backend: Backend(p.child.Backend), PlacementDelay: p.child.PlacementDelay,
 		Template: TemplateState(p.child.Template), Unenforced: p.unenforced, Containment: p.prt.layers}

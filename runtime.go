@@ -27,10 +27,19 @@ import (
 type Option func(*options)
 
 type options struct {
-	binary      string
-	logger      *slog.Logger
-	grace       time.Duration
-	noCgroups   bool
+	binary    string
+	logger    *slog.Logger
+	grace     time.Duration
+	noCgroups bool
+	// noLaunchIsolation turns off the per-launch Landlock layer and the tool
+	// identity, with one launcher thread: only the isolation tests' controls use it
+	// (export_test.go), to show the attacks they refuse succeed without them.
+	noLaunchIsolation bool
+	// noProtect turns off the read-only repository metadata and protect: paths, and
+	// noMountNS (a reason) makes the runtime act as if it could not have a private
+	// mount namespace: the protection tests' controls (export_test.go).
+	noProtect   bool
+	noMountNS   string
 	noTemplates bool
 	spawnerErr  io.Writer
 }
@@ -75,6 +84,12 @@ type Runtime struct {
 	order    []*profileRT
 	// kernelTemplates: New decided to use spawn_template templates (templates.UseKernel).
 	kernelTemplates bool
+	// toolID is the unprivileged identity tools run as when the runtime is root and
+	// their profile names no user (tooluser.go); nil otherwise.
+	toolID *toolIdentity
+	// tmpDir is the runtime's private ${TMPDIR} (tmpdir.go), removed at Close; ""
+	// when the policy has none or does not use it.
+	tmpDir string
 
 	mu     sync.Mutex
 	closed bool
@@ -99,13 +114,26 @@ type profileRT struct {
 	sem        chan struct{}
 	unenforced []string
 	layers     []string
+	// sentinels are paths in protected repository metadata that must not come into
+	// existence (protect.go); each launch's end removes any that did.
+	sentinels []string
 }
 
 // New validates the host against the policy, starts one spawner process per profile
 // (each restricts itself before it launches anything) and prepares templates for hot
 // tools. A feature the policy requires and the host lacks is an error; with
 // best_effort it is logged and reported in every Result's Unenforced.
+//
+// When the policy's ${TMPDIR} is private (policy.Options.TmpDir was empty) and used,
+// New makes the runtime's own temporary directory, mode 0700 and owned by the
+// identity the tools run as, and enforces the policy with it in place of
+// policy.TmpDirPlaceholder (Policy returns that copy; p is not changed). Close
+// removes it.
+//
+// Called in a process that was started as a spawner but did not call ServeSpawner,
+// New prints why and exits with status 2 (see ServeSpawner).
 func New(ctx context.Context, p *policy.Policy, opts ...Option) (*Runtime, error) {
+	exitIfUnservedSpawner() // first: a spawner's main must not go on (spawner.go)
 	o := options{grace: time.Second, spawnerErr: os.Stderr}
 	for _, f := range opts {
 		f(&o)
@@ -133,10 +161,23 @@ func New(ctx context.Context, p *policy.Policy, opts ...Option) (*Runtime, error
 		return nil, fmt.Errorf("agentexec: %w", err)
 	}
 	rt.kernelTemplates = useKernel
+	for _, prof := range p.Profiles {
+		if needsToolIdentity(prof) && !o.noLaunchIsolation {
+			if rt.toolID, err = acquireToolIdentity(); err != nil {
+				return nil, fmt.Errorf("agentexec: %w", err)
+			}
+			break
+		}
+	}
+	// After the tool identity, which the directory is given to. From here on rt.pol
+	// is the policy with the runtime's own ${TMPDIR} (a copy; p is not changed).
+	if err := rt.setupTmpDir(); err != nil {
+		return nil, err
+	}
 	if err := rt.setupCgroups(); err != nil {
 		return nil, err
 	}
-	for _, prof := range p.Profiles {
+	for _, prof := range rt.pol.Profiles {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -248,17 +289,51 @@ func (rt *Runtime) startProfile(prof *policy.Profile) (*profileRT, error) {
 			prt.unenforced = append(prt.unenforced, "netns: "+why)
 		}
 	}
+	containment := sandbox.ContainmentFor(prof)
+	if prof.User.RunsAsRoot(os.Geteuid()) && len(prof.Network.UnixSockets) > 0 {
+		// Parse refused unix: true for uid 0 without named sockets; named ones can
+		// be the only reachable ones only where Landlock mediates connect(2) on
+		// pathname sockets, which this build does not use yet (ABI 9).
+		gap := fmt.Sprintf("landlock: unix socket paths (only %v were named, but tools running as uid 0 can connect to any root-owned socket: Landlock restricts pathname-socket connects only from ABI 9, have %d)",
+			prof.Network.UnixSockets, rt.host.LandlockABI)
+		if prof.Enforcement.Landlock == policy.Require {
+			return nil, fmt.Errorf("profile %s: landlock: require: %s: %w", prof.Name, gap, ErrNotSupported)
+		}
+		prt.unenforced = append(prt.unenforced, gap)
+		rt.opts.logger.Warn("not enforced on this host", "profile", prof.Name, "rule", gap)
+	}
+	kernelTemplates := rt.kernelTemplatesSetting()
+	var view *sandbox.ToolView
+	if needsToolIdentity(prof) && !rt.opts.noLaunchIsolation {
+		containment.ToolCred = rt.toolID.cred()
+		view = sandbox.PlanToolView(prof.FS.Read, prof.FS.Write, prof.FS.Exec, rt.toolID.uid, rt.toolID.gid)
+		// A kernel template's child keeps the credentials of the thread that made
+		// the template, and the RFC's spawn has no action to change them: with a
+		// tool identity, this profile launches through the userspace path.
+		if kernelTemplates == string(policy.KernelTemplatesRequire) {
+			return nil, fmt.Errorf("profile %s: kernel_templates: require: tools run as uid %d (the runtime is root and the profile sets no user:) and spawn_template cannot switch a child's identity; set user: root for this profile or kernel_templates: auto: %w",
+				prof.Name, rt.toolID.uid, ErrNotSupported)
+		}
+		kernelTemplates = string(policy.KernelTemplatesOff)
+	}
+	launchers := launcherThreads(prof.Concurrency, runtime.NumCPU())
+	if rt.opts.noLaunchIsolation {
+		launchers = 1
+	}
 	sp, err := sandbox.StartSpawner(sandbox.SpawnerConfig{
 		Binary:          rt.opts.binary,
 		Profile:         prof.Name,
 		Tools:           tools,
 		Landlock:        plan,
-		Containment:     sandbox.ContainmentFor(prof),
+		Containment:     containment,
 		NetNS:           netns,
-		KernelTemplates: rt.kernelTemplatesSetting(),
+		View:            view,
+		Mounts:          rt.protection(prt),
+		KernelTemplates: kernelTemplates,
 		KTCreate:        rt.host.KernelTemplates.Numbers.Create,
 		KTSpawn:         rt.host.KernelTemplates.Numbers.Spawn,
-		Launchers:       launcherThreads(prof.Concurrency, runtime.NumCPU()),
+		Launchers:       launchers,
+		NoLaunchLayer:   rt.opts.noLaunchIsolation,
 		Stderr:          rt.opts.spawnerErr,
 	})
 	if err != nil {
@@ -267,6 +342,12 @@ func (rt *Runtime) startProfile(prof *policy.Profile) (*profileRT, error) {
 	prt.spawner = sp
 	r := sp.Ready()
 	prt.layers = append(prt.layers, r.Layers...)
+	for _, d := range r.Degraded {
+		// Less than the policy grants, never more: reported like a limit the host
+		// cannot enforce, so that a tool's EACCES there has an explanation.
+		prt.unenforced = append(prt.unenforced, d)
+		rt.opts.logger.Warn("not as the policy asks on this host", "profile", prof.Name, "what", d)
+	}
 	prt.kernel = map[string]bool{}
 	for _, ts := range r.Templates {
 		if ts.Backend == string(BackendKernel) {
@@ -280,14 +361,15 @@ func (rt *Runtime) startProfile(prof *policy.Profile) (*profileRT, error) {
 	return prt, nil
 }
 
-// Policy returns the policy the runtime enforces.
+// Policy returns the policy the runtime enforces: the one given to New, or its copy
+// with the runtime's private ${TMPDIR} (Policy.TmpDir).
 func (rt *Runtime) Policy() *policy.Policy { return rt.pol }
 
 // Host returns what the runtime found on this host at start.
 func (rt *Runtime) Host() *Host { return rt.host }
 
 // Close kills every launch still running, ends the spawners and removes the
-// runtime's cgroups.
+// runtime's cgroups and its private ${TMPDIR}.
 func (rt *Runtime) Close() error {
 	rt.mu.Lock()
 	if rt.closed {
@@ -320,6 +402,11 @@ func (rt *Runtime) Close() error {
 	if rt.cg != nil {
 		errs = append(errs, rt.cg.Close())
 	}
+	if rt.tmpDir != "" {
+		errs = append(errs, removeTmpDir(rt.tmpDir))
+	}
+	// Only now, with every tool dead, may another runtime take the tool identity.
+	rt.toolID.release()
 	return errors.Join(errs...)
 }
 

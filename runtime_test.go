@@ -185,6 +185,12 @@ func helperMain(mode string, args []string) int {
 			x++
 		}
 		fmt.Println(x > 0)
+	case "attack":
+		return attackMain(args)
+	case "victim":
+		return victimMain(args)
+	case "connect":
+		return connectMain(args)
 	case "env":
 		for _, e := range os.Environ() {
 			fmt.Println(e)
@@ -379,10 +385,16 @@ func TestEnvironment(t *testing.T) {
 
 func TestLandlockFilesystem(t *testing.T) {
 	p, ws := testPolicy(t, "")
-	rt := newRuntime(t, p)
-	secret := filepath.Join(t.TempDir(), "secret")
-	os.WriteFile(secret, []byte("s"), 0o600)
+	// The secret is readable by its permission bits (in directories anyone may
+	// search, before the runtime plans its view), so that only Landlock refuses it.
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		os.Chmod(d, 0o755)
+	}
+	secret := filepath.Join(dir, "secret")
+	os.WriteFile(secret, []byte("s"), 0o644)
 	os.WriteFile(filepath.Join(ws, "in.txt"), []byte("hello"), 0o644)
+	rt := newRuntime(t, p)
 	cases := []struct {
 		mode, path string
 		ok         bool

@@ -1,6 +1,7 @@
 package agentexec
 
 import (
+	"fmt"
 	"os"
 
 	"github.com/agentexec/agentexec/internal/sandbox"
@@ -17,8 +18,32 @@ import (
 //	}
 //
 // Alternatively, pass WithSpawnerBinary with the path of an installed agentexec.
+//
+// A program that forgets it fails fast rather than re-executing itself: its copy
+// started as a spawner runs main, and when that calls New, New prints why to
+// stderr and exits with status 2 before it starts anything (a spawner's main must
+// not run at all); the New that started it fails within a second with an error
+// matching ErrSpawnerNotServed. At most one extra process ever runs.
 func ServeSpawner() {
 	if sandbox.IsSpawnerInvocation(os.Args) {
 		sandbox.SpawnerMain(os.Args)
 	}
+}
+
+// unservedSpawnerExitCode is the status a process started as a spawner exits with
+// when its main calls New instead of ServeSpawner.
+const unservedSpawnerExitCode = 2
+
+// exitIfUnservedSpawner ends the process when it was started as a spawner (by a
+// Runtime of its parent) but its main runs instead and has reached New: ServeSpawner
+// was not called first thing in main. Going on would start a spawner of its own,
+// which would do the same, and so on.
+func exitIfUnservedSpawner() {
+	if !sandbox.IsSpawnerInvocation(os.Args) {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "agentexec: this process was started as an agentexec spawner (%s %s), but its main function runs and called agentexec.New: "+
+		"call agentexec.ServeSpawner() first thing in main, or give the runtime an installed agentexec binary (agentexec.WithSpawnerBinary)\n",
+		os.Args[0], sandbox.SpawnerCommand)
+	os.Exit(unservedSpawnerExitCode)
 }

@@ -24,7 +24,10 @@ type Options struct {
 	// Home is ${HOME}. Empty: unset, and a policy that uses ${HOME} is an error.
 	// Must be absolute.
 	Home string
-	// TmpDir is ${TMPDIR}. Empty: "/tmp". Must be absolute.
+	// TmpDir is ${TMPDIR}. Empty: a directory private to each runtime, which
+	// agentexec.New creates (mode 0700, for the tools' uid) and Close removes; the
+	// policy then holds TmpDirPlaceholder in its place (Policy.PrivateTmp). Must be
+	// absolute.
 	TmpDir string
 	// CPUs is the host's CPU count; the default concurrency is 2×CPUs. 0 means 1.
 	CPUs int
@@ -70,13 +73,10 @@ func (o *Options) normalize() error {
 	if o.CPUs < 0 {
 		return fmt.Errorf("policy: Options.CPUs %d is negative", o.CPUs)
 	}
-	if o.TmpDir == "" {
-		o.TmpDir = "/tmp"
-	}
 	if o.CPUs == 0 {
 		o.CPUs = 1
 	}
-	o.Workspace, o.Home, o.TmpDir = cleanOrEmpty(o.Workspace), cleanOrEmpty(o.Home), filepath.Clean(o.TmpDir)
+	o.Workspace, o.Home, o.TmpDir = cleanOrEmpty(o.Workspace), cleanOrEmpty(o.Home), cleanOrEmpty(o.TmpDir)
 	return nil
 }
 
@@ -170,9 +170,16 @@ func parse(name string, data []byte, opts Options) (*Policy, error) {
 		{Name: "tools", Fn: d.keep(top, "tools")},
 	})
 
+	// ${TMPDIR} without Options.TmpDir: a placeholder for each runtime's own
+	// directory (tmpdir.go).
+	p.TmpDir = opts.TmpDir
+	if p.TmpDir == "" {
+		p.TmpDir, p.PrivateTmp = TmpDirPlaceholder, true
+	}
 	// workspace first: ${WORKSPACE} everywhere else means its value.
 	d.x = expander{
-		vars: map[string]string{"WORKSPACE": opts.Workspace, "HOME": opts.Home, "TMPDIR": opts.TmpDir},
+		privateTmp: p.PrivateTmp,
+		vars:       map[string]string{"WORKSPACE": opts.Workspace, "HOME": opts.Home, "TMPDIR": p.TmpDir},
 		why: map[string]string{
 			"WORKSPACE": "Options.Workspace is empty and the policy has no workspace: field",
 			"HOME":      "Options.Home is empty",
@@ -296,9 +303,10 @@ type opt[T any] struct {
 
 // rules are the settings defaults: and each tool may carry.
 type rules struct {
-	read, write, exec           list[string]
+	read, write, exec, protect  list[string]
 	connect, bind               list[uint16]
 	unix                        opt[bool]
+	unixSockets                 list[string]
 	isolated                    opt[Enforcement]
 	scopeAbstract, scopeSignals opt[bool]
 	envAllow                    list[string]
@@ -330,6 +338,7 @@ func (d *decoder) ruleSpecs(r *rules, inTool bool) []yamlnode.Field {
 				{Name: "read", List: true, Fn: func(_, v *yaml.Node, f string, ext bool) { r.read = d.pathList(v, f, ext) }},
 				{Name: "write", List: true, Fn: func(_, v *yaml.Node, f string, ext bool) { r.write = d.pathList(v, f, ext) }},
 				{Name: "exec", List: true, Fn: func(_, v *yaml.Node, f string, ext bool) { r.exec = d.pathList(v, f, ext) }},
+				{Name: "protect", List: true, Fn: func(_, v *yaml.Node, f string, ext bool) { r.protect = d.pathList(v, f, ext) }},
 			})
 		}},
 		{Name: "network", Fn: func(_, v *yaml.Node, f string, _ bool) {
@@ -337,6 +346,7 @@ func (d *decoder) ruleSpecs(r *rules, inTool bool) []yamlnode.Field {
 				{Name: "connect_tcp", List: true, Fn: func(_, v *yaml.Node, f string, ext bool) { r.connect = d.ports(v, f, ext) }},
 				{Name: "bind_tcp", List: true, Fn: func(_, v *yaml.Node, f string, ext bool) { r.bind = d.ports(v, f, ext) }},
 				{Name: "unix", Fn: func(_, v *yaml.Node, f string, _ bool) { r.unix = d.optBool(v, f) }},
+				{Name: "unix_sockets", List: true, Fn: func(_, v *yaml.Node, f string, ext bool) { r.unixSockets = d.pathList(v, f, ext) }},
 				{Name: "isolated", Fn: func(_, v *yaml.Node, f string, _ bool) { r.isolated = d.isolated(v, f) }},
 			})
 		}},
@@ -576,6 +586,15 @@ func (d *decoder) user(v *yaml.Node, field string) opt[*User] {
 	if yamlnode.IsNull(n) {
 		return opt[*User]{set: true, n: n}
 	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" {
+		// `user: root` keeps tools as uid 0 when the runtime is root (by default a
+		// root runtime runs them as an unprivileged identity of its own).
+		if n.Value != "root" {
+			d.Fail(n, field, "%q: want root, null or {uid: N, gid: N, groups: [...]}", n.Value)
+			return opt[*User]{}
+		}
+		return opt[*User]{set: true, v: &User{Own: true}, n: n}
+	}
 	u := &User{}
 	var haveUID, haveGID, bad bool
 	before := len(d.Errs)
@@ -707,8 +726,9 @@ func mergeOpt[T any](def, t opt[T]) opt[T] {
 func merge(def, t *rules) rules {
 	return rules{
 		read: mergeList(def.read, t.read), write: mergeList(def.write, t.write), exec: mergeList(def.exec, t.exec),
+		protect: mergeList(def.protect, t.protect),
 		connect: mergeList(def.connect, t.connect), bind: mergeList(def.bind, t.bind),
-		unix: mergeOpt(def.unix, t.unix), isolated: mergeOpt(def.isolated, t.isolated),
+		unix: mergeOpt(def.unix, t.unix), unixSockets: mergeList(def.unixSockets, t.unixSockets), isolated: mergeOpt(def.isolated, t.isolated),
 		scopeAbstract: mergeOpt(def.scopeAbstract, t.scopeAbstract), scopeSignals: mergeOpt(def.scopeSignals, t.scopeSignals),
 		envAllow: mergeList(def.envAllow, t.envAllow), envSet: mergeList(def.envSet, t.envSet),
 		memory: mergeOpt(def.memory, t.memory), pids: mergeOpt(def.pids, t.pids), output: mergeOpt(def.output, t.output),
@@ -730,8 +750,10 @@ func (d *decoder) buildTool(rt *rawTool, defs *rules) *Tool {
 		case err != nil:
 			d.Fail(rt.exec.n, f+".exec", "%v", err)
 		case strings.Contains(e, "/"):
-			if p, err := d.x.absPath(e); err != nil {
+			if !filepath.IsAbs(e) {
 				d.Fail(rt.exec.n, f+".exec", "%q is a relative path; give an absolute path or a bare name looked up in path:", t.Exec)
+			} else if p, err := d.x.absPath(t.Exec); err != nil {
+				d.Fail(rt.exec.n, f+".exec", "%v", err)
 			} else {
 				t.Exec = p
 			}
@@ -743,6 +765,7 @@ func (d *decoder) buildTool(rt *rawTool, defs *rules) *Tool {
 	}
 	m := merge(defs, &rt.r)
 	d.checkWriteBeneathRead(rt, defs, &m)
+	d.checkRootUnix(rt, &m)
 	t.Env = Env{Allow: dedup(values(m.envAllow.items)), Set: envVars(m.envSet.items)}
 	t.Timeout = m.timeout.v
 	t.OutputBytes = m.output.v
@@ -787,6 +810,21 @@ func (d *decoder) checkWriteBeneathRead(rt *rawTool, defs *rules, m *rules) {
 			d.Fail(w.n, w.field, "%q is outside every read root; add it (or a parent) to filesystem.read", w.v)
 		}
 	}
+}
+
+// checkRootUnix refuses `network.unix: true` for tools that run as uid 0 unless the
+// sockets are named: connecting to a pathname socket is a permission-bit check that
+// uid 0 passes on every root-owned socket (docker.sock, systemd's private socket, a
+// root tmux server), capabilities or not, and Landlock mediates it only from ABI 9.
+func (d *decoder) checkRootUnix(rt *rawTool, m *rules) {
+	if u := m.user.v; u == nil || (!u.Own && u.UID != 0) || !m.unix.v || len(m.unixSockets.items) > 0 {
+		return
+	}
+	field := "defaults.network.unix"
+	if rt.r.unix.set {
+		field = yamlnode.Join("tools", rt.name) + ".network.unix"
+	}
+	d.Fail(m.unix.n, field, "true while the tools run as uid 0 would let them connect to every root-owned unix socket (docker.sock, systemd's private socket); name the sockets they need in network.unix_sockets, or drop user: so that a root runtime runs them as its unprivileged tool identity")
 }
 
 // dedup removes repeated values, keeping the first occurrence.

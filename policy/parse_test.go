@@ -206,13 +206,14 @@ func TestUnsetVariables(t *testing.T) {
 	if err == nil || err.Error() != want {
 		t.Errorf("err = %v\nwant %s", err, want)
 	}
-	// A policy without ${WORKSPACE} parses with zero Options; ${TMPDIR} defaults to /tmp.
+	// A policy without ${WORKSPACE} parses with zero Options; ${TMPDIR} is then
+	// private to each runtime: the placeholder until a runtime replaces it.
 	p, err := Parse("p.yaml", []byte("version: 1\ndefaults:\n  filesystem: {read: [\"${TMPDIR}/x\"]}\ntools: {cat: {}}\n"), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := p.Profiles[0].FS.Read; len(got) != 1 || got[0] != "/tmp/x" {
-		t.Errorf("read = %q, want [/tmp/x]", got)
+	if got := p.Profiles[0].FS.Read; len(got) != 1 || got[0] != TmpDirPlaceholder+"/x" || !p.PrivateTmp || p.TmpDir != TmpDirPlaceholder {
+		t.Errorf("read = %q, private %v, tmpdir %s; want [%s/x], private", got, p.PrivateTmp, p.TmpDir, TmpDirPlaceholder)
 	}
 	if p.Profiles[0].Concurrency != 2 {
 		t.Errorf("concurrency with CPUs 0 = %d, want 2", p.Profiles[0].Concurrency)

@@ -78,6 +78,13 @@ type Policy struct {
 	SpawnTemplateSyscalls *SyscallNumbers
 	// Shell is the name of the tool that runs `sh` scripts (agentexec ci); "" if none.
 	Shell string
+	// TmpDir is what ${TMPDIR} stands for: Options.TmpDir, or, when that was empty
+	// (PrivateTmp), TmpDirPlaceholder until a Runtime puts the directory it made in
+	// its place (WithTmpDir).
+	TmpDir string
+	// PrivateTmp says that ${TMPDIR} is a directory of each runtime's own (see
+	// TmpDirPlaceholder): Options.TmpDir was empty.
+	PrivateTmp bool
 }
 
 // SyscallNumbers overrides the numbers of the spawn_template syscalls, which are
@@ -174,6 +181,12 @@ type FS struct {
 	Write []string
 	// Exec roots: execute files (and read them) beneath them.
 	Exec []string
+	// Protect are paths kept read-only for tools even beneath a write root (editor
+	// and agent configuration, .envrc), like the git metadata of the repositories
+	// in the write roots (docs/security.md, "Repository metadata"). Enforced with
+	// mounts in the spawner's private mount namespace; paths absent when the runtime
+	// starts are skipped (and reported).
+	Protect []string
 }
 
 // Network is what a profile's tools may do on the network.
@@ -181,9 +194,15 @@ type Network struct {
 	// ConnectTCP and BindTCP are allowed TCP ports; empty means none.
 	ConnectTCP []uint16
 	BindTCP    []uint16
-	// Unix allows creating AF_UNIX sockets (pathname sockets still need filesystem
-	// rights, abstract ones are governed by IPC.ScopeAbstractUnix).
+	// Unix allows creating AF_UNIX sockets (socketpairs need nothing). Landlock
+	// before ABI 9 does not mediate connect(2) on pathname sockets: only permission
+	// bits do, which uid 0 passes on every root-owned socket, so tools running as
+	// uid 0 (user: root) may have Unix only with UnixSockets named. Abstract sockets
+	// are governed by IPC.ScopeAbstractUnix.
 	Unix bool
+	// UnixSockets names the pathname sockets tools need (absolute paths); a
+	// non-empty list implies Unix.
+	UnixSockets []string
 	// Isolated runs the profile in an empty network namespace: "" (off), require or
 	// best_effort.
 	Isolated Enforcement
@@ -218,6 +237,23 @@ type EnforcementRules struct {
 type User struct {
 	UID, GID uint32
 	Groups   []uint32
+	// Own (`user: root`) keeps the runtime's own identity: uid 0 when the runtime is
+	// root (where tools otherwise run as an unprivileged identity of the runtime's),
+	// unchanged otherwise. UID, GID and Groups are then unused.
+	Own bool
+}
+
+// RunsAsRoot reports whether tools with this user setting run as uid 0 under a
+// runtime whose effective uid is euid. A nil User (no user:) never does: a root
+// runtime gives such tools an unprivileged identity.
+func (u *User) RunsAsRoot(euid int) bool {
+	if u == nil {
+		return false
+	}
+	if u.Own {
+		return euid == 0
+	}
+	return u.UID == 0
 }
 
 // Tool returns the tool with the given name.

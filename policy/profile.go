@@ -11,15 +11,17 @@ import (
 func profileOf(m *rules, opts Options) Profile {
 	p := Profile{
 		FS: FS{
-			Read:  sortedSet(values(m.read.items)),
-			Write: sortedSet(values(m.write.items)),
-			Exec:  sortedSet(values(m.exec.items)),
+			Read:    sortedSet(values(m.read.items)),
+			Write:   sortedSet(values(m.write.items)),
+			Exec:    sortedSet(values(m.exec.items)),
+			Protect: sortedSet(values(m.protect.items)),
 		},
 		Network: Network{
-			ConnectTCP: sortedSet(values(m.connect.items)),
-			BindTCP:    sortedSet(values(m.bind.items)),
-			Unix:       m.unix.v,
-			Isolated:   m.isolated.v,
+			ConnectTCP:  sortedSet(values(m.connect.items)),
+			BindTCP:     sortedSet(values(m.bind.items)),
+			Unix:        m.unix.v || len(m.unixSockets.items) > 0,
+			UnixSockets: sortedSet(values(m.unixSockets.items)),
+			Isolated:    m.isolated.v,
 		},
 		IPC: IPC{
 			ScopeAbstractUnix: valueOr(m.scopeAbstract, true),
@@ -57,9 +59,9 @@ func (p *Profile) key() string {
 	if p.User != nil {
 		u = *p.User
 	}
-	return fmt.Sprintf("%q|%q|%q|%v|%v|%t|%q|%t|%t|%d|%d|%v|%q|%q|%d|%v",
-		p.FS.Read, p.FS.Write, p.FS.Exec,
-		p.Network.ConnectTCP, p.Network.BindTCP, p.Network.Unix, p.Network.Isolated,
+	return fmt.Sprintf("%q|%q|%q|%q|%v|%v|%t|%q|%q|%t|%t|%d|%d|%v|%q|%q|%d|%v",
+		p.FS.Read, p.FS.Write, p.FS.Exec, p.FS.Protect,
+		p.Network.ConnectTCP, p.Network.BindTCP, p.Network.Unix, p.Network.UnixSockets, p.Network.Isolated,
 		p.IPC.ScopeAbstractUnix, p.IPC.ScopeSignals,
 		p.Limits.Memory, p.Limits.Pids, p.Limits.CPU,
 		p.Enforcement.Landlock, p.Enforcement.Cgroup, p.Concurrency, u)

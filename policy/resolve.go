@@ -11,8 +11,10 @@ import (
 )
 
 // HostOptions returns Options from the running process: the current directory as
-// Workspace, $HOME (or the passwd entry) as Home, $TMPDIR (or /tmp) as TmpDir and
-// runtime.NumCPU as CPUs. A fact that cannot be found is left empty.
+// Workspace, $HOME (or the passwd entry) as Home and runtime.NumCPU as CPUs. A fact
+// that cannot be found is left empty. TmpDir is left empty on purpose: ${TMPDIR} is
+// then a directory private to each runtime (TmpDirPlaceholder), made under the
+// process's $TMPDIR (or /tmp) when the runtime starts; set TmpDir to share one.
 func HostOptions() Options {
 	var o Options
 	if wd, err := os.Getwd(); err == nil {
@@ -20,9 +22,6 @@ func HostOptions() Options {
 	}
 	if h, err := os.UserHomeDir(); err == nil && filepath.IsAbs(h) {
 		o.Home = h
-	}
-	if t := os.TempDir(); filepath.IsAbs(t) {
-		o.TmpDir = t
 	}
 	o.CPUs = runtime.NumCPU()
 	return o
@@ -39,7 +38,8 @@ func Load(file string, opts Options) (*Policy, error) {
 }
 
 // LoadBytes is Load for a policy already in memory (the embedded default, say):
-// Parse with opts completed from the host, then Resolve.
+// Parse with opts completed from the host (TmpDir stays as given: empty means a
+// private ${TMPDIR} per runtime), then Resolve.
 func LoadBytes(name string, data []byte, opts Options) (*Policy, error) {
 	h := HostOptions()
 	if opts.Workspace == "" {
@@ -47,9 +47,6 @@ func LoadBytes(name string, data []byte, opts Options) (*Policy, error) {
 	}
 	if opts.Home == "" {
 		opts.Home = h.Home
-	}
-	if opts.TmpDir == "" {
-		opts.TmpDir = h.TmpDir
 	}
 	if opts.CPUs == 0 {
 		opts.CPUs = h.CPUs

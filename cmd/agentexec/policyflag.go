@@ -21,7 +21,8 @@ func (pf *policyFlags) register(fs *flag.FlagSet) {
 }
 
 // load reads, validates and resolves the policy. ${WORKSPACE} is --workspace or the
-// current directory; ${HOME} and ${TMPDIR} come from the host.
+// current directory; ${HOME} comes from the host; ${TMPDIR} is a directory private
+// to the runtime (policy.TmpDirPlaceholder until it starts).
 func (pf *policyFlags) load() (*policy.Policy, error) {
 	opts := policy.HostOptions()
 	if pf.workspace != "" {

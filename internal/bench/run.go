@@ -130,7 +130,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	if len(measured) == 0 {
-		return nil, errors.New("bench: no call of the mix can run under this policy (see the notes)")
+		return nil, fmt.Errorf("bench: no call of the mix can run under this policy: %s", strings.Join(rep.Notes, "; "))
 	}
 	block := max(2*len(measured), cfg.Inflight*2)
 	rounds := max(3, cfg.Calls/10)

@@ -15,7 +15,8 @@ type LoadOptions struct {
 	// Workspace overrides the job file's workspace: (relative to the current
 	// directory). "" uses the job file's field, or the job file's directory.
 	Workspace string
-	// Home, TmpDir and CPUs are passed to the policy (empty: from the host).
+	// Home, TmpDir and CPUs are passed to the policy (empty: from the host; an
+	// empty TmpDir makes ${TMPDIR} a directory private to the job's runtime).
 	Home, TmpDir string
 	CPUs         int
 }

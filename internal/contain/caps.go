@@ -30,6 +30,12 @@ type CapsSpec struct {
 	// User, when set, makes every thread switch to this uid, gid and group list after
 	// the securebits are locked and before the capability sets are emptied.
 	User *User
+	// Effective lists capabilities kept in the effective and permitted sets only:
+	// dropped from the bounding set and never inheritable or ambient, so that a
+	// program exec'd later cannot hold them (a spawner keeps CAP_SETUID and
+	// CAP_SETGID to switch each child's identity before its exec). Like Keep, a
+	// ceiling.
+	Effective []uintptr
 }
 
 // Securebits DropCapabilities sets and locks when the process may (CAP_SETPCAP):
@@ -91,7 +97,8 @@ func capMask(caps []uintptr, last uintptr) (uint64, error) {
 //  4. bounding set: PR_CAPBSET_DROP of every capability up to cap_last_cap not in
 //     Keep, when CAP_SETPCAP is effective;
 //  5. setgroups/setresgid/setresuid to s.User, when set;
-//  6. capset: effective, permitted and inheritable = Keep.
+//  6. capset: effective, permitted and inheritable = Keep; Effective is added to
+//     the effective and permitted sets only.
 //
 // As non-root without capabilities every step that needs a privilege finds nothing
 // to do and is skipped; the call then only clears the ambient set. As uid 0 without
@@ -116,11 +123,16 @@ func DropCapabilities(s CapsSpec) error {
 	if err != nil {
 		return err
 	}
+	eff, err := capMask(s.Effective, last)
+	if err != nil {
+		return err
+	}
 	cur, err := sys.Capget()
 	if err != nil {
 		return &CapsError{Step: "capget", Err: err}
 	}
 	keep &= cur.Permitted
+	eff &= cur.Permitted
 	setpcap := cur.Effective&(1<<unix.CAP_SETPCAP) != 0
 
 	// 1. Inheritable: shrink to Keep. Raising is allowed from permitted; the kernel
@@ -211,10 +223,11 @@ func DropCapabilities(s CapsSpec) error {
 			return &CapsError{Step: "capget", Err: err}
 		}
 		keep &= cur.Permitted
+		eff &= cur.Permitted
 	}
 
-	// 6. Effective, permitted, inheritable = Keep.
-	want := sys.CapSets{Effective: keep, Permitted: keep, Inheritable: keep}
+	// 6. Effective, permitted, inheritable = Keep (plus Effective in the first two).
+	want := sys.CapSets{Effective: keep | eff, Permitted: keep | eff, Inheritable: keep}
 	if cur != want {
 		if err := sys.CapsetAllThreads(want); err != nil {
 			return &CapsError{Step: fmt.Sprintf("capset effective=permitted=inheritable=%#x", keep), Err: err}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/agentexec/agentexec/internal/contain"
 	"github.com/agentexec/agentexec/policy"
 )
@@ -17,6 +19,11 @@ type Containment struct {
 	DropCaps bool `json:"drop_caps"`
 	// User runs the spawner, and so every tool, as another uid/gid.
 	User *contain.User `json:"user,omitempty"`
+	// ToolCred, when set, is the identity every tool switches to between clone and
+	// exec while the spawner itself stays as it is: the spawner then keeps
+	// CAP_SETUID and CAP_SETGID in its effective and permitted sets only (never
+	// inheritable, ambient or bounding, so no tool can hold them after exec).
+	ToolCred *contain.User `json:"tool_cred,omitempty"`
 	// Seccomp installs the profile's filter; Network and Unix shape its socket rules.
 	Seccomp bool            `json:"seccomp"`
 	Network contain.NetMode `json:"network"`
@@ -29,7 +36,7 @@ func ContainmentFor(p *policy.Profile) Containment {
 	if len(p.Network.ConnectTCP) > 0 || len(p.Network.BindTCP) > 0 {
 		c.Network = contain.NetTCP
 	}
-	if p.User != nil {
+	if p.User != nil && !p.User.Own {
 		c.User = &contain.User{UID: p.User.UID, GID: p.User.GID, Groups: p.User.Groups}
 	}
 	return c
@@ -40,7 +47,11 @@ func ContainmentFor(p *policy.Profile) Containment {
 func (c *Containment) applyCreds() ([]string, error) {
 	var layers []string
 	if c.DropCaps || c.User != nil {
-		if err := contain.DropCapabilities(contain.CapsSpec{User: c.User}); err != nil {
+		spec := contain.CapsSpec{User: c.User}
+		if c.ToolCred != nil && c.User == nil {
+			spec.Effective = []uintptr{unix.CAP_SETUID, unix.CAP_SETGID}
+		}
+		if err := contain.DropCapabilities(spec); err != nil {
 			return nil, err
 		}
 		layers = append(layers, "no-caps")

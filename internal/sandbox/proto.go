@@ -16,8 +16,9 @@ import (
 // message and its fds arrive together, so no framing is needed.
 //
 //	main → spawner   hello (once), then launch requests
-//	spawner → main   ready (once), then per launch: started (with the pidfd) or
-//	                 failed, and later exited (status and rusage)
+//	spawner → main   ack (once, at once), ready (once, after the restriction),
+//	                 then per launch: started (with the pidfd) or failed, and
+//	                 later exited (status and rusage)
 
 // maxMessage bounds one protocol message; argv and environment together must fit.
 const maxMessage = 1 << 20
@@ -40,6 +41,14 @@ type hello struct {
 	// Launchers is the number of launcher threads (0: one). Kernel templates are
 	// bound to the thread that created them, so with them there is only one.
 	Launchers int `json:"launchers,omitempty"`
+	// View is mounted first thing, in the spawner's own mount namespace.
+	View *ToolView `json:"view,omitempty"`
+	// NoLaunchLayer leaves out the per-launch Landlock layer (tests' controls only).
+	NoLaunchLayer bool `json:"no_launch_layer,omitempty"`
+	// Mounts is applied in the spawner's private mount namespace (it was started
+	// with CLONE_NEWNS) before capabilities are dropped: repository metadata and
+	// protect: paths (mounts.go, protect.go). nil: nothing to mount.
+	Mounts *MountPlan `json:"mounts,omitempty"`
 }
 
 // toolSpec is a tool the spawner may launch.
@@ -54,6 +63,16 @@ type toolSpec struct {
 	SearchPath []string `json:"search_path,omitempty"`
 }
 
+// ack is the spawner's first message, sent as soon as it has read hello and before
+// anything slow: it shows that the binary runs as a spawner, so that the main
+// process can tell within a second a program that never serves (an embedding
+// program without agentexec.ServeSpawner) from a spawner whose setup takes time.
+type ack struct {
+	// Spawner is SpawnerCommand; anything else is not an agentexec spawner of this
+	// protocol.
+	Spawner string `json:"spawner"`
+}
+
 // ready answers hello.
 type ready struct {
 	Pid       int          `json:"pid"`
@@ -62,6 +81,9 @@ type ready struct {
 	Templates []toolStatus `json:"templates,omitempty"`
 	Layers    []string     `json:"layers,omitempty"`
 	Launchers int          `json:"launchers,omitempty"`
+	// Degraded lists what the spawner could not set up as planned without
+	// weakening the sandbox (a root the tool view could not idmap).
+	Degraded []string `json:"degraded,omitempty"`
 }
 
 // toolStatus reports a tool's template after the spawner prepared it.

@@ -78,6 +78,20 @@ func (rp *reaper) add(c reaped) error {
 	return nil
 }
 
+// killAll SIGKILLs every child the reaper still waits for and reports whether there
+// is none (the spawner's shutdown; run reaps them as usual). By pid, since the
+// spawner's own seccomp filter refuses pidfd_send_signal: a child in the map has not
+// been reaped (run takes it out under mu first, and nothing else waits for it), so
+// its pid cannot have been reused.
+func (rp *reaper) killAll() bool {
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	for _, c := range rp.children {
+		_ = unix.Kill(c.pid, unix.SIGKILL)
+	}
+	return len(rp.children) == 0
+}
+
 // run reaps until stop (or until the epoll fd fails).
 func (rp *reaper) run() {
 	defer unix.Close(rp.stopfd)

@@ -33,6 +33,14 @@ type SpawnerConfig struct {
 	Containment Containment
 	// NetNS starts the spawner in a new, empty network namespace.
 	NetNS bool
+	// View is what the spawner mounts, in a mount namespace of its own, so that
+	// the tools' identity can use roots it does not own (see ToolView).
+	View *ToolView
+	// NoLaunchLayer leaves out the per-launch Landlock layer (tests' controls only).
+	NoLaunchLayer bool
+	// Mounts, when set, starts the spawner in a private mount namespace
+	// (CLONE_NEWNS), where it applies the plan before it restricts itself.
+	Mounts *MountPlan
 	// KernelTemplates is the policy's kernel_templates setting; KTCreate and KTSpawn
 	// override the syscall numbers (0: default).
 	KernelTemplates   string
@@ -43,9 +51,21 @@ type SpawnerConfig struct {
 	Launchers int
 	// Stderr receives the spawner's own diagnostics (nil: discarded).
 	Stderr io.Writer
-	// StartTimeout bounds the handshake (default 10s).
+	// AckTimeout bounds the wait for the spawner's first answer, which it sends as
+	// soon as it runs (default DefaultAckTimeout): a binary that does not answer by
+	// then is not serving as a spawner (ErrNotServed). StartTimeout bounds the rest
+	// of the handshake, the spawner's setup until it is ready (default 10s).
+	AckTimeout   time.Duration
 	StartTimeout time.Duration
 }
+
+// DefaultAckTimeout is SpawnerConfig.AckTimeout's default.
+const DefaultAckTimeout = time.Second
+
+// ErrNotServed is returned when the spawner binary did not answer as a spawner: an
+// embedding program that does not call agentexec.ServeSpawner first thing in main,
+// or a binary that is not agentexec (or of another version).
+var ErrNotServed = errors.New("did not answer as an agentexec spawner")
 
 // ToolSpec is a tool a spawner may launch.
 type ToolSpec struct {
@@ -93,6 +113,9 @@ type Ready struct {
 	Layers    []string
 	// Launchers is the number of launcher threads the spawner started.
 	Launchers int
+	// Degraded lists what the spawner set up with less access than planned (a
+	// root its tool view could not idmap).
+	Degraded []string
 }
 
 // TemplateStatus is a tool's template in a spawner.
@@ -107,6 +130,9 @@ func StartSpawner(cfg SpawnerConfig) (*Spawner, error) {
 	if cfg.StartTimeout == 0 {
 		cfg.StartTimeout = 10 * time.Second
 	}
+	if cfg.AckTimeout == 0 {
+		cfg.AckTimeout = DefaultAckTimeout
+	}
 	s := &Spawner{cfg: cfg, starter: templates.StartThread()}
 	if _, err := s.conn(); err != nil {
 		s.starter.Stop()
@@ -119,7 +145,7 @@ func StartSpawner(cfg SpawnerConfig) (*Spawner, error) {
 func (s *Spawner) Ready() Ready {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := Ready{Pid: s.ready.Pid, Skipped: s.ready.Skipped, Layers: s.ready.Layers, Launchers: s.ready.Launchers}
+	r := Ready{Pid: s.ready.Pid, Skipped: s.ready.Skipped, Layers: s.ready.Layers, Launchers: s.ready.Launchers, Degraded: s.ready.Degraded}
 	for _, t := range s.ready.Templates {
 		r.Templates = append(r.Templates, TemplateStatus(t)) // same fields; tags differ
 	}
@@ -179,7 +205,7 @@ func (s *Spawner) start() (*spawnerConn, ready, error) {
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4*maxMessage)
 	}
 	childEnd := os.NewFile(uintptr(pair[1]), "agentexec-spawner-socket")
-	defer childEnd.Close()
+	defer childEnd.Close() // on the early returns; closed at once after the start
 	mainEnd := os.NewFile(uintptr(pair[0]), "agentexec-main-socket")
 	fc, err := net.FileConn(mainEnd)
 	mainEnd.Close()
@@ -203,10 +229,15 @@ func (s *Spawner) start() (*spawnerConn, ready, error) {
 		},
 	}
 	if s.cfg.NetNS {
-		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNET
+		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNET
+	}
+	if !s.cfg.View.Empty() || s.cfg.Mounts != nil {
+		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNS
 	}
 	var startErr error
 	s.starter.Do(func() { startErr = cmd.Start() })
+	// Only the spawner holds its end from now on: its exit is EOF here at once.
+	childEnd.Close()
 	if err := startErr; err != nil {
 		conn.Close()
 		return nil, r, fmt.Errorf("exec %s: %w", s.cfg.Binary, err)
@@ -217,29 +248,74 @@ func (s *Spawner) start() (*spawnerConn, ready, error) {
 		conn:    conn,
 		pending: map[uint64]*Child{},
 		dead:    make(chan struct{}),
+		exited:  make(chan struct{}),
 	}
 	tools := make([]toolSpec, len(s.cfg.Tools))
 	for i, t := range s.cfg.Tools {
 		tools[i] = toolSpec(t)
 	}
 	h := hello{Profile: s.cfg.Profile, Landlock: s.cfg.Landlock, Containment: s.cfg.Containment, Tools: tools,
-		KernelTemplates: s.cfg.KernelTemplates, KTCreate: s.cfg.KTCreate, KTSpawn: s.cfg.KTSpawn, Launchers: s.cfg.Launchers}
-	fail := func(err error) (*spawnerConn, ready, error) {
+		KernelTemplates: s.cfg.KernelTemplates, KTCreate: s.cfg.KTCreate, KTSpawn: s.cfg.KTSpawn, Launchers: s.cfg.Launchers,
+		View: s.cfg.View, NoLaunchLayer: s.cfg.NoLaunchLayer, Mounts: s.cfg.Mounts}
+	// stop ends the process, after grace when it should exit by itself (its
+	// status then says more than our SIGKILL would), and says how it ended.
+	stop := func(grace time.Duration) string {
 		conn.Close()
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(grace):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		return cmd.ProcessState.String()
+	}
+	fail := func(err error) (*spawnerConn, ready, error) {
+		stop(0)
 		return nil, r, err
 	}
+	// notServed: the binary never answered as a spawner. A program started as a
+	// spawner that did not call ServeSpawner exits at once with status 2 when it
+	// calls agentexec.New; one that does something else is given AckTimeout.
+	notServed := func(err error) (*spawnerConn, ready, error) {
+		var detail string
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			detail = fmt.Sprintf("no answer within %v (%s)", s.cfg.AckTimeout, stop(0))
+		case errors.Is(err, io.EOF), errors.Is(err, os.ErrClosed), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNRESET):
+			detail = fmt.Sprintf("it ended without answering (%s)", stop(time.Second))
+		case err != nil:
+			detail = fmt.Sprintf("%v (%s)", err, stop(0))
+		default:
+			detail = fmt.Sprintf("its answer is not this version's spawner protocol (%s)", stop(0))
+		}
+		return nil, r, fmt.Errorf("%s %w: %s; an embedding program must call agentexec.ServeSpawner() first thing in main, or the runtime must be given an installed agentexec binary (WithSpawnerBinary)", s.cfg.Binary, ErrNotServed, detail)
+	}
 	if err := sendMsg(conn, &h, nil); err != nil {
+		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+			return notServed(err)
+		}
 		return fail(fmt.Errorf("send hello: %w", err))
 	}
-	_ = conn.SetReadDeadline(time.Now().Add(s.cfg.StartTimeout))
 	buf := make([]byte, 64<<10)
 	oob := make([]byte, unix.CmsgSpace(maxFDs*4))
-	fds, err := recvMsg(conn, buf, oob, &r)
+	var a ack
+	_ = conn.SetReadDeadline(time.Now().Add(s.cfg.AckTimeout))
+	fds, err := recvMsg(conn, buf, oob, &a)
+	closeAll(fds)
+	if err != nil || a.Spawner != SpawnerCommand {
+		return notServed(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(s.cfg.StartTimeout))
+	fds, err = recvMsg(conn, buf, oob, &r)
 	closeAll(fds)
 	if err != nil {
-		return fail(fmt.Errorf("%s did not answer as a spawner (%v); an embedding program must call agentexec.ServeSpawner() first thing in main, or the runtime must be given an installed agentexec binary", s.cfg.Binary, err))
+		how := "it ended"
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			how = fmt.Sprintf("no ready within %v", s.cfg.StartTimeout)
+		}
+		return nil, r, fmt.Errorf("spawner %s failed during its setup: %s (%v; %s)", s.cfg.Binary, how, err, stop(time.Second))
 	}
 	_ = conn.SetReadDeadline(time.Time{})
 	if r.Err != "" {
@@ -248,12 +324,14 @@ func (s *Spawner) start() (*spawnerConn, ready, error) {
 	go c.readLoop()
 	go func() {
 		_ = cmd.Wait()
+		close(c.exited)
 		c.markDead(ErrSpawnerDied)
 	}()
 	return c, r, nil
 }
 
-// Close ends the spawner process. Its children die with it (Pdeathsig).
+// Close ends the spawner process: it closes the socket, upon which the spawner kills
+// and reaps what is left of its launches and exits (killed after closeGrace if not).
 func (s *Spawner) Close() error {
 	s.mu.Lock()
 	s.closed = true
@@ -288,11 +366,24 @@ type spawnerConn struct {
 	pending map[uint64]*Child
 	dead    chan struct{}
 	err     error
+	// exited is closed when the spawner process has exited and been waited for.
+	exited chan struct{}
 }
+
+// closeGrace is how long close lets a spawner clean up after itself before it is
+// killed: on EOF it kills and reaps what is left of its tool trees, the orphans
+// reparented to it included (shutdown in spawner_proc.go), which a SIGKILL of the
+// spawner would leave to the host's PID 1.
+const closeGrace = 2 * time.Second
 
 func (c *spawnerConn) close() {
 	c.conn.Close()
-	_ = c.cmd.Process.Kill()
+	select {
+	case <-c.exited:
+	case <-time.After(closeGrace):
+		_ = c.cmd.Process.Kill()
+		<-c.exited
+	}
 	<-c.dead
 }
 

@@ -6,7 +6,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -30,6 +32,9 @@ func IsSpawnerInvocation(args []string) bool {
 
 // SpawnerMain runs a spawner process and never returns. args are os.Args.
 func SpawnerMain(args []string) {
+	if len(args) == 3 && args[2] == userNSHoldFlag {
+		holdUserNS()
+	}
 	fd := -1
 	for _, a := range args[2:] {
 		if v, ok := strings.CutPrefix(a, "--sock-fd="); ok {
@@ -47,7 +52,10 @@ func SpawnerMain(args []string) {
 		fmt.Fprintf(os.Stderr, "agentexec spawner: %v\n", err)
 		os.Exit(1)
 	}
-	os.Exit(0)
+	// The main process waits for this exit (spawnerConn.close): leave at once, past
+	// os.Exit's hooks, which have nothing to flush here and, in a race-enabled
+	// build, sleep a second.
+	unix.Exit(0)
 }
 
 // spawnerState is the spawner process's view of itself after restriction.
@@ -62,6 +70,18 @@ type spawnerState struct {
 	// reaper waits for all children (nil: one goroutine per child, if it could not
 	// be set up).
 	reaper *reaper
+	// launch is the per-launch isolation: the Landlock layer each userspace child
+	// adds for itself and the identity it switches to (see isolation.go).
+	isolation launchIsolation
+	// kernelInUse: launcher 0 holds kernel templates and runs only their launches.
+	kernelInUse bool
+	// kernelBusy is held while a kernel-template child lives (see launchKernel).
+	kernelBusy atomic.Bool
+	// orphans reaps what the launches leave behind: the spawner is their subreaper
+	// (orphans.go). nil if it could not be set up.
+	orphans *orphanReaper
+	// closing is set once the main process has gone: replies are no longer sent.
+	closing atomic.Bool
 }
 
 func runSpawner(fd int) error {
@@ -71,6 +91,12 @@ func runSpawner(fd int) error {
 		return fmt.Errorf("close_range: %w", err)
 	}
 	unix.CloseOnExec(fd)
+	// A subreaper from the start, so that no orphan of a tool tree is ever left to
+	// the host's PID 1; its children list is opened before the restriction.
+	orphans, oerr := newOrphanReaper()
+	if oerr != nil {
+		fmt.Fprintf(os.Stderr, "agentexec spawner: %v; orphans of tool trees are not reaped\n", oerr)
+	}
 	// Tools start with default signal dispositions even when the agent ignored some
 	// (nohup, a shell's traps): exec keeps SIG_IGN, so the spawner inherited them.
 	if _, err := sys.ResetIgnoredSignals(); err != nil {
@@ -88,8 +114,11 @@ func runSpawner(fd int) error {
 		return fmt.Errorf("read hello: %w", err)
 	}
 	closeAll(fds)
+	if err := sendRaw(fd, &ack{Spawner: SpawnerCommand}, nil); err != nil {
+		return fmt.Errorf("send ack: %w", err)
+	}
 
-	st := &spawnerState{sock: fd, tools: map[string]*spawnTool{}}
+	st := &spawnerState{sock: fd, tools: map[string]*spawnTool{}, orphans: orphans}
 	r := ready{Pid: os.Getpid()}
 	if err := st.setup(&h, &r); err != nil {
 		r.Err = err.Error()
@@ -105,20 +134,55 @@ func runSpawner(fd int) error {
 		st.reaper = rp
 		go rp.run()
 	}
+	if st.orphans != nil {
+		// Only now: setup waited for the children it made (os/exec) itself.
+		go st.orphans.run()
+	}
 	// Every launcher thread reads the socket itself: a datagram and its fds go to
 	// exactly one reader, and the kernel wakes one waiting reader per message, so
 	// launches in flight fork from several threads at once (Go lets forks from
 	// different threads proceed concurrently). The first loop to end ends the
 	// spawner: the socket closed or broke for all of them.
-	errs := make(chan error, len(st.launchers))
-	for i, l := range st.launchers {
+	serving := st.launchers
+	if st.kernelLauncher() != nil {
+		serving = serving[1:] // launcher 0 only runs kernel-template launches
+	}
+	errs := make(chan error, len(serving))
+	for i, l := range serving {
 		lbuf, loob := buf, oob
 		if i > 0 {
 			lbuf, loob = make([]byte, maxMessage+1), make([]byte, len(oob))
 		}
 		go l.Do(func() { errs <- st.serve(lbuf, loob) })
 	}
-	return <-errs
+	err = <-errs
+	st.shutdown()
+	return err
+}
+
+// shutdownGrace bounds the spawner's last clean-up (shutdown).
+const shutdownGrace = time.Second
+
+// shutdown runs when the main process has closed the socket (Runtime.Close): it
+// kills the children still running and everything they left, and reaps them all, so
+// that nothing of a tool tree outlives the spawner. (Without it the launched
+// children would die by Pdeathsig when the spawner exits, and their descendants be
+// reparented to the host's PID 1.) The main process gives it a moment before it
+// kills the spawner (spawnerConn.close).
+func (st *spawnerState) shutdown() {
+	st.closing.Store(true)
+	done := func() bool { return true }
+	if st.reaper != nil {
+		done = st.reaper.killAll
+	}
+	deadline := time.Now().Add(shutdownGrace)
+	if st.orphans != nil {
+		st.orphans.killAll(deadline, done)
+		return
+	}
+	for !done() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // serve runs on a launcher thread until the main process goes away: it reads a
@@ -162,11 +226,35 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 			tool.prepare()
 		}
 	}
+	if !h.View.Empty() {
+		// A mount namespace of our own (the main process started us with
+		// CLONE_NEWNS): a slave of the host's before any mount, so that nothing
+		// made here propagates back.
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+			return fmt.Errorf("mount namespace: make / a recursive slave: %w", err)
+		}
+		degraded, err := h.View.apply()
+		if err != nil {
+			return err
+		}
+		r.Degraded = degraded
+	}
+	// Repository metadata and protect: paths, read-only in the private mount
+	// namespace (mounts.go); after the idmapped roots, whose mapping the binds
+	// inherit, and while the spawner still has CAP_SYS_ADMIN.
+	if h.Mounts != nil {
+		if err := h.Mounts.apply(); err != nil {
+			return fmt.Errorf("mounts: %w", err)
+		}
+	}
 	layers, err := h.Containment.applyCreds()
 	if err != nil {
 		return err
 	}
 	r.Layers = layers
+	if !h.View.Empty() {
+		r.Layers = append(r.Layers, "tool-view")
+	}
 	if h.Landlock != nil && h.Landlock.Enabled {
 		skipped, err := h.Landlock.restrictSelf()
 		if err != nil {
@@ -191,7 +279,11 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 	mayUseKernel := h.KernelTemplates != string(policy.KernelTemplatesOff)
 	n := max(h.Launchers, 1)
 	if mayUseKernel {
-		n = 1 // kernel templates are bound to the thread that creates them
+		// Kernel templates are bound to the thread that creates them, and their
+		// children cannot add a Landlock layer of their own: launcher 0 is kept for
+		// them alone (its scope layer is their domain), so that no userspace child
+		// is ever nested below a kernel child's domain. The others serve the socket.
+		n++
 	}
 	var tids []int
 	for range n {
@@ -208,6 +300,11 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 		return err
 	}
 	r.Layers = append(r.Layers, layers...)
+	// The per-launch layer's ruleset is made once; each child enforces it on itself.
+	if st.isolation, err = newLaunchIsolation(h); err != nil {
+		return err
+	}
+	r.Layers = append(r.Layers, st.isolation.layers()...)
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return fmt.Errorf("prctl(PR_SET_DUMPABLE, 0): %w", err)
 	}
@@ -223,6 +320,7 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 		}
 	}
 	if use {
+		st.kernelInUse = true
 		ks, err := probe.Syscalls()
 		if err != nil {
 			return err
@@ -256,6 +354,9 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 // Replies of different launches may arrive in any order; the main process matches
 // them by id.
 func (st *spawnerState) reply(m *reply, fds []int) {
+	if st.closing.Load() {
+		return // the main process is gone (shutdown)
+	}
 	if err := sendRaw(st.sock, m, fds); err != nil {
 		fmt.Fprintf(os.Stderr, "agentexec spawner: reply to launch %d: %v\n", m.ID, err)
 	}
@@ -311,31 +412,17 @@ func (st *spawnerState) launch(m *launchMsg, fds []int) {
 		files = append(files, uintptr(fd))
 	}
 
-	if m.Kernel {
-		st.launchKernel(m, tool, files, cgroupFD)
+	if m.Kernel && st.kernelInUse && st.kernelBusy.CompareAndSwap(false, true) {
+		// One kernel-template child at a time: they all share launcher 0's domain.
+		// While one lives, the next launch takes the userspace path below.
+		st.kernelLauncher().Do(func() { st.launchKernel(m, tool, files, cgroupFD) })
 		return
 	}
 	path, state := tool.resolve()
-	pidfd := -1
-	attr := &syscall.ProcAttr{
-		Dir:   m.Dir,
-		Env:   m.Env,
-		Files: files,
-		Sys: &syscall.SysProcAttr{
-			Setsid:      true,
-			Pdeathsig:   syscall.SIGKILL,
-			PidFD:       &pidfd,
-			UseCgroupFD: cgroupFD >= 0,
-			CgroupFD:    cgroupFD,
-		},
-	}
-	pid, err := syscall.ForkExec(path, m.Argv, attr) // on a launcher thread (serve)
+	pid, pidfd, err := st.isolation.forkExec(path, m.Argv, m.Dir, m.Env, files, cgroupFD) // on a launcher thread (serve)
 	if err != nil {
-		// ForkExec reports a failure of the clone (the cgroup placement, say), of the
-		// child's setup (dup2, setsid, chdir, ...) and of execve alike, as a bare
-		// errno that does not say which step failed. Every ForkExec failure is
-		// reported with Exec set, as the tool's own (exit 126/127 by errno).
-		fail(errnoOf(err), true, "%s: %v", path, err)
+		exec, msg := describeForkError(path, m.Dir, err)
+		fail(errnoOf(err), exec, "%s", msg)
 		return
 	}
 	backend := "userspace"
@@ -362,6 +449,9 @@ func (st *spawnerState) waitFor(c reaped) {
 
 // reaped reports a child the reaper collected.
 func (st *spawnerState) reaped(c reaped, ws unix.WaitStatus, ru *unix.Rusage, err error) {
+	if c.kernel {
+		st.kernelBusy.Store(false)
+	}
 	st.reply(exitReply(c.id, c.pid, c.kernel, ws, ru, err), nil)
 }
 
@@ -371,6 +461,9 @@ func (st *spawnerState) reap(id uint64, pid int, kernel bool) {
 	var ws unix.WaitStatus
 	var ru unix.Rusage
 	_, err := wait4(pid, &ws, 0, &ru)
+	if kernel {
+		st.kernelBusy.Store(false)
+	}
 	st.reply(exitReply(id, pid, kernel, ws, &ru, err), nil)
 }
 
@@ -405,6 +498,12 @@ func (st *spawnerState) launchKernel(m *launchMsg, tool *spawnTool, files []uint
 	fail := func(errno syscall.Errno, format string, args ...any) {
 		st.reply(&reply{ID: m.ID, Kind: replyFailed, Errno: int(errno), Err: fmt.Sprintf(format, args...)}, nil)
 	}
+	started := false
+	defer func() {
+		if !started {
+			st.kernelBusy.Store(false)
+		}
+	}()
 	if tool.kt == nil { // set only when kernel templates are in use (setup)
 		fail(unix.EINVAL, "launch %d: tool %q has no kernel template", m.ID, m.Tool)
 		return
@@ -431,8 +530,18 @@ func (st *spawnerState) launchKernel(m *launchMsg, tool *spawnTool, files []uint
 	if recreated {
 		state = "recreated"
 	}
+	started = true // kernelBusy is released when the child is reaped (reaped)
 	st.reply(&reply{ID: m.ID, Kind: replyStarted, Pid: pid, Backend: "kernel", Template: state, PlacementNS: delay.Nanoseconds()}, []int{pidfd})
 	st.waitFor(reaped{id: m.ID, pid: pid, pidfd: pidfd, kernel: true})
+}
+
+// kernelLauncher is the launcher thread that holds the kernel templates and runs
+// their launches, nil when kernel templates are not in use.
+func (st *spawnerState) kernelLauncher() *contain.Launcher {
+	if !st.kernelInUse {
+		return nil
+	}
+	return st.launchers[0]
 }
 
 func errnoOf(err error) syscall.Errno {

@@ -65,21 +65,29 @@ func runTrue(s *Spawner) error {
 	return nil
 }
 
-// A spawner starts the launcher threads it is asked for, each serving launches,
-// except when kernel templates may be used: those are bound to the one thread that
-// made them.
+// A spawner starts the launcher threads it is asked for, each serving launches.
+// When kernel templates may be used it starts one more, launcher 0, which makes the
+// templates and runs only their launches (their children share its domain, so no
+// userspace child may be forked below it); it serves the socket like the others when
+// the spawner found no kernel templates to make.
 func TestSpawnerLaunchers(t *testing.T) {
 	for _, c := range []struct {
 		launchers int
 		kernel    string
 		want      int
 	}{
-		{0, "off", 1}, {3, "off", 3}, {3, "auto", 1},
+		{0, "off", 1}, {3, "off", 3}, {3, "auto", 4},
 	} {
 		s := startTestSpawner(t, c.launchers, c.kernel)
 		r := s.Ready()
 		if r.Launchers != c.want {
 			t.Errorf("launchers %d, kernel_templates %s: spawner started %d launcher threads, want %d", c.launchers, c.kernel, r.Launchers, c.want)
+		}
+		for _, ts := range r.Templates {
+			if ts.Backend == "kernel" {
+				c.want-- // launcher 0 keeps out of recvmsg
+				break
+			}
 		}
 		// Ready only echoes the count: check that every launcher thread serves, that
 		// is, that exactly want threads of the spawner wait in recvmsg on the socket.
