@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/agentexec/agentexec"
+	"github.com/agentexec/agentexec/configs"
 	"github.com/agentexec/agentexec/policy"
 )
 
@@ -137,7 +138,11 @@ func TestExplicitTmpDir(t *testing.T) {
 // directory, which they can write.
 func TestAgentPolicyTmpDir(t *testing.T) {
 	ws := t.TempDir()
-	p, err := policy.Load("configs/agent.yaml", policy.Options{Workspace: ws, Home: "/root", CPUs: runtime.NumCPU()})
+	data, err := configs.FS.ReadFile("agent.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := policy.LoadBytes("agent.yaml", data, policy.Options{Workspace: ws, Home: "/root", CPUs: runtime.NumCPU()})
 	if err != nil {
 		t.Fatal(err)
 	}

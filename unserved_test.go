@@ -19,6 +19,9 @@ import (
 // fails with ErrSpawnerNotServed and exactly one extra process ever ran the program
 // (it counts its own runs in <binary>.runs).
 func TestUnservedSpawner(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skipf("needs the go toolchain to build the embedding program (%v); the host tier runs it", err)
+	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "noserve")
 	build := exec.Command("go", "build", "-o", bin, "./internal/testutil/noserve")
