@@ -227,13 +227,8 @@ func CheckHost(p *policy.Policy, h *Host) *Report {
 			pr.Seccomp = f.Rules()
 		}
 		pr.Isolation = isolationReport(prof, h, kt.Available && p.KernelTemplates != policy.KernelTemplatesOff)
-		for _, u := range isolationUnenforced(pr.Isolation) {
-			pr.Unenforced = append(pr.Unenforced, u)
-		}
-		if prof.User.RunsAsRoot(os.Geteuid()) && len(prof.Network.UnixSockets) > 0 {
-			// Parse refuses unix: true for uid 0 without named sockets; named ones are
-			// the only reachable ones only where Landlock mediates connect(2) (ABI 9).
-			gap := fmt.Sprintf("landlock: unix socket paths (only %v were named, but tools running as uid 0 can connect to any root-owned socket: Landlock restricts pathname-socket connects only from ABI 9, have %d)", prof.Network.UnixSockets, h.LandlockABI)
+		pr.Unenforced = append(pr.Unenforced, isolationUnenforced(pr.Isolation)...)
+		if gap := unixSocketGap(prof, h.LandlockABI); gap != "" {
 			if prof.Enforcement.Landlock == policy.Require {
 				r.Problems = append(r.Problems, fmt.Sprintf("profile %s: landlock: require: %s", prof.Name, gap))
 			} else {

@@ -290,12 +290,7 @@ func (rt *Runtime) startProfile(prof *policy.Profile) (*profileRT, error) {
 		}
 	}
 	containment := sandbox.ContainmentFor(prof)
-	if prof.User.RunsAsRoot(os.Geteuid()) && len(prof.Network.UnixSockets) > 0 {
-		// Parse refused unix: true for uid 0 without named sockets; named ones can
-		// be the only reachable ones only where Landlock mediates connect(2) on
-		// pathname sockets, which this build does not use yet (ABI 9).
-		gap := fmt.Sprintf("landlock: unix socket paths (only %v were named, but tools running as uid 0 can connect to any root-owned socket: Landlock restricts pathname-socket connects only from ABI 9, have %d)",
-			prof.Network.UnixSockets, rt.host.LandlockABI)
+	if gap := unixSocketGap(prof, rt.host.LandlockABI); gap != "" {
 		if prof.Enforcement.Landlock == policy.Require {
 			return nil, fmt.Errorf("profile %s: landlock: require: %s: %w", prof.Name, gap, ErrNotSupported)
 		}

@@ -89,3 +89,15 @@ func (rt *Runtime) toolIDs() (uid, gid int, ok bool) {
 	}
 	return int(rt.toolID.uid), int(rt.toolID.gid), true
 }
+
+// unixSocketGap is what stays unenforced when uid-0 tools name their unix sockets:
+// parse refuses unix: true for them without names, and named ones are the only
+// reachable ones only where Landlock mediates connect(2) on pathname sockets (ABI
+// 9, not used by this build). "" when it does not apply.
+func unixSocketGap(prof *policy.Profile, abi int) string {
+	if !prof.User.RunsAsRoot(os.Geteuid()) || len(prof.Network.UnixSockets) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("landlock: unix socket paths (only %v were named, but tools running as uid 0 can connect to any root-owned socket: Landlock restricts pathname-socket connects only from ABI 9, have %d)",
+		prof.Network.UnixSockets, abi)
+}
