@@ -44,7 +44,7 @@ fmt-check:
 # cgroup v2) into failures.
 test: setup fmt-check vet build
 	AGENTEXEC_STRICT=$${AGENTEXEC_STRICT:-1} AGENTEXEC_BIN=$(CURDIR)/$(BIN) $(GO) test $(TESTFLAGS) ./...
-	AGENTEXEC_STRICT=$${AGENTEXEC_STRICT:-1} AGENTEXEC_BIN=$(CURDIR)/$(BIN) $(GO) test -race -short $(TESTFLAGS) . ./internal/sandbox ./internal/serve ./internal/cgroup
+	AGENTEXEC_STRICT=$${AGENTEXEC_STRICT:-1} AGENTEXEC_BIN=$(CURDIR)/$(BIN) $(GO) test -race -short $(TESTFLAGS) . ./internal/spawner ./internal/serve ./internal/cgroup
 	CGO_ENABLED=1 $(GO) test -count=1 ./internal/sys/...
 
 bench: build

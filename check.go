@@ -11,7 +11,7 @@ import (
 
 	"github.com/agentexec/agentexec/internal/cgroup"
 	"github.com/agentexec/agentexec/internal/contain"
-	"github.com/agentexec/agentexec/internal/sandbox"
+	"github.com/agentexec/agentexec/internal/spawner"
 	"github.com/agentexec/agentexec/internal/sys"
 	"github.com/agentexec/agentexec/internal/templates"
 	"github.com/agentexec/agentexec/policy"
@@ -205,13 +205,13 @@ func CheckHost(p *policy.Policy, h *Host) *Report {
 			ConnectTCP: nz(prof.Network.ConnectTCP), BindTCP: nz(prof.Network.BindTCP),
 			Memory: prof.Limits.Memory, Pids: prof.Limits.Pids, CPU: prof.Limits.CPU, Unenforced: []string{},
 			Concurrency: prof.Concurrency, Landlock: string(prof.Enforcement.Landlock), CgroupMode: string(prof.Enforcement.Cgroup)}
-		plan, err := sandbox.PlanLandlock(prof, h.LandlockABI)
+		plan, err := spawner.PlanLandlock(prof, h.LandlockABI)
 		if err != nil {
 			r.Problems = append(r.Problems, err.Error())
 			// Show what best effort would give, for the reader.
 			bp := *prof
 			bp.Enforcement.Landlock = policy.BestEffort
-			plan, _ = sandbox.PlanLandlock(&bp, h.LandlockABI)
+			plan, _ = spawner.PlanLandlock(&bp, h.LandlockABI)
 		}
 		if plan != nil {
 			pr.LandlockFS = landlock.AccessFSSet(plan.HandledFS).String()
@@ -220,7 +220,7 @@ func CheckHost(p *policy.Policy, h *Host) *Report {
 			pr.Unenforced = append(pr.Unenforced, plan.Unenforced...)
 			pr.Degraded = plan.Degraded
 		}
-		c := sandbox.ContainmentFor(prof)
+		c := spawner.ContainmentFor(prof)
 		if f, err := contain.BuildSeccomp(contain.SeccompSpec{Network: c.Network, Unix: c.Unix, SpawnerPID: 1}); err != nil {
 			r.Problems = append(r.Problems, fmt.Sprintf("profile %s: seccomp: %v", prof.Name, err))
 		} else {
@@ -248,8 +248,8 @@ func CheckHost(p *policy.Policy, h *Host) *Report {
 			}
 		}
 		if len(prof.FS.Write)+len(prof.FS.Protect) > 0 {
-			prot := sandbox.PlanProtection(sandbox.ScanProtection(prof))
-			ok, why := sandbox.MountNSAvailable()
+			prot := spawner.PlanProtection(spawner.ScanProtection(prof))
+			ok, why := spawner.MountNSAvailable()
 			pr.Protect = &ProtectReport{Enforced: ok, Reason: why, Repositories: nz(prot.Repos), ReadOnly: nz(prot.ReadOnly),
 				Pinned: nz(prot.Pinned), Missing: nz(prot.Missing), Incomplete: nz(prot.Incomplete)}
 			pr.Unenforced = append(pr.Unenforced, prot.Unenforced(ok, why)...)
@@ -447,14 +447,14 @@ func isolationReport(prof *policy.Profile, h *Host, kernel bool) IsolationReport
 	switch {
 	case toolIdentity:
 		r.User = fmt.Sprintf("tool identity (an unprivileged uid from %d, taken at start)", ToolIDBase)
-		v := sandbox.PlanToolView(prof.FS.Read, prof.FS.Write, prof.FS.Exec, ToolIDBase, ToolIDBase)
+		v := spawner.PlanToolView(prof.FS.Read, prof.FS.Write, prof.FS.Exec, ToolIDBase, ToolIDBase)
 		r.View = v.Describe()
 	case prof.User == nil || prof.User.Own:
 		r.User = fmt.Sprintf("runtime (uid %d)", os.Geteuid())
 	default:
 		r.User = fmt.Sprintf("uid %d (user:)", prof.User.UID)
 	}
-	plan, _ := sandbox.PlanLandlock(prof, h.LandlockABI)
+	plan, _ := spawner.PlanLandlock(prof, h.LandlockABI)
 	switch {
 	case plan == nil || !plan.Enabled:
 		r.PerLaunch, r.PerLaunchReason = "none", "Landlock is not enforced on this host"

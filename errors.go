@@ -4,19 +4,19 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/agentexec/agentexec/internal/sandbox"
+	"github.com/agentexec/agentexec/internal/spawner"
 )
 
 // ErrDenied is matched (errors.Is) by every DeniedError.
 var ErrDenied = errors.New("denied by policy")
 
 // ErrNotSupported is matched by errors about kernel features the host lacks.
-var ErrNotSupported = sandbox.ErrNotSupported
+var ErrNotSupported = spawner.ErrNotSupported
 
 // ErrSpawnerNotServed is matched by New's error when the spawner binary did not
 // answer as a spawner: most often an embedding program whose main does not call
 // ServeSpawner first thing (see ServeSpawner), which New detects within a second.
-var ErrSpawnerNotServed = sandbox.ErrNotServed
+var ErrSpawnerNotServed = spawner.ErrNotServed
 
 // ErrClosed is returned by a Runtime after Close.
 var ErrClosed = errors.New("agentexec: runtime closed")

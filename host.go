@@ -9,7 +9,7 @@ import (
 	"syscall"
 
 	"github.com/agentexec/agentexec/internal/cgroup"
-	"github.com/agentexec/agentexec/internal/sandbox"
+	"github.com/agentexec/agentexec/internal/spawner"
 	"github.com/agentexec/agentexec/internal/templates"
 	"github.com/agentexec/agentexec/policy"
 )
@@ -30,7 +30,7 @@ type Host struct {
 // ProbeHost probes the kernel features agentexec uses. It changes nothing.
 func ProbeHost(p *policy.Policy) *Host {
 	h := &Host{}
-	abi, err := sandbox.LandlockABI()
+	abi, err := spawner.LandlockABI()
 	h.LandlockABI = abi
 	if err != nil {
 		h.LandlockErr = err.Error()

@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/agentexec/agentexec/internal/cgroup"
-	"github.com/agentexec/agentexec/internal/sandbox"
+	"github.com/agentexec/agentexec/internal/spawner"
 	"github.com/agentexec/agentexec/internal/templates"
 )
 
@@ -22,11 +22,11 @@ type Process struct {
 	rt     *Runtime
 	prt    *profileRT
 	tool   string
-	child  *sandbox.Child
+	child  *spawner.Child
 	group  *cgroup.Group
 	start  time.Time
-	stdout sandbox.Sink
-	stderr sandbox.Sink
+	stdout spawner.Sink
+	stderr spawner.Sink
 
 	outR, errR *io.PipeReader
 
@@ -202,7 +202,7 @@ func (rt *Runtime) start(ctx context.Context, req Request, stream bool) (*Proces
 	if err != nil {
 		return nil, err
 	}
-	spec := &sandbox.LaunchSpec{
+	spec := &spawner.LaunchSpec{
 		Tool: t.Name, Argv: append([]string{filepath.Base(t.Exec)}, req.Args...), Env: env, Dir: dir,
 		Stdin: -1, Stdout: outW, Stderr: errW, CgroupFD: -1, StdinPath: req.StdinFile,
 	}
@@ -245,7 +245,7 @@ func (rt *Runtime) start(ctx context.Context, req Request, stream bool) (*Proces
 	child, err := prt.spawner.Launch(spec)
 	if err != nil {
 		rt.stats.failures.Add(1)
-		var le *sandbox.LaunchError
+		var le *spawner.LaunchError
 		if errors.As(err, &le) && le.Exec {
 			// The shell's statuses, as the kernel backend reports them.
 			code, msg := templates.ExitStatusForExecError(le.Errno)

@@ -3,7 +3,7 @@ package agentexec
 import (
 	"os"
 
-	"github.com/agentexec/agentexec/internal/sandbox"
+	"github.com/agentexec/agentexec/internal/spawner"
 )
 
 // protection decides what a profile's spawner keeps read-only in its private mount
@@ -11,20 +11,20 @@ import (
 // and its protect: paths (docs/security.md, "Repository metadata"). It returns the
 // mount plan (nil: nothing to mount, or no namespace to mount in), adds what stays
 // unprotected to the profile's unenforced list and logs the paths it cannot cover.
-func (rt *Runtime) protection(prt *profileRT) *sandbox.MountPlan {
+func (rt *Runtime) protection(prt *profileRT) *spawner.MountPlan {
 	if rt.opts.noProtect {
 		return nil
 	}
 	prof := prt.p
-	ok, why := sandbox.MountNSAvailable()
+	ok, why := spawner.MountNSAvailable()
 	if rt.opts.noMountNS != "" {
 		ok, why = false, rt.opts.noMountNS
 	}
-	facts := sandbox.ScanProtection(prof)
+	facts := spawner.ScanProtection(prof)
 	if ok {
 		// A repository without hooks/ (or info/) gets an empty one, as git init
 		// makes it, so that it exists to be kept read-only.
-		made, err := sandbox.EnsureHookDirs(facts)
+		made, err := spawner.EnsureHookDirs(facts)
 		for _, m := range made {
 			rt.opts.logger.Info("created an empty directory to keep it read-only for tools", "profile", prof.Name, "path", m)
 		}
@@ -32,14 +32,14 @@ func (rt *Runtime) protection(prt *profileRT) *sandbox.MountPlan {
 			rt.opts.logger.Warn("path not protected", "profile", prof.Name, "err", err)
 		}
 		if len(made) > 0 {
-			facts = sandbox.ScanProtection(prof)
+			facts = spawner.ScanProtection(prof)
 		}
 	}
-	prot := sandbox.PlanProtection(facts)
+	prot := spawner.PlanProtection(facts)
 	if ok {
-		prt.sentinels = sandbox.Sentinels(facts)
+		prt.sentinels = spawner.Sentinels(facts)
 	}
-	host, err := sandbox.CurrentMountNS()
+	host, err := spawner.CurrentMountNS()
 	if ok && err != nil {
 		ok, why = false, err.Error()
 	}

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/agentexec/agentexec"
-	"github.com/agentexec/agentexec/internal/sandbox"
+	"github.com/agentexec/agentexec/internal/spawner"
 	"github.com/agentexec/agentexec/internal/testutil"
 )
 
@@ -163,7 +163,7 @@ func TestRepoMetadataProtected(t *testing.T) {
 			}
 			rt := newRuntime(t, p, opts...)
 			if protect {
-				if ok, why := sandbox.MountNSAvailable(); !ok {
+				if ok, why := spawner.MountNSAvailable(); !ok {
 					t.Fatalf("root without a mount namespace: %s", why)
 				}
 			}
@@ -302,7 +302,7 @@ func TestCheckProtect(t *testing.T) {
 	if pr == nil || pr.Protect == nil {
 		t.Fatalf("no protect report: %+v", rep.Profiles)
 	}
-	ok, why := sandbox.MountNSAvailable()
+	ok, why := spawner.MountNSAvailable()
 	pt := pr.Protect
 	if pt.Enforced != ok || pt.Reason != why {
 		t.Errorf("enforced %v %q, want %v %q", pt.Enforced, pt.Reason, ok, why)

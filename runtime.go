@@ -18,7 +18,7 @@ import (
 
 	"github.com/agentexec/agentexec/internal/cgroup"
 	"github.com/agentexec/agentexec/internal/contain"
-	"github.com/agentexec/agentexec/internal/sandbox"
+	"github.com/agentexec/agentexec/internal/spawner"
 	"github.com/agentexec/agentexec/internal/templates"
 	"github.com/agentexec/agentexec/policy"
 )
@@ -106,7 +106,7 @@ type profileRT struct {
 	p *policy.Profile
 	// kernel marks the tools whose spawner made a kernel template.
 	kernel  map[string]bool
-	spawner *sandbox.Spawner
+	spawner *spawner.Spawner
 	pool    *cgroup.Pool
 	// pools holds the pools of requests with lower limits (Request.Limits).
 	poolsMu    sync.Mutex
@@ -237,7 +237,7 @@ func cgLimits(l policy.Limits) cgroup.Limits { return cgroup.Limits(l) }
 func (rt *Runtime) startProfile(prof *policy.Profile) (*profileRT, error) {
 	slots := max(prof.Concurrency, 1)
 	prt := &profileRT{p: prof, sem: make(chan struct{}, slots)}
-	plan, err := sandbox.PlanLandlock(prof, rt.host.LandlockABI)
+	plan, err := spawner.PlanLandlock(prof, rt.host.LandlockABI)
 	if err != nil {
 		return nil, err
 	}
@@ -269,13 +269,13 @@ func (rt *Runtime) startProfile(prof *policy.Profile) (*profileRT, error) {
 			prt.unenforced = append(prt.unenforced, "cgroup: "+c)
 		}
 	}
-	var tools []sandbox.ToolSpec
+	var tools []spawner.ToolSpec
 	for _, name := range prof.Tools {
 		t, _ := rt.pol.Tool(name)
 		if t == nil || t.Path == "" {
 			continue
 		}
-		tools = append(tools, sandbox.ToolSpec{Name: t.Name, Path: t.Path, Hot: t.Hot,
+		tools = append(tools, spawner.ToolSpec{Name: t.Name, Path: t.Path, Hot: t.Hot,
 			Lookup: rt.opts.noTemplates, Exec: t.Exec, SearchPath: rt.pol.Path})
 	}
 	netns := false
@@ -289,7 +289,7 @@ func (rt *Runtime) startProfile(prof *policy.Profile) (*profileRT, error) {
 			prt.unenforced = append(prt.unenforced, "netns: "+why)
 		}
 	}
-	containment := sandbox.ContainmentFor(prof)
+	containment := spawner.ContainmentFor(prof)
 	if gap := unixSocketGap(prof, rt.host.LandlockABI); gap != "" {
 		if prof.Enforcement.Landlock == policy.Require {
 			return nil, fmt.Errorf("profile %s: landlock: require: %s: %w", prof.Name, gap, ErrNotSupported)
@@ -298,10 +298,10 @@ func (rt *Runtime) startProfile(prof *policy.Profile) (*profileRT, error) {
 		rt.opts.logger.Warn("not enforced on this host", "profile", prof.Name, "rule", gap)
 	}
 	kernelTemplates := rt.kernelTemplatesSetting()
-	var view *sandbox.ToolView
+	var view *spawner.ToolView
 	if needsToolIdentity(prof) && !rt.opts.noLaunchIsolation {
 		containment.ToolCred = rt.toolID.cred()
-		view = sandbox.PlanToolView(prof.FS.Read, prof.FS.Write, prof.FS.Exec, rt.toolID.uid, rt.toolID.gid)
+		view = spawner.PlanToolView(prof.FS.Read, prof.FS.Write, prof.FS.Exec, rt.toolID.uid, rt.toolID.gid)
 		// A kernel template's child keeps the credentials of the thread that made
 		// the template, and the RFC's spawn has no action to change them: with a
 		// tool identity, this profile launches through the userspace path.
@@ -315,7 +315,7 @@ func (rt *Runtime) startProfile(prof *policy.Profile) (*profileRT, error) {
 	if rt.opts.noLaunchIsolation {
 		launchers = 1
 	}
-	sp, err := sandbox.StartSpawner(sandbox.SpawnerConfig{
+	sp, err := spawner.StartSpawner(spawner.SpawnerConfig{
 		Binary:          rt.opts.binary,
 		Profile:         prof.Name,
 		Tools:           tools,

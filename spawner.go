@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/agentexec/agentexec/internal/sandbox"
+	"github.com/agentexec/agentexec/internal/spawner"
 )
 
 // ServeSpawner turns the process into an agentexec spawner when it was started as
@@ -25,8 +25,8 @@ import (
 // not run at all); the New that started it fails within a second with an error
 // matching ErrSpawnerNotServed. At most one extra process ever runs.
 func ServeSpawner() {
-	if sandbox.IsSpawnerInvocation(os.Args) {
-		sandbox.SpawnerMain(os.Args)
+	if spawner.IsSpawnerInvocation(os.Args) {
+		spawner.SpawnerMain(os.Args)
 	}
 }
 
@@ -39,11 +39,11 @@ const unservedSpawnerExitCode = 2
 // was not called first thing in main. Going on would start a spawner of its own,
 // which would do the same, and so on.
 func exitIfUnservedSpawner() {
-	if !sandbox.IsSpawnerInvocation(os.Args) {
+	if !spawner.IsSpawnerInvocation(os.Args) {
 		return
 	}
 	fmt.Fprintf(os.Stderr, "agentexec: this process was started as an agentexec spawner (%s %s), but its main function runs and called agentexec.New: "+
 		"call agentexec.ServeSpawner() first thing in main, or give the runtime an installed agentexec binary (agentexec.WithSpawnerBinary)\n",
-		os.Args[0], sandbox.SpawnerCommand)
+		os.Args[0], spawner.SpawnerCommand)
 	os.Exit(unservedSpawnerExitCode)
 }

@@ -23,7 +23,7 @@ import (
 // ruleset is built here directly from each profile (read roots: read files and list
 // directories; write roots: every filesystem right; exec roots: execute and read;
 // rules on files keep only the file rights), in a subprocess, because Landlock
-// cannot be undone. The runtime's own sandbox is tested in internal/sandbox.
+// cannot be undone. The runtime's own sandbox is tested in internal/spawner.
 
 const helperEnv = "AGENTEXEC_CONFIGS_HELPER"
 

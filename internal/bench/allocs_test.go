@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/agentexec/agentexec"
-	"github.com/agentexec/agentexec/internal/sandbox"
+	"github.com/agentexec/agentexec/internal/spawner"
 	"github.com/agentexec/agentexec/internal/serve"
 )
 
@@ -27,7 +27,7 @@ func TestAllocBudgets(t *testing.T) {
 	}{
 		// Per profile at start: the plan struct, the rule and port slices.
 		{"PlanLandlock", 11, func() {
-			if _, err := sandbox.PlanLandlock(prof, 7); err != nil {
+			if _, err := spawner.PlanLandlock(prof, 7); err != nil {
 				t.Fatal(err)
 			}
 		}},

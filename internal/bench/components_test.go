@@ -17,7 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/agentexec/agentexec"
-	"github.com/agentexec/agentexec/internal/sandbox"
+	"github.com/agentexec/agentexec/internal/spawner"
 	"github.com/agentexec/agentexec/internal/serve"
 	"github.com/agentexec/agentexec/internal/testutil"
 	"github.com/agentexec/agentexec/policy"
@@ -53,7 +53,7 @@ const fsFileOnly = ll.AccessFSExecute | ll.AccessFSWriteFile | ll.AccessFSReadFi
 
 // buildRuleset does what a spawner does before landlock_restrict_self: create the
 // ruleset and add one path-beneath rule per existing root. It returns the rules added.
-func buildRuleset(plan *sandbox.LandlockPlan) (int, error) {
+func buildRuleset(plan *spawner.LandlockPlan) (int, error) {
 	fd, err := ll.LandlockCreateRuleset(&ll.RulesetAttr{HandledAccessFS: plan.HandledFS, HandledAccessNet: plan.HandledNet, Scoped: plan.Scoped}, 0)
 	if err != nil {
 		return 0, fmt.Errorf("landlock_create_ruleset: %w", err)
@@ -99,7 +99,7 @@ func BenchmarkLandlockRulesetBuild(b *testing.B) {
 	var rules int
 	b.ReportAllocs()
 	for b.Loop() {
-		plan, err := sandbox.PlanLandlock(prof, abi)
+		plan, err := spawner.PlanLandlock(prof, abi)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -116,7 +116,7 @@ func BenchmarkPlanLandlock(b *testing.B) {
 	p, _ := benchPolicy(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := sandbox.PlanLandlock(p.Profiles[0], 7); err != nil {
+		if _, err := spawner.PlanLandlock(p.Profiles[0], 7); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -159,7 +159,7 @@ func BenchmarkSpawnerRoundTrip(b *testing.B) {
 	}
 	defer devnull.Close()
 	prof := p.Profiles[0]
-	plan, err := sandbox.PlanLandlock(prof, abi)
+	plan, err := spawner.PlanLandlock(prof, abi)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -167,21 +167,21 @@ func BenchmarkSpawnerRoundTrip(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	full := sandbox.ContainmentFor(prof)
+	full := spawner.ContainmentFor(prof)
 	variants := []struct {
 		name    string
-		plan    *sandbox.LandlockPlan
-		contain sandbox.Containment
+		plan    *spawner.LandlockPlan
+		contain spawner.Containment
 	}{
 		{"spawner", plan, full},
-		{"spawner-landlock", plan, sandbox.Containment{}},
+		{"spawner-landlock", plan, spawner.Containment{}},
 		{"spawner-seccomp", nil, full},
-		{"spawner-bare", nil, sandbox.Containment{}},
+		{"spawner-bare", nil, spawner.Containment{}},
 	}
-	var tools []sandbox.ToolSpec
+	var tools []spawner.ToolSpec
 	for _, t := range p.Tools {
 		if t.Path != "" {
-			tools = append(tools, sandbox.ToolSpec{Name: t.Name, Path: t.Path, Hot: true})
+			tools = append(tools, spawner.ToolSpec{Name: t.Name, Path: t.Path, Hot: true})
 		}
 	}
 	calls := map[string][]string{"true": {"true"}, "python3": {"python3", "-c", "pass"}, "rg": {"rg", "-n", "TODO", "."}}
@@ -190,13 +190,13 @@ func BenchmarkSpawnerRoundTrip(b *testing.B) {
 		argv := calls[tool.Name]
 		for _, v := range variants {
 			b.Run(tool.Name+"/"+v.name, func(b *testing.B) {
-				sp, err := sandbox.StartSpawner(sandbox.SpawnerConfig{Binary: exe, Profile: prof.Name, Tools: tools,
+				sp, err := spawner.StartSpawner(spawner.SpawnerConfig{Binary: exe, Profile: prof.Name, Tools: tools,
 					Landlock: v.plan, Containment: v.contain, Stderr: os.Stderr})
 				if err != nil {
 					b.Fatal(err)
 				}
 				defer sp.Close()
-				spec := &sandbox.LaunchSpec{Tool: tool.Name, Argv: argv, Env: []string{"PATH=/usr/bin:/bin"}, Dir: ws, Stdin: -1, Stdout: fd, Stderr: fd, CgroupFD: -1}
+				spec := &spawner.LaunchSpec{Tool: tool.Name, Argv: argv, Env: []string{"PATH=/usr/bin:/bin"}, Dir: ws, Stdin: -1, Stdout: fd, Stderr: fd, CgroupFD: -1}
 				b.ReportAllocs()
 				for b.Loop() {
 					ch, err := sp.Launch(spec)

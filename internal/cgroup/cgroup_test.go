@@ -371,8 +371,11 @@ func testKillDaemonized(t *testing.T, forceFallback bool) {
 		t.Fatal(err)
 	}
 	t.Logf("kill (fallback=%v) of %d processes drained in %v", forceFallback, len(live), time.Since(start))
+	// An emptied group says each process has left it (cgroup_exit), not that it
+	// has finished exiting: on a slow guest a killed task can still show its old
+	// state for a moment after populated drops to 0. Surviving means staying alive.
 	for _, pid := range append(live, pids...) {
-		if processAlive(pid) {
+		if !exitsWithin(pid, 5*time.Second) {
 			t.Errorf("pid %d survived Kill", pid)
 		}
 	}

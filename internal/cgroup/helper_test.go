@@ -150,6 +150,18 @@ func processAlive(pid int) bool {
 	return b[i+2] != 'Z' && b[i+2] != 'X'
 }
 
+// exitsWithin reports whether pid is gone or a zombie within d.
+func exitsWithin(pid int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for processAlive(pid) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
+}
+
 // processesIn lists live processes whose v2 cgroup is dir or below it.
 func processesIn(t testing.TB, mount, dir string) []int {
 	t.Helper()

@@ -8,7 +8,7 @@ import (
 )
 
 // Thread runs functions on one locked OS thread that lives until Stop. The sandbox
-// uses it as the thread that forks spawner processes (sandbox.Spawner's starter):
+// uses it as the thread that forks spawner processes (spawner.Spawner's starter):
 // Pdeathsig fires when the thread that forked a child exits, so the fork must come
 // from a thread that only ends on purpose. The thread is never unlocked: when the
 // Thread stops, its goroutine exits while locked and the Go runtime terminates the

@@ -43,7 +43,7 @@ const (
 
 // defaultPkgs are tested when VMTEST_PKGS is unset; those that do not exist or have
 // no tests are left out.
-var defaultPkgs = []string{"./scripts/vmtest/guestcheck", "./internal/cgroup", "./internal/sandbox", "."}
+var defaultPkgs = []string{"./scripts/vmtest/guestcheck", "./internal/cgroup", "./internal/spawner", "."}
 
 var defaultKernels = []string{"6.12", "6.1"}
 
