@@ -5,13 +5,18 @@ import (
 	"fmt"
 
 	"github.com/agentexec/agentexec/internal/spawner"
+	"github.com/agentexec/agentexec/internal/sys"
 )
 
 // ErrDenied is matched (errors.Is) by every DeniedError.
 var ErrDenied = errors.New("denied by policy")
 
-// ErrNotSupported is matched by errors about kernel features the host lacks.
-var ErrNotSupported = spawner.ErrNotSupported
+// ErrNotSupported is matched (errors.Is) by every error about a kernel feature the
+// host lacks that the policy requires: Landlock rules above the kernel's ABI,
+// cgroups or a controller under `cgroup: require` (also for Request.Limits),
+// spawn_template syscalls under `kernel_templates: require`, network namespaces
+// under `isolated: require`. It also matches errors.ErrUnsupported.
+var ErrNotSupported = sys.ErrNotSupported
 
 // ErrSpawnerNotServed is matched by New's error when the spawner binary did not
 // answer as a spawner: most often an embedding program whose main does not call

@@ -212,6 +212,17 @@ func testPolicy(t testing.TB, extra string) (*policy.Policy, string) {
 // testPolicyLandlock is testPolicy with the given landlock enforcement.
 func testPolicyLandlock(t testing.TB, extra, landlock string) (*policy.Policy, string) {
 	t.Helper()
+	return testPolicyFull(t, "", extra, landlock)
+}
+
+// testPolicyTop is testPolicy with top-level keys (such as kernel_templates) added.
+func testPolicyTop(t testing.TB, top string) (*policy.Policy, string) {
+	t.Helper()
+	return testPolicyFull(t, top, "", "require")
+}
+
+func testPolicyFull(t testing.TB, top, extra, landlock string) (*policy.Policy, string) {
+	t.Helper()
 	ws := t.TempDir()
 	for _, d := range []string{"out", "bin"} {
 		if err := os.Mkdir(filepath.Join(ws, d), 0o755); err != nil {
@@ -223,7 +234,7 @@ func testPolicyLandlock(t testing.TB, extra, landlock string) (*policy.Policy, s
 		t.Fatal(err)
 	}
 	y := fmt.Sprintf(`version: 1
-workspace: %s
+%sworkspace: %s
 defaults:
   filesystem:
     read: [/usr, /lib, /lib64, /bin, /etc, /proc, /dev/null, "${WORKSPACE}", %q]
@@ -250,7 +261,7 @@ tools:
     args:
       allow: ["status|log|--version"]
       deny: ["push", "-c"]
-%s`, ws, filepath.Dir(exe), filepath.Dir(exe), landlock, exe, extra)
+%s`, top, ws, filepath.Dir(exe), filepath.Dir(exe), landlock, exe, extra)
 	p, err := policy.Parse("test.yaml", []byte(y), policy.Options{Workspace: ws, Home: "/root", CPUs: runtime.NumCPU()})
 	if err != nil {
 		t.Fatalf("policy: %v", err)

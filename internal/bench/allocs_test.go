@@ -5,8 +5,8 @@ import (
 	"time"
 
 	"github.com/agentexec/agentexec"
-	"github.com/agentexec/agentexec/internal/spawner"
 	"github.com/agentexec/agentexec/internal/serve"
+	"github.com/agentexec/agentexec/internal/spawner"
 )
 
 // Allocation budgets of pure pieces of the launch path. A change that allocates

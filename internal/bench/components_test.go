@@ -17,8 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/agentexec/agentexec"
-	"github.com/agentexec/agentexec/internal/spawner"
 	"github.com/agentexec/agentexec/internal/serve"
+	"github.com/agentexec/agentexec/internal/spawner"
 	"github.com/agentexec/agentexec/internal/testutil"
 	"github.com/agentexec/agentexec/policy"
 )

@@ -4,12 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/agentexec/agentexec/internal/sys"
 )
 
 var (
 	// ErrNotSupported matches errors about a cgroup feature the host lacks (no v2
-	// hierarchy, a missing controller). It also matches errors.ErrUnsupported.
-	ErrNotSupported = errors.New("cgroup: not supported on this host")
+	// hierarchy, a missing controller): it is sys.ErrNotSupported, the one error
+	// every missing-feature error of agentexec matches, and errors.ErrUnsupported.
+	ErrNotSupported = sys.ErrNotSupported
 	// ErrCannotCreate means this process may not create cgroups under its own cgroup.
 	ErrCannotCreate = errors.New("cgroup: cannot create child cgroups")
 	// ErrPoolExhausted is returned by Pool.Get when all max groups are in use.

@@ -10,6 +10,7 @@ import (
 	"github.com/landlock-lsm/go-landlock/landlock"
 	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
 
+	"github.com/agentexec/agentexec/internal/sys"
 	"github.com/agentexec/agentexec/policy"
 )
 
@@ -79,8 +80,9 @@ func (e *FeatureError) Error() string {
 	return fmt.Sprintf("%s: have %s, need %s", e.Feature, e.Have, e.Want)
 }
 
-// ErrNotSupported is matched by every FeatureError.
-var ErrNotSupported = errors.New("not supported by this host")
+// ErrNotSupported is matched by every FeatureError: sys.ErrNotSupported, the one
+// error every missing-feature error of agentexec matches.
+var ErrNotSupported = sys.ErrNotSupported
 
 // Is makes FeatureError match ErrNotSupported and errors.ErrUnsupported.
 func (e *FeatureError) Is(t error) bool { return t == ErrNotSupported || t == errors.ErrUnsupported }

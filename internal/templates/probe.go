@@ -68,15 +68,17 @@ func (p Probe) Syscalls() (KernelSys, error) {
 }
 
 // UnavailableError reports that the kernel backend cannot be used. It matches
-// errors.ErrUnsupported.
+// sys.ErrNotSupported (agentexec.ErrNotSupported) and errors.ErrUnsupported.
 type UnavailableError struct{ Reason string }
 
 func (e *UnavailableError) Error() string {
 	return "kernel spawn templates not available: " + e.Reason
 }
 
-// Is matches errors.ErrUnsupported.
-func (e *UnavailableError) Is(target error) bool { return target == errors.ErrUnsupported }
+// Is matches sys.ErrNotSupported and errors.ErrUnsupported.
+func (e *UnavailableError) Is(target error) bool {
+	return target == sys.ErrNotSupported || target == errors.ErrUnsupported
+}
 
 // UseKernel applies the policy switch kernel_templates ("auto", "off", "require"; ""
 // means auto) to a probe: whether to use the kernel backend, or, for "require" on a
