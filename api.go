@@ -6,6 +6,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/agentexec/agentexec/internal/templates"
 	"github.com/agentexec/agentexec/policy"
 )
 
@@ -44,11 +45,11 @@ type Backend string
 
 const (
 	// BackendUserspace is the userspace template path: clone3 + exec of a revalidated binary.
-	BackendUserspace Backend = "userspace"
+	BackendUserspace = Backend(templates.BackendUserspace)
 	// BackendKernel is the kernel spawn_template path.
-	BackendKernel Backend = "kernel"
+	BackendKernel = Backend(templates.BackendKernel)
 	// BackendNone is a launch without a template (path looked up per launch).
-	BackendNone Backend = "none"
+	BackendNone = Backend(templates.BackendNone)
 )
 
 // TemplateState says what happened to the tool's template on a launch.
@@ -56,13 +57,13 @@ type TemplateState string
 
 const (
 	// TemplateHit means a prepared template was valid and used.
-	TemplateHit TemplateState = "hit"
+	TemplateHit = TemplateState(templates.StateHit)
 	// TemplateCreated means the template was created on first use (a tool not marked hot).
-	TemplateCreated TemplateState = "created"
+	TemplateCreated = TemplateState(templates.StateCreated)
 	// TemplateRecreated means the binary had changed and the template was recreated.
-	TemplateRecreated TemplateState = "recreated"
+	TemplateRecreated = TemplateState(templates.StateRecreated)
 	// TemplateNone means no template was used.
-	TemplateNone TemplateState = "none"
+	TemplateNone = TemplateState(templates.StateNone)
 )
 
 // Result is the outcome of a launch that started (or was attempted by the spawner).

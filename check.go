@@ -279,11 +279,11 @@ func CheckHost(p *policy.Policy, h *Host) *Report {
 				tr.Error = err.Error()
 			} else {
 				tr.Kind = "script"
-				tr.Backend = "userspace"
+				tr.Backend = string(BackendUserspace)
 				if tm.ELF {
 					tr.Kind = "elf"
 					if kt.Available && p.KernelTemplates != policy.KernelTemplatesOff {
-						tr.Backend = "kernel"
+						tr.Backend = string(BackendKernel)
 					}
 				}
 				id := tm.ID

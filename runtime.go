@@ -345,7 +345,7 @@ func (rt *Runtime) startProfile(prof *policy.Profile) (*profileRT, error) {
 	}
 	prt.kernel = map[string]bool{}
 	for _, ts := range r.Templates {
-		if ts.Backend == string(BackendKernel) {
+		if ts.Backend == templates.BackendKernel {
 			prt.kernel[ts.Name] = true
 		}
 	}

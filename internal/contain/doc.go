@@ -9,7 +9,7 @@
 //	// Landlock (all threads) here, before the launcher threads and the filter.
 //	var tids []int
 //	for range launchers { // the threads launches are forked from
-//		l, err := contain.StartLauncher(contain.ScopeSignalsThisThread) // Landlock ABI 6
+//		l, err := osthread.Start(contain.ScopeSignalsThisThread) // Landlock ABI 6
 //		if err != nil { ... }
 //		tids = append(tids, l.TID())
 //	}
@@ -22,7 +22,7 @@
 //	if err != nil { ... }
 //	if err := f.Install(); err != nil { ... }
 //	// then PR_SET_DUMPABLE 0, and only then launches, each forked on a launcher
-//	// thread (Launcher.Do).
+//	// thread (osthread.Thread.Do).
 //
 // Each launcher thread adds a signal-scope Landlock domain of its own, so that the
 // tools it forks cannot signal the spawner's other threads by their ids (nor the

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/agentexec/agentexec/internal/contain"
+	"github.com/agentexec/agentexec/internal/osthread"
 )
 
 // The order a spawner applies the layers in, first thing after it starts:
@@ -22,7 +23,7 @@ func Example() {
 	// Landlock (all threads) here, before the launcher threads and the filter.
 	var tids []int
 	for range 2 {
-		l, err := contain.StartLauncher(contain.ScopeSignalsThisThread) // Landlock ABI 6
+		l, err := osthread.Start(contain.ScopeSignalsThisThread) // Landlock ABI 6
 		if err != nil {
 			log.Fatal(err)
 		}

@@ -22,6 +22,7 @@ import (
 	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
 	"golang.org/x/sys/unix"
 
+	"github.com/agentexec/agentexec/internal/osthread"
 	"github.com/agentexec/agentexec/internal/sys"
 )
 
@@ -206,7 +207,7 @@ func setupSpawner(cfg spawnerConfig, rep *spawnerReport) error {
 		if err := scopeAllThreads(); err != nil {
 			return err
 		}
-		l, err := StartLauncher(ScopeSignalsThisThread)
+		l, err := osthread.Start(ScopeSignalsThisThread)
 		if err != nil {
 			return err
 		}
@@ -310,7 +311,7 @@ func scopeAllThreads() error {
 }
 
 // launcher, when set, runs every launch.
-var launcher *Launcher
+var launcher *osthread.Thread
 
 // spawn launches l the way the spawner does (syscall.ForkExec with PidFD, Setsid,
 // Pdeathsig, and clone3 into a cgroup when cgfd >= 0) and collects its output.

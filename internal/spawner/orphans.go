@@ -28,7 +28,7 @@ import (
 //     → find_alive_thread, which walks the thread list from the leader). The Go
 //     runtime never ends the main thread, so every orphan becomes a child of the
 //     spawner's main thread: it is listed in /proc/self/task/<pid>/children.
-//   - Every tracked child is forked by a launcher thread (contain.StartLauncher),
+//   - Every tracked child is forked by a launcher thread (osthread.Start),
 //     which is never the main thread, and is a child of that thread (clone sets
 //     real_parent to the calling thread; a kernel-template spawn is made the same
 //     way, on launcher 0); launcher threads live as long as the spawner, so their

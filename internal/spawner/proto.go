@@ -8,6 +8,8 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/agentexec/agentexec/internal/templates"
 )
 
 // The launch protocol between the main process and a spawner runs over one
@@ -32,7 +34,7 @@ type hello struct {
 	Landlock *LandlockPlan `json:"landlock"`
 	// Containment is the profile's capability and seccomp setup.
 	Containment Containment `json:"containment"`
-	Tools       []toolSpec  `json:"tools"`
+	Tools       []ToolSpec  `json:"tools"`
 	// KernelTemplates is "auto", "off" or "require"; KTCreate and KTSpawn override
 	// the spawn_template syscall numbers (0: default).
 	KernelTemplates string `json:"kernel_templates"`
@@ -51,13 +53,15 @@ type hello struct {
 	Mounts *MountPlan `json:"mounts,omitempty"`
 }
 
-// toolSpec is a tool the spawner may launch.
-type toolSpec struct {
+// ToolSpec is a tool the spawner may launch, with its resolved path: given in
+// SpawnerConfig.Tools and sent as is in hello.
+type ToolSpec struct {
 	Name string `json:"name"`
 	Path string `json:"path"`
 	Hot  bool   `json:"hot"`
-	// Lookup, when set, disables the template: the bare name Exec is looked up
-	// through SearchPath on every launch (a baseline for benchmarks).
+	// Lookup disables the template: the bare name Exec is looked up through
+	// SearchPath on every launch, as a shell or os/exec would (a baseline for
+	// benchmarks).
 	Lookup     bool     `json:"lookup,omitempty"`
 	Exec       string   `json:"exec,omitempty"`
 	SearchPath []string `json:"search_path,omitempty"`
@@ -75,23 +79,24 @@ type ack struct {
 
 // ready answers hello.
 type ready struct {
-	Pid       int          `json:"pid"`
-	Err       string       `json:"err,omitempty"`
-	Skipped   []string     `json:"skipped,omitempty"`
-	Templates []toolStatus `json:"templates,omitempty"`
-	Layers    []string     `json:"layers,omitempty"`
-	Launchers int          `json:"launchers,omitempty"`
+	Pid       int              `json:"pid"`
+	Err       string           `json:"err,omitempty"`
+	Skipped   []string         `json:"skipped,omitempty"`
+	Templates []TemplateStatus `json:"templates,omitempty"`
+	Layers    []string         `json:"layers,omitempty"`
+	Launchers int              `json:"launchers,omitempty"`
 	// Degraded lists what the spawner could not set up as planned without
 	// weakening the sandbox (a root the tool view could not idmap).
 	Degraded []string `json:"degraded,omitempty"`
 }
 
-// toolStatus reports a tool's template after the spawner prepared it.
-type toolStatus struct {
-	Name    string `json:"name"`
-	Backend string `json:"backend"`
-	ELF     bool   `json:"elf"`
-	Err     string `json:"err,omitempty"`
+// TemplateStatus reports a tool's template after the spawner prepared it (in
+// ready, and Ready.Templates).
+type TemplateStatus struct {
+	Name    string            `json:"name"`
+	Backend templates.Backend `json:"backend"`
+	ELF     bool              `json:"elf"`
+	Err     string            `json:"err,omitempty"`
 }
 
 // launchMsg asks for one launch. Fds carried beside it, in order: stdin (absent when
@@ -130,8 +135,8 @@ type reply struct {
 	Err   string `json:"err,omitempty"`
 	Exec  bool   `json:"exec,omitempty"`
 	// Started: how the child was launched.
-	Backend  string `json:"backend,omitempty"`
-	Template string `json:"template,omitempty"`
+	Backend  templates.Backend `json:"backend,omitempty"`
+	Template templates.State   `json:"template,omitempty"`
 	// PlacementNS is the kernel backend's delay between spawn and cgroup placement.
 	PlacementNS int64 `json:"placement_ns,omitempty"`
 	// Exited: the wait status and rusage of the child.

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/agentexec/agentexec/internal/osthread"
 	"github.com/agentexec/agentexec/internal/templates"
 )
 
@@ -67,18 +68,6 @@ const DefaultAckTimeout = time.Second
 // or a binary that is not agentexec (or of another version).
 var ErrNotServed = errors.New("did not answer as an agentexec spawner")
 
-// ToolSpec is a tool a spawner may launch.
-type ToolSpec struct {
-	Name string
-	Path string
-	Hot  bool
-	// Lookup disables the template: Exec (a bare name) is looked up through
-	// SearchPath on every launch, as a shell or os/exec would.
-	Lookup     bool
-	Exec       string
-	SearchPath []string
-}
-
 // ErrSpawnerDied is returned for launches in flight when their spawner process died.
 var ErrSpawnerDied = errors.New("spawner process died")
 
@@ -93,8 +82,9 @@ type Spawner struct {
 	// starter is the OS thread that forks the spawner process: Pdeathsig fires when
 	// the thread that forked a child exits, so the spawner must not be forked from a
 	// thread the Go runtime (or an embedding program's LockOSThread) might end. Its
-	// Stop, at Close, ends the thread and so kills a spawner still running.
-	starter *templates.Thread
+	// Close, at the Spawner's Close, ends the thread and so kills a spawner still
+	// running.
+	starter *osthread.Thread
 
 	mu       sync.Mutex
 	cur      *spawnerConn
@@ -118,13 +108,6 @@ type Ready struct {
 	Degraded []string
 }
 
-// TemplateStatus is a tool's template in a spawner.
-type TemplateStatus struct {
-	Name, Backend string
-	ELF           bool
-	Err           string
-}
-
 // StartSpawner starts the spawner process and waits until it has restricted itself.
 func StartSpawner(cfg SpawnerConfig) (*Spawner, error) {
 	if cfg.StartTimeout == 0 {
@@ -133,9 +116,13 @@ func StartSpawner(cfg SpawnerConfig) (*Spawner, error) {
 	if cfg.AckTimeout == 0 {
 		cfg.AckTimeout = DefaultAckTimeout
 	}
-	s := &Spawner{cfg: cfg, starter: templates.StartThread()}
+	starter, err := osthread.Start(nil)
+	if err != nil {
+		return nil, err
+	}
+	s := &Spawner{cfg: cfg, starter: starter}
 	if _, err := s.conn(); err != nil {
-		s.starter.Stop()
+		s.starter.Close()
 		return nil, err
 	}
 	return s, nil
@@ -145,11 +132,8 @@ func StartSpawner(cfg SpawnerConfig) (*Spawner, error) {
 func (s *Spawner) Ready() Ready {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := Ready{Pid: s.ready.Pid, Skipped: s.ready.Skipped, Layers: s.ready.Layers, Launchers: s.ready.Launchers, Degraded: s.ready.Degraded}
-	for _, t := range s.ready.Templates {
-		r.Templates = append(r.Templates, TemplateStatus(t)) // same fields; tags differ
-	}
-	return r
+	return Ready{Pid: s.ready.Pid, Skipped: s.ready.Skipped, Templates: s.ready.Templates, Layers: s.ready.Layers,
+		Launchers: s.ready.Launchers, Degraded: s.ready.Degraded}
 }
 
 // Restarts counts spawner restarts after deaths.
@@ -250,11 +234,7 @@ func (s *Spawner) start() (*spawnerConn, ready, error) {
 		dead:    make(chan struct{}),
 		exited:  make(chan struct{}),
 	}
-	tools := make([]toolSpec, len(s.cfg.Tools))
-	for i, t := range s.cfg.Tools {
-		tools[i] = toolSpec(t)
-	}
-	h := hello{Profile: s.cfg.Profile, Landlock: s.cfg.Landlock, Containment: s.cfg.Containment, Tools: tools,
+	h := hello{Profile: s.cfg.Profile, Landlock: s.cfg.Landlock, Containment: s.cfg.Containment, Tools: s.cfg.Tools,
 		KernelTemplates: s.cfg.KernelTemplates, KTCreate: s.cfg.KTCreate, KTSpawn: s.cfg.KTSpawn, Launchers: s.cfg.Launchers,
 		View: s.cfg.View, NoLaunchLayer: s.cfg.NoLaunchLayer, Mounts: s.cfg.Mounts}
 	// stop ends the process, after grace when it should exit by itself (its
@@ -341,7 +321,7 @@ func (s *Spawner) Close() error {
 	if c != nil {
 		c.close()
 	}
-	s.starter.Stop()
+	s.starter.Close()
 	return nil
 }
 
@@ -468,8 +448,8 @@ type Child struct {
 	Pid      int
 	PidFD    int // owned by the Child: closed by Release (guarded by fdMu after start)
 	fdMu     sync.Mutex
-	Backend  string
-	Template string
+	Backend  templates.Backend
+	Template templates.State
 	// PlacementDelay is the kernel backend's time between spawn and cgroup placement.
 	PlacementDelay time.Duration
 

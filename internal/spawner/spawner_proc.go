@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/agentexec/agentexec/internal/contain"
+	"github.com/agentexec/agentexec/internal/osthread"
 	"github.com/agentexec/agentexec/internal/sys"
 	"github.com/agentexec/agentexec/internal/templates"
 	"github.com/agentexec/agentexec/policy"
@@ -66,7 +67,7 @@ type spawnerState struct {
 	// launchers are the threads launches are forked from (see setup); each reads
 	// requests from the socket itself. launchers[0] made the kernel templates (it is
 	// then the only one).
-	launchers []*contain.Launcher
+	launchers []*osthread.Thread
 	// reaper waits for all children (nil: one goroutine per child, if it could not
 	// be set up).
 	reaper *reaper
@@ -287,7 +288,7 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 	}
 	var tids []int
 	for range n {
-		l, err := contain.StartLauncher(scope)
+		l, err := osthread.Start(scope)
 		if err != nil {
 			return fmt.Errorf("launcher thread: %w", err)
 		}
@@ -425,9 +426,9 @@ func (st *spawnerState) launch(m *launchMsg, fds []int) {
 		fail(errnoOf(err), exec, "%s", msg)
 		return
 	}
-	backend := "userspace"
+	backend := templates.BackendUserspace
 	if tool.lookup {
-		backend = "none"
+		backend = templates.BackendNone
 	}
 	st.reply(&reply{ID: m.ID, Kind: replyStarted, Pid: pid, Backend: backend, Template: state}, []int{pidfd})
 	st.waitFor(reaped{id: m.ID, pid: pid, pidfd: pidfd})
@@ -526,18 +527,18 @@ func (st *spawnerState) launchKernel(m *launchMsg, tool *spawnTool, files []uint
 		fail(errnoOf(err), "%s: %v", tool.path, err)
 		return
 	}
-	state := "hit"
+	state := templates.StateHit
 	if recreated {
-		state = "recreated"
+		state = templates.StateRecreated
 	}
 	started = true // kernelBusy is released when the child is reaped (reaped)
-	st.reply(&reply{ID: m.ID, Kind: replyStarted, Pid: pid, Backend: "kernel", Template: state, PlacementNS: delay.Nanoseconds()}, []int{pidfd})
+	st.reply(&reply{ID: m.ID, Kind: replyStarted, Pid: pid, Backend: templates.BackendKernel, Template: state, PlacementNS: delay.Nanoseconds()}, []int{pidfd})
 	st.waitFor(reaped{id: m.ID, pid: pid, pidfd: pidfd, kernel: true})
 }
 
 // kernelLauncher is the launcher thread that holds the kernel templates and runs
 // their launches, nil when kernel templates are not in use.
-func (st *spawnerState) kernelLauncher() *contain.Launcher {
+func (st *spawnerState) kernelLauncher() *osthread.Thread {
 	if !st.kernelInUse {
 		return nil
 	}

@@ -47,42 +47,42 @@ func (t *spawnTool) prepareLocked() {
 // when the prepared binary is unchanged, "created" on first use, "recreated" when a
 // package manager replaced the binary since, "none" when no template could be made.
 // It cannot fail: whatever goes wrong leaves the path for exec to report.
-func (t *spawnTool) resolve() (path, state string) {
+func (t *spawnTool) resolve() (path string, state templates.State) {
 	if t.lookup {
-		return t.lookPath(), "none"
+		return t.lookPath(), templates.StateNone
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.tmpl == nil {
 		t.prepareLocked()
 		if t.err != nil {
-			return t.path, "none"
+			return t.path, templates.StateNone
 		}
-		return t.tmpl.Path, "created"
+		return t.tmpl.Path, templates.StateCreated
 	}
 	recreated, err := t.tmpl.Revalidate()
 	if err != nil {
 		// The binary vanished or cannot be opened: exec by path and let exec report.
-		return t.path, "none"
+		return t.path, templates.StateNone
 	}
 	if recreated {
-		return t.tmpl.Path, "recreated"
+		return t.tmpl.Path, templates.StateRecreated
 	}
-	return t.tmpl.Path, "hit"
+	return t.tmpl.Path, templates.StateHit
 }
 
-func (t *spawnTool) status() toolStatus {
+func (t *spawnTool) status() TemplateStatus {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := toolStatus{Name: t.name, Backend: "userspace"}
+	s := TemplateStatus{Name: t.name, Backend: templates.BackendUserspace}
 	if t.tmpl != nil {
 		s.ELF = t.tmpl.ELF
 	}
 	switch {
 	case t.kt != nil:
-		s.Backend = "kernel"
+		s.Backend = templates.BackendKernel
 	case t.err != nil:
-		s.Backend = "none"
+		s.Backend = templates.BackendNone
 		s.Err = t.err.Error()
 	case t.ktErr != nil:
 		s.Err = "kernel template: " + t.ktErr.Error()

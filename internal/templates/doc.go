@@ -9,7 +9,7 @@
 //
 // # Backends
 //
-// The userspace backend ([Template], [Registry]) works on every kernel. A template
+// The userspace backend ([Template]) works on every kernel. A template
 // keeps the absolute path, an open fd on the executable and its identity key (device,
 // inode, size, mode, owner, ctime, mtime). Before each launch [Template.Revalidate]
 // compares the key with one statx of the path; when a package manager has replaced the

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
 	"golang.org/x/sys/unix"
 )
 
@@ -39,12 +40,7 @@ func RequireRoot(t testing.TB) {
 // LandlockABI returns the running kernel's Landlock ABI version (0 when Landlock is
 // absent or disabled) and the probe's error.
 func LandlockABI() (int, error) {
-	const createRulesetVersion = 1 << 0 // LANDLOCK_CREATE_RULESET_VERSION
-	v, _, errno := unix.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET, 0, 0, createRulesetVersion)
-	if errno != 0 {
-		return 0, errno
-	}
-	return int(v), nil
+	return ll.LandlockGetABIVersion()
 }
 
 // RequireLandlockABI skips unless the kernel's Landlock ABI is at least min.
