@@ -460,7 +460,7 @@ func isolationReport(prof *policy.Profile, h *Host, kernel bool) IsolationReport
 		r.PerLaunch, r.PerLaunchReason = "none", "Landlock is not enforced on this host"
 	case !sys.ForkExecSupported:
 		r.PerLaunch, r.PerLaunchReason = "none", "no vfork launch path on this architecture"
-	case h.LandlockABI < 6:
+	case h.LandlockABI < policy.LandlockABIScope:
 		r.PerLaunch, r.PerLaunchReason = "partial", fmt.Sprintf("Landlock ABI %d: ptrace and /proc access between launches refused, signals and abstract sockets not (needs ABI 6)", h.LandlockABI)
 	default:
 		r.PerLaunch = "enforced"

@@ -117,21 +117,21 @@ type LandlockFeature struct {
 // LandlockFeatures lists the Landlock features the profile uses, by ABI version
 // (docs/policy.md has the table and what each enforcement mode does without them).
 func (p *Profile) LandlockFeatures() []LandlockFeature {
-	f := []LandlockFeature{{Name: "fs", ABI: 1, Required: true}}
+	f := []LandlockFeature{{Name: "fs", ABI: LandlockABIFS, Required: true}}
 	if len(p.FS.Write) > 0 {
-		f = append(f, LandlockFeature{Name: "refer", ABI: 2})
+		f = append(f, LandlockFeature{Name: "refer", ABI: LandlockABIRefer})
 	}
-	f = append(f, LandlockFeature{Name: "truncate", ABI: 3, Required: true})
+	f = append(f, LandlockFeature{Name: "truncate", ABI: LandlockABITruncate, Required: true})
 	// An empty network namespace that must exist makes TCP rules moot, unless the
 	// policy lists ports (which an empty namespace could not reach anyway).
 	netRequired := p.Network.Isolated != Require || len(p.Network.ConnectTCP)+len(p.Network.BindTCP) > 0
-	f = append(f, LandlockFeature{Name: "net_tcp", ABI: 4, Required: netRequired},
-		LandlockFeature{Name: "ioctl_dev", ABI: 5})
+	f = append(f, LandlockFeature{Name: "net_tcp", ABI: LandlockABINetTCP, Required: netRequired},
+		LandlockFeature{Name: "ioctl_dev", ABI: LandlockABIIoctlDev})
 	if p.IPC.ScopeAbstractUnix {
-		f = append(f, LandlockFeature{Name: "scope_abstract_unix", ABI: 6, Required: true})
+		f = append(f, LandlockFeature{Name: "scope_abstract_unix", ABI: LandlockABIScope, Required: true})
 	}
 	if p.IPC.ScopeSignals {
-		f = append(f, LandlockFeature{Name: "scope_signals", ABI: 6, Required: true})
+		f = append(f, LandlockFeature{Name: "scope_signals", ABI: LandlockABIScope, Required: true})
 	}
 	return f
 }

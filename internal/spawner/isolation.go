@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/agentexec/agentexec/internal/sys"
+	"github.com/agentexec/agentexec/policy"
 )
 
 // launchIsolation keeps launches in flight apart from each other (docs/security.md,
@@ -54,7 +55,7 @@ func newLaunchIsolation(h *hello) (launchIsolation, error) {
 		return li, nil
 	}
 	attr := &ll.RulesetAttr{}
-	if h.Landlock.ABI >= 6 {
+	if h.Landlock.ABI >= policy.LandlockABIScope {
 		attr.Scoped = ll.ScopeSignal | ll.ScopeAbstractUnixSocket
 	} else {
 		attr.HandledAccessFS = ll.AccessFSMakeBlock

@@ -31,16 +31,16 @@ const (
 // whatever device files the filesystem rules let a tool open.
 func handledFS(abi int) uint64 {
 	var h uint64
-	if abi >= 1 {
+	if abi >= policy.LandlockABIFS {
 		h = ll.AccessFSExecute | ll.AccessFSWriteFile | ll.AccessFSReadFile | ll.AccessFSReadDir |
 			ll.AccessFSRemoveDir | ll.AccessFSRemoveFile | ll.AccessFSMakeChar | ll.AccessFSMakeDir |
 			ll.AccessFSMakeReg | ll.AccessFSMakeSock | ll.AccessFSMakeFifo | ll.AccessFSMakeBlock |
 			ll.AccessFSMakeSym
 	}
-	if abi >= 2 {
+	if abi >= policy.LandlockABIRefer {
 		h |= ll.AccessFSRefer
 	}
-	if abi >= 3 {
+	if abi >= policy.LandlockABITruncate {
 		h |= ll.AccessFSTruncate
 	}
 	return h
@@ -117,17 +117,17 @@ func PlanLandlock(p *policy.Profile, abi int) (*LandlockPlan, error) {
 		return nil, fmt.Errorf("profile %s: landlock: require: %w", p.Name,
 			&FeatureError{Feature: "landlock " + strings.Join(names, ", "), Have: fmt.Sprintf("ABI %d", abi), Want: fmt.Sprintf("ABI %d", want)})
 	}
-	if abi < 1 {
+	if abi < policy.LandlockABIFS {
 		return plan, nil
 	}
 	plan.Enabled = true
 	plan.HandledFS = handledFS(abi)
-	if abi >= 4 {
+	if abi >= policy.LandlockABINetTCP {
 		plan.HandledNet = ll.AccessNetBindTCP | ll.AccessNetConnectTCP
 		plan.ConnectTCP = append([]uint16(nil), p.Network.ConnectTCP...)
 		plan.BindTCP = append([]uint16(nil), p.Network.BindTCP...)
 	}
-	if abi >= 6 {
+	if abi >= policy.LandlockABIScope {
 		if p.IPC.ScopeSignals {
 			plan.Scoped |= ll.ScopeSignal
 		}

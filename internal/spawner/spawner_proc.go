@@ -272,7 +272,7 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 	// sound: the kernel sends it when the forking thread exits, and launcher threads
 	// live as long as the spawner.
 	var scope func() error
-	if h.Landlock != nil && h.Landlock.Enabled && h.Landlock.ABI >= 6 {
+	if h.Landlock != nil && h.Landlock.Enabled && h.Landlock.ABI >= policy.LandlockABIScope {
 		scope = contain.ScopeSignalsThisThread
 	}
 	// The main process probed already and sends "off" when the kernel lacks the
