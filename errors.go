@@ -6,6 +6,7 @@ import (
 
 	"github.com/agentexec/agentexec/internal/spawner"
 	"github.com/agentexec/agentexec/internal/sys"
+	"github.com/agentexec/agentexec/policy"
 )
 
 // ErrDenied is matched (errors.Is) by every DeniedError.
@@ -26,26 +27,13 @@ var ErrSpawnerNotServed = spawner.ErrNotServed
 // ErrClosed is returned by a Runtime after Close.
 var ErrClosed = errors.New("agentexec: runtime closed")
 
-// DeniedError is a launch the policy refused. It names the rule, the operation and
-// the object, so that the user knows what to change:
+// DeniedError is a launch the policy refused (policy.Admit's Refusal). It names the
+// rule, the operation and the object, so that the user knows what to change:
 //
 //	rule tools.git.args.deny[0]: argv "push": matches "push" at argument 1
-type DeniedError struct {
-	// Rule is the policy field path that refused, such as "tools.git.args.deny[0]"
-	// or "tools" (no such tool).
-	Rule string
-	// Op is what was refused: "launch", "argv", "dir", "env", "limits".
-	Op string
-	// Object is what the operation was applied to: the tool, the arguments, a path,
-	// a variable name.
-	Object string
-	// Reason says why, in a few words.
-	Reason string
-}
+type DeniedError policy.Refusal
 
-func (e *DeniedError) Error() string {
-	return fmt.Sprintf("rule %s: %s %s: %s", e.Rule, e.Op, e.Object, e.Reason)
-}
+func (e *DeniedError) Error() string { return (*policy.Refusal)(e).Error() }
 
 // Is makes DeniedError match ErrDenied.
 func (e *DeniedError) Is(t error) bool { return t == ErrDenied }

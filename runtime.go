@@ -7,18 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"runtime"
-	"slices"
-	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/agentexec/agentexec/internal/cgroup"
-	"github.com/agentexec/agentexec/internal/contain"
-	"github.com/agentexec/agentexec/internal/spawner"
 	"github.com/agentexec/agentexec/internal/templates"
 	"github.com/agentexec/agentexec/policy"
 )
@@ -43,14 +36,6 @@ type options struct {
 	noTemplates bool
 	spawnerErr  io.Writer
 }
-
-// initialPoolGroups is how many cgroups a profile's pool creates at start (at most
-// the profile's concurrency); the pool grows on demand up to four per launch slot.
-const initialPoolGroups = 4
-
-// maxGroupsPerSlot bounds a pool: groups per launch the profile lets be in flight
-// (groups still being emptied or replaced count too).
-const maxGroupsPerSlot = 4
 
 // WithSpawnerBinary runs spawners from an installed agentexec binary instead of the
 // current executable (which must then call ServeSpawner first thing in main).
@@ -100,23 +85,6 @@ type Runtime struct {
 		launches, failures, hits, created, recreated, denied atomic.Uint64
 		inflight                                             atomic.Int64
 	}
-}
-
-type profileRT struct {
-	p *policy.Profile
-	// kernel marks the tools whose spawner made a kernel template.
-	kernel  map[string]bool
-	spawner *spawner.Spawner
-	pool    *cgroup.Pool
-	// pools holds the pools of requests with lower limits (Request.Limits).
-	poolsMu    sync.Mutex
-	pools      map[policy.Limits]*cgroup.Pool
-	sem        chan struct{}
-	unenforced []string
-	layers     []string
-	// sentinels are paths in protected repository metadata that must not come into
-	// existence (protect.go); each launch's end removes any that did.
-	sentinels []string
 }
 
 // New validates the host against the policy, starts one spawner process per profile
@@ -232,130 +200,6 @@ func (rt *Runtime) setupCgroups() error {
 	return nil
 }
 
-func cgLimits(l policy.Limits) cgroup.Limits { return cgroup.Limits(l) }
-
-func (rt *Runtime) startProfile(prof *policy.Profile) (*profileRT, error) {
-	slots := max(prof.Concurrency, 1)
-	prt := &profileRT{p: prof, sem: make(chan struct{}, slots)}
-	plan, err := spawner.PlanLandlock(prof, rt.host.LandlockABI)
-	if err != nil {
-		return nil, err
-	}
-	prt.unenforced = append(prt.unenforced, plan.Unenforced...)
-	for _, u := range plan.Unenforced {
-		rt.opts.logger.Warn("not enforced on this host", "profile", prof.Name, "rule", u)
-	}
-	lim := cgLimits(prof.Limits)
-	switch {
-	case rt.cg != nil:
-		if un := rt.cg.Unenforced(lim); len(un) > 0 {
-			if prof.Enforcement.Cgroup == policy.Require {
-				return nil, fmt.Errorf("profile %s: cgroup: require: %w", prof.Name, rt.cg.Require(lim))
-			}
-			for _, u := range un {
-				prt.unenforced = append(prt.unenforced, "cgroup: "+u)
-				rt.opts.logger.Warn("limit not enforced on this host", "profile", prof.Name, "limit", u)
-			}
-		}
-		pool, err := rt.cg.NewPool(prof.Name, lim, min(initialPoolGroups, slots), slots*maxGroupsPerSlot)
-		if err != nil {
-			return nil, fmt.Errorf("profile %s: cgroup pool: %w", prof.Name, err)
-		}
-		prt.pool = pool
-		prt.pools = map[policy.Limits]*cgroup.Pool{prof.Limits: pool}
-		prt.layers = append(prt.layers, "cgroup")
-	default:
-		for _, c := range lim.Controllers() {
-			prt.unenforced = append(prt.unenforced, "cgroup: "+c)
-		}
-	}
-	var tools []spawner.ToolSpec
-	for _, name := range prof.Tools {
-		t, _ := rt.pol.Tool(name)
-		if t == nil || t.Path == "" {
-			continue
-		}
-		tools = append(tools, spawner.ToolSpec{Name: t.Name, Path: t.Path, Hot: t.Hot,
-			Lookup: rt.opts.noTemplates, Exec: t.Exec, SearchPath: rt.pol.Path})
-	}
-	netns := false
-	if prof.Network.Isolated != "" {
-		if ok, why := contain.NetNSAvailable(); ok {
-			netns = true
-			prt.layers = append(prt.layers, "netns")
-		} else if prof.Network.Isolated == policy.Require {
-			return nil, fmt.Errorf("profile %s: network isolated: require: %s: %w", prof.Name, why, ErrNotSupported)
-		} else {
-			prt.unenforced = append(prt.unenforced, "netns: "+why)
-		}
-	}
-	containment := spawner.ContainmentFor(prof)
-	if gap := unixSocketGap(prof, rt.host.LandlockABI); gap != "" {
-		if prof.Enforcement.Landlock == policy.Require {
-			return nil, fmt.Errorf("profile %s: landlock: require: %s: %w", prof.Name, gap, ErrNotSupported)
-		}
-		prt.unenforced = append(prt.unenforced, gap)
-		rt.opts.logger.Warn("not enforced on this host", "profile", prof.Name, "rule", gap)
-	}
-	kernelTemplates := rt.kernelTemplatesSetting()
-	var view *spawner.ToolView
-	if needsToolIdentity(prof) && !rt.opts.noLaunchIsolation {
-		containment.ToolCred = rt.toolID.cred()
-		view = spawner.PlanToolView(prof.FS.Read, prof.FS.Write, prof.FS.Exec, rt.toolID.uid, rt.toolID.gid)
-		// A kernel template's child keeps the credentials of the thread that made
-		// the template, and the RFC's spawn has no action to change them: with a
-		// tool identity, this profile launches through the userspace path.
-		if kernelTemplates == string(policy.KernelTemplatesRequire) {
-			return nil, fmt.Errorf("profile %s: kernel_templates: require: tools run as uid %d (the runtime is root and the profile sets no user:) and spawn_template cannot switch a child's identity; set user: root for this profile or kernel_templates: auto: %w",
-				prof.Name, rt.toolID.uid, ErrNotSupported)
-		}
-		kernelTemplates = string(policy.KernelTemplatesOff)
-	}
-	launchers := launcherThreads(prof.Concurrency, runtime.NumCPU())
-	if rt.opts.noLaunchIsolation {
-		launchers = 1
-	}
-	sp, err := spawner.StartSpawner(spawner.SpawnerConfig{
-		Binary:          rt.opts.binary,
-		Profile:         prof.Name,
-		Tools:           tools,
-		Landlock:        plan,
-		Containment:     containment,
-		NetNS:           netns,
-		View:            view,
-		Mounts:          rt.protection(prt),
-		KernelTemplates: kernelTemplates,
-		KTCreate:        rt.host.KernelTemplates.Numbers.Create,
-		KTSpawn:         rt.host.KernelTemplates.Numbers.Spawn,
-		Launchers:       launchers,
-		NoLaunchLayer:   rt.opts.noLaunchIsolation,
-		Stderr:          rt.opts.spawnerErr,
-	})
-	if err != nil {
-		return nil, err
-	}
-	prt.spawner = sp
-	r := sp.Ready()
-	prt.layers = append(prt.layers, r.Layers...)
-	for _, d := range r.Degraded {
-		// Less than the policy grants, never more: reported like a limit the host
-		// cannot enforce, so that a tool's EACCES there has an explanation.
-		prt.unenforced = append(prt.unenforced, d)
-		rt.opts.logger.Warn("not as the policy asks on this host", "profile", prof.Name, "what", d)
-	}
-	prt.kernel = map[string]bool{}
-	for _, ts := range r.Templates {
-		if ts.Backend == templates.BackendKernel {
-			prt.kernel[ts.Name] = true
-		}
-	}
-	sort.Strings(prt.layers)
-	for _, s := range r.Skipped {
-		rt.opts.logger.Warn("policy path absent on this host; no rule added", "profile", prof.Name, "path", s)
-	}
-	return prt, nil
-}
-
 // Policy returns the policy the runtime enforces: the one given to New, or its copy
 // with the runtime's private ${TMPDIR} (Policy.TmpDir).
 func (rt *Runtime) Policy() *policy.Policy { return rt.pol }
@@ -424,185 +268,4 @@ func (rt *Runtime) Stats() Stats {
 		s.SpawnerRestarts += uint64(prt.spawner.Restarts())
 	}
 	return s
-}
-
-// check applies the policy to a request and returns the tool, its profile, the
-// working directory and the environment, or a DeniedError.
-func (rt *Runtime) check(req *Request) (*policy.Tool, *profileRT, string, []string, error) {
-	t, ok := rt.pol.Tool(req.Tool)
-	if !ok {
-		return nil, nil, "", nil, &DeniedError{Rule: "tools", Op: "launch", Object: fmt.Sprintf("%q", req.Tool), Reason: "no such tool in the policy"}
-	}
-	if d := t.Args.Check(req.Args); d != nil {
-		obj := fmt.Sprintf("%q", strings.Join(d.Args, " "))
-		reason := "no allow pattern matches"
-		if d.Index >= 0 {
-			reason = fmt.Sprintf("matches %q at argument %d", d.Pattern, d.Index+1)
-		}
-		return nil, nil, "", nil, &DeniedError{Rule: d.Rule, Op: "argv", Object: obj, Reason: reason}
-	}
-	prt := rt.profiles[t.Profile]
-	dir := req.Dir
-	if dir == "" {
-		dir = rt.pol.Workspace
-	}
-	if !filepath.IsAbs(dir) {
-		dir = filepath.Join(rt.pol.Workspace, dir)
-	}
-	dir = filepath.Clean(dir)
-	if !insideAny(dir, t.Profile.FS.Read, t.Profile.FS.Write, t.Profile.FS.Exec) {
-		return nil, nil, "", nil, &DeniedError{Rule: "tools." + t.Name + ".filesystem", Op: "dir", Object: dir, Reason: "outside every read, write and exec root"}
-	}
-	if req.StdinFile != "" && !filepath.IsAbs(req.StdinFile) {
-		req.StdinFile = filepath.Join(dir, req.StdinFile)
-	}
-	env := make([]string, 0, len(req.Env)+len(t.Env.Set))
-	keys := make([]string, 0, len(req.Env))
-	for k := range req.Env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if !t.Env.Allowed(k) {
-			return nil, nil, "", nil, &DeniedError{Rule: "tools." + t.Name + ".env.allow", Op: "env", Object: k, Reason: "variable not on the allow-list"}
-		}
-		if slices.ContainsFunc(t.Env.Set, func(v policy.EnvVar) bool { return v.Name == k }) {
-			continue // fixed values win
-		}
-		env = append(env, k+"="+req.Env[k])
-	}
-	for _, v := range t.Env.Set {
-		env = append(env, v.Name+"="+v.Value)
-	}
-	// The policy allows the request; the host may still lack the tool.
-	if t.Path == "" {
-		reason := "executable not found on this host"
-		if t.ResolveError != nil {
-			reason = t.ResolveError.Error()
-		}
-		return nil, nil, "", nil, &LaunchError{Tool: t.Name, Op: "resolve", Err: errors.New(reason)}
-	}
-	return t, prt, dir, env, nil
-}
-
-func insideAny(p string, lists ...[]string) bool {
-	for _, l := range lists {
-		if slices.ContainsFunc(l, func(root string) bool { return policy.Beneath(p, root) }) {
-			return true
-		}
-	}
-	return false
-}
-
-// maxRequestPools bounds the distinct Request.Limits pools of a profile.
-const maxRequestPools = 16
-
-// poolFor returns the pool for a launch's limits: the profile's, or one with the
-// request's lower limits (created on first use), and what the launch will list as
-// unenforced: the profile's gaps plus any limit the request asks for that this host
-// cannot enforce. It returns a *DeniedError when the request asks for more than the
-// profile allows, and an error wrapping ErrNotSupported when the profile says
-// `cgroup: require` and the host cannot enforce a limit the request asks for.
-func (rt *Runtime) poolFor(t *policy.Tool, prt *profileRT, req *policy.Limits) (*cgroup.Pool, []string, error) {
-	if req == nil {
-		return prt.pool, prt.unenforced, nil
-	}
-	lim, err := requestLimits(t, prt, req)
-	if err != nil {
-		return nil, nil, err
-	}
-	unenforced, err := rt.requestUnenforced(t, prt, req)
-	if err != nil || prt.pool == nil {
-		return prt.pool, unenforced, err
-	}
-	pool, err := rt.requestPool(t, prt, lim)
-	return pool, unenforced, err
-}
-
-// requestUnenforced adds to the profile's unenforced list the limits a request asks
-// for that this host cannot enforce (no cgroups, or no controller for them).
-func (rt *Runtime) requestUnenforced(t *policy.Tool, prt *profileRT, req *policy.Limits) ([]string, error) {
-	gaps := cgLimits(*req).Controllers() // without cgroups, nothing is enforced
-	if prt.pool != nil {
-		gaps = rt.cg.Unenforced(cgLimits(*req))
-	}
-	var added []string
-	for _, g := range gaps {
-		if !slices.Contains(prt.unenforced, "cgroup: "+g) {
-			added = append(added, "cgroup: "+g)
-		}
-	}
-	if len(added) == 0 {
-		return prt.unenforced, nil
-	}
-	// (WithoutCgroups is the embedder's explicit opt-out: best effort, as for the
-	// profile's own limits.)
-	if prt.p.Enforcement.Cgroup == policy.Require && !rt.opts.noCgroups {
-		return nil, &LaunchError{Tool: t.Name, Op: "limits", Err: fmt.Errorf(
-			"profile %s: cgroup: require: the request's limits cannot be enforced on this host: %s: %w",
-			prt.p.Name, strings.Join(added, ", "), ErrNotSupported)}
-	}
-	return append(slices.Clone(prt.unenforced), added...), nil // never into the profile's slice
-}
-
-// requestLimits merges the request's limits into the profile's; a request may only
-// lower them (*DeniedError otherwise).
-func requestLimits(t *policy.Tool, prt *profileRT, req *policy.Limits) (policy.Limits, error) {
-	lim := prt.p.Limits
-	for _, l := range []struct {
-		name           string
-		asked, allowed float64
-		set            func()
-	}{
-		{"memory", float64(req.Memory), float64(lim.Memory), func() { lim.Memory = req.Memory }},
-		{"pids", float64(req.Pids), float64(lim.Pids), func() { lim.Pids = req.Pids }},
-		{"cpu", req.CPU, lim.CPU, func() { lim.CPU = req.CPU }},
-	} {
-		if l.asked <= 0 {
-			continue
-		}
-		if l.allowed > 0 && l.asked > l.allowed {
-			return lim, &DeniedError{Rule: "tools." + t.Name + ".limits." + l.name, Op: "limits", Object: fmt.Sprintf("%s %g", l.name, l.asked),
-				Reason: fmt.Sprintf("above the policy's %g", l.allowed)}
-		}
-		l.set()
-	}
-	return lim, nil
-}
-
-// requestPool returns the pool of cgroups with the given limits.
-func (rt *Runtime) requestPool(t *policy.Tool, prt *profileRT, lim policy.Limits) (*cgroup.Pool, error) {
-	prt.poolsMu.Lock()
-	defer prt.poolsMu.Unlock()
-	if p, ok := prt.pools[lim]; ok {
-		return p, nil
-	}
-	if len(prt.pools) >= maxRequestPools {
-		return nil, &LaunchError{Tool: t.Name, Op: "cgroup", Err: fmt.Errorf("more than %d distinct per-request limit sets in profile %s", maxRequestPools, prt.p.Name)}
-	}
-	p, err := rt.cg.NewPool(fmt.Sprintf("%s-l%d", prt.p.Name, len(prt.pools)), cgLimits(lim), 1, cap(prt.sem)*maxGroupsPerSlot)
-	if err != nil {
-		return nil, &LaunchError{Tool: t.Name, Op: "cgroup", Err: err}
-	}
-	prt.pools[lim] = p
-	return p, nil
-}
-
-// kernelTemplatesSetting is what spawners are told: "off" when New decided against
-// kernel templates (the host probe found no spawn_template syscalls, or the policy
-// says off), so that no spawner repeats the /proc/kallsyms scan; else the policy's
-// setting.
-func (rt *Runtime) kernelTemplatesSetting() string {
-	if !rt.kernelTemplates {
-		return string(policy.KernelTemplatesOff)
-	}
-	return string(rt.pol.KernelTemplates)
-}
-
-// launcherThreads is how many threads a profile's spawner forks from: one per CPU
-// (at least two, at most eight), never more than the launches the profile lets be in
-// flight. A fork blocks its thread until the child has exec'd (CLONE_VFORK), so with
-// one thread the launches of a profile could not overlap their clone and execve.
-func launcherThreads(concurrency, cpus int) int {
-	return min(max(concurrency, 1), min(max(cpus, 2), 8))
 }
