@@ -3,6 +3,7 @@ package agentexec
 import (
 	"encoding/base64"
 	"errors"
+	"time"
 	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
@@ -16,6 +17,10 @@ const (
 	StatusTimeout = "timeout" // the wall-clock limit killed the tool
 	StatusKilled  = "killed"  // the tool died by a signal (canceled, OOM, or its own)
 )
+
+// DurationMS is a duration in the milliseconds of the JSON forms (results, ci
+// reports), to the microsecond.
+func DurationMS(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // ResultJSON is the JSON form of a Result, shared by `agentexec serve` (one per line)
 // and `agentexec run --json`. docs/protocol.md has its JSON Schema.
@@ -87,7 +92,7 @@ func NewResultJSON(id string, r Result, err error) *ResultJSON {
 	out.StdoutTruncated, out.StderrTruncated = r.StdoutTruncated, r.StderrTruncated
 	out.StdoutDropped, out.StderrDropped = r.StdoutDropped, r.StderrDropped
 	out.ExecError = r.ExecError
-	ms := func(d interface{ Seconds() float64 }) float64 { return d.Seconds() * 1000 }
+	ms := DurationMS
 	out.DurationMS = ms(r.Wall)
 	out.UserCPUMS, out.SystemCPUMS = ms(r.UserCPU), ms(r.SystemCPU)
 	out.CPUMS = out.UserCPUMS + out.SystemCPUMS

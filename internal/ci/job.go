@@ -113,12 +113,8 @@ func Parse(name string, data []byte) (j *Job, err error) {
 	var policyKey *yaml.Node
 	d.Object(root, "", []yamlnode.Field{
 		{Name: "name", Fn: func(_, v *yaml.Node, f string, _ bool) {
-			if s, ok := d.Str(v, f); ok {
-				if !nameRE.MatchString(s) {
-					d.Fail(yamlnode.Deref(v), f, "%q is not a valid job name (%s)", s, nameRule)
-				} else {
-					j.Name = s
-				}
+			if s, ok := d.name(v, f, "job"); ok {
+				j.Name = s
 			}
 		}},
 		{Name: "policy", Fn: func(k, v *yaml.Node, f string, _ bool) {
@@ -185,6 +181,16 @@ func defaultName(file string) string {
 		return "job"
 	}
 	return s
+}
+
+// name reads a job or step name (what), failing with the rule when it is not valid.
+func (d *decoder) name(v *yaml.Node, field, what string) (string, bool) {
+	s, ok := d.Str(v, field)
+	if ok && !nameRE.MatchString(s) {
+		d.Fail(yamlnode.Deref(v), field, "%q is not a valid %s name (%s)", s, what, nameRule)
+		return "", false
+	}
+	return s, ok
 }
 
 func (d *decoder) env(n *yaml.Node, field string) []EnvVar {
@@ -288,12 +294,8 @@ func (d *decoder) step(n *yaml.Node, field string) *Step {
 	d.Object(dn, field, []yamlnode.Field{
 		{Name: "name", Fn: func(_, v *yaml.Node, f string, _ bool) {
 			s.pos["name"] = yamlnode.Deref(v)
-			if str, ok := d.Str(v, f); ok {
-				if !nameRE.MatchString(str) {
-					d.Fail(yamlnode.Deref(v), f, "%q is not a valid step name (%s)", str, nameRule)
-				} else {
-					s.Name = str
-				}
+			if str, ok := d.name(v, f, "step"); ok {
+				s.Name = str
 			}
 		}},
 		{Name: "run", Fn: func(_, v *yaml.Node, f string, _ bool) {

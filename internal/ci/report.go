@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/agentexec/agentexec"
 )
 
 // ReportVersion is the version of the JSON report format (docs/ci-report.schema.json).
@@ -97,7 +99,7 @@ type Denial struct {
 	Reason string `json:"reason"`
 }
 
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+func ms(d time.Duration) float64 { return agentexec.DurationMS(d) }
 
 // cpuOf is the step's CPU time: the cgroup's (whole tree) when known, else rusage.
 func cpuOf(r *StepResult) time.Duration {

@@ -143,7 +143,7 @@ func (o *orphanReaper) list() ([]int, error) {
 	n := 0
 	for {
 		m, err := unix.Pread(o.children, o.buf[n:], int64(n))
-		if err == unix.EINTR {
+		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if err != nil {

@@ -208,7 +208,7 @@ func sendRaw(fd int, v any, fds []int) error {
 	}
 	for {
 		err = unix.Sendmsg(fd, b, oob, nil, 0)
-		if err != unix.EINTR {
+		if !errors.Is(err, unix.EINTR) {
 			break
 		}
 	}
@@ -221,7 +221,7 @@ func sendRaw(fd int, v any, fds []int) error {
 func recvRaw(fd int, buf, oob []byte, v any) ([]int, error) {
 	for {
 		n, oobn, flags, _, err := unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
-		if err == unix.EINTR {
+		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if err != nil {

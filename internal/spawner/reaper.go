@@ -2,6 +2,7 @@ package spawner
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -99,7 +100,7 @@ func (rp *reaper) run() {
 	events := make([]unix.EpollEvent, 64)
 	for {
 		n, err := unix.EpollWait(rp.epfd, events, -1)
-		if err == unix.EINTR {
+		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if err != nil {
@@ -142,7 +143,7 @@ func (rp *reaper) reap(c reaped) {
 func wait4(pid int, ws *unix.WaitStatus, options int, ru *unix.Rusage) (int, error) {
 	for {
 		wpid, err := unix.Wait4(pid, ws, options, ru)
-		if err != unix.EINTR {
+		if !errors.Is(err, unix.EINTR) {
 			return wpid, err
 		}
 	}

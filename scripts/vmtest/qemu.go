@@ -287,7 +287,7 @@ func untar(src, dst string) error {
 	tr := tar.NewReader(bufio.NewReader(f))
 	for {
 		h, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {
