@@ -386,35 +386,60 @@ func (d *decoder) ruleSpecs(r *rules, inTool bool) []yamlnode.Field {
 	}
 }
 
-func (d *decoder) pathList(n *yaml.Node, field string, extend bool) list[string] {
-	l := list[string]{set: true, extend: extend}
-	items, _ := d.Seq(n, field)
-	for i, it := range items {
-		f := yamlnode.Index(field, i)
-		s, ok := d.Str(it, f)
-		if !ok {
-			continue
+// element is one entry of a list the policy reads: a sequence item (K nil), or a
+// mapping pair (K and Key set).
+type element struct {
+	K, V  *yaml.Node
+	Key   string
+	Field string
+}
+
+// readList reads a sequence (or, with mapping, a mapping) into a list: conv turns
+// each element into a value, reporting its own errors, and returns false to leave
+// the element out. The list is set even when empty or invalid, so that an explicit
+// empty list overrides the defaults.
+func readList[T any](d *decoder, n *yaml.Node, field string, extend, mapping bool, conv func(e element) (T, bool)) list[T] {
+	l := list[T]{set: true, extend: extend}
+	var elems []element
+	if mapping {
+		pairs, _ := d.Mapping(n, field)
+		for _, p := range pairs {
+			elems = append(elems, element{K: p.K, V: p.V, Key: p.Key, Field: yamlnode.Join(field, p.Key)})
 		}
-		p, err := d.x.absPath(s)
-		if err != nil {
-			d.Fail(yamlnode.Deref(it), f, "%v", err)
-			continue
+	} else {
+		items, _ := d.Seq(n, field)
+		for i, it := range items {
+			elems = append(elems, element{V: it, Field: yamlnode.Index(field, i)})
 		}
-		l.items = append(l.items, item[string]{v: p, n: yamlnode.Deref(it), field: f})
+	}
+	for _, e := range elems {
+		if v, ok := conv(e); ok {
+			l.items = append(l.items, item[T]{v: v, n: yamlnode.Deref(e.V), field: e.Field})
+		}
 	}
 	return l
 }
 
-func (d *decoder) ports(n *yaml.Node, field string, extend bool) list[uint16] {
-	l := list[uint16]{set: true, extend: extend}
-	items, _ := d.Seq(n, field)
-	for i, it := range items {
-		f := yamlnode.Index(field, i)
-		if x, ok := d.Integer(it, f, 1, 65535); ok {
-			l.items = append(l.items, item[uint16]{v: uint16(x), n: yamlnode.Deref(it), field: f})
+func (d *decoder) pathList(n *yaml.Node, field string, extend bool) list[string] {
+	return readList(d, n, field, extend, false, func(e element) (string, bool) {
+		s, ok := d.Str(e.V, e.Field)
+		if !ok {
+			return "", false
 		}
-	}
-	return l
+		p, err := d.x.absPath(s)
+		if err != nil {
+			d.Fail(yamlnode.Deref(e.V), e.Field, "%v", err)
+			return "", false
+		}
+		return p, true
+	})
+}
+
+func (d *decoder) ports(n *yaml.Node, field string, extend bool) list[uint16] {
+	return readList(d, n, field, extend, false, func(e element) (uint16, bool) {
+		x, ok := d.Integer(e.V, e.Field, 1, 65535)
+		return uint16(x), ok
+	})
 }
 
 func (d *decoder) optBool(n *yaml.Node, field string) opt[bool] {
@@ -450,47 +475,36 @@ var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 var envGlobRE = regexp.MustCompile(`^[A-Za-z0-9_*?]+$`)
 
 func (d *decoder) envAllow(n *yaml.Node, field string, extend bool) list[string] {
-	l := list[string]{set: true, extend: extend}
-	items, _ := d.Seq(n, field)
-	for i, it := range items {
-		f := yamlnode.Index(field, i)
-		s, ok := d.Str(it, f)
-		if !ok {
-			continue
+	return readList(d, n, field, extend, false, func(e element) (string, bool) {
+		s, ok := d.Str(e.V, e.Field)
+		if ok && !envGlobRE.MatchString(s) {
+			d.Fail(yamlnode.Deref(e.V), e.Field, "%q is not a variable name or glob (letters, digits, _, * and ?)", s)
+			return "", false
 		}
-		if !envGlobRE.MatchString(s) {
-			d.Fail(yamlnode.Deref(it), f, "%q is not a variable name or glob (letters, digits, _, * and ?)", s)
-			continue
-		}
-		l.items = append(l.items, item[string]{v: s, n: yamlnode.Deref(it), field: f})
-	}
-	return l
+		return s, ok
+	})
 }
 
 func (d *decoder) envSet(n *yaml.Node, field string, extend bool) list[EnvVar] {
-	l := list[EnvVar]{set: true, extend: extend}
-	pairs, _ := d.Mapping(n, field)
-	for _, p := range pairs {
-		f := yamlnode.Join(field, p.Key)
-		if !envNameRE.MatchString(p.Key) {
-			d.Fail(p.K, f, "%q is not a valid variable name", p.Key)
-			continue
+	return readList(d, n, field, extend, true, func(e element) (EnvVar, bool) {
+		if !envNameRE.MatchString(e.Key) {
+			d.Fail(e.K, e.Field, "%q is not a valid variable name", e.Key)
+			return EnvVar{}, false
 		}
-		s, ok := d.Str(p.V, f)
+		s, ok := d.Str(e.V, e.Field)
 		if !ok {
-			continue
+			return EnvVar{}, false
 		}
 		v, err := d.x.expand(s)
 		if err == nil && strings.IndexByte(v, 0) >= 0 {
 			err = fmt.Errorf("%q contains a NUL byte", s)
 		}
 		if err != nil {
-			d.Fail(yamlnode.Deref(p.V), f, "%v", err)
-			continue
+			d.Fail(yamlnode.Deref(e.V), e.Field, "%v", err)
+			return EnvVar{}, false
 		}
-		l.items = append(l.items, item[EnvVar]{v: EnvVar{Name: p.Key, Value: v}, n: yamlnode.Deref(p.V), field: f})
-	}
-	return l
+		return EnvVar{Name: e.Key, Value: v}, true
+	})
 }
 
 // scalarText returns a scalar's text for unit parsing, or reports a type error.
