@@ -146,6 +146,26 @@ type reply struct {
 	MaxRSS  int64  `json:"maxrss_kb,omitempty"`
 }
 
+// socketPair makes the protocol's socket pair, with room for a full-size message
+// in flight each way: SO_SNDBUFFORCE where the process may (CAP_NET_ADMIN), else
+// SO_SNDBUF up to the host's net.core.wmem_max (a message larger than the buffer
+// then fails to send with EMSGSIZE, reported as such).
+func socketPair() ([2]int, error) {
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return pair, fmt.Errorf("socketpair: %w", err)
+	}
+	for _, fd := range pair {
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 4*maxMessage) != nil {
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4*maxMessage)
+		}
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4*maxMessage) != nil {
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4*maxMessage)
+		}
+	}
+	return pair, nil
+}
+
 // encodeMsg marshals a message and bounds its size.
 func encodeMsg(v any) ([]byte, error) {
 	b, err := json.Marshal(v)

@@ -179,14 +179,9 @@ func (s *Spawner) conn() (*spawnerConn, error) {
 
 func (s *Spawner) start() (*spawnerConn, ready, error) {
 	var r ready
-	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	pair, err := socketPair()
 	if err != nil {
-		return nil, r, fmt.Errorf("socketpair: %w", err)
-	}
-	// Room for a full-size launch message in flight each way.
-	for _, fd := range pair {
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 4*maxMessage)
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4*maxMessage)
+		return nil, r, err
 	}
 	childEnd := os.NewFile(uintptr(pair[1]), "agentexec-spawner-socket")
 	defer childEnd.Close() // on the early returns; closed at once after the start
