@@ -2,7 +2,7 @@
 #
 #   make demo     install tool dependencies, build, and run the main job with the
 #                 embedded default policy (check, then a sandboxed launch)
-#   make test     vet and run the whole test suite (host tiers)
+#   make test     gofmt, vet, lint (.golangci.yml) and the whole test suite (host tiers)
 #   make vmtest   run the VM tier (QEMU guests with pure cgroup v2; see docs/vmtest.md)
 #   make ci       what .ci/run runs
 
@@ -13,7 +13,12 @@ BIN       ?= bin/agentexec
 BUILDENV  ?= CGO_ENABLED=0
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: all setup build demo test test-race vet fmt-check ci bench clean
+.PHONY: all setup setup-lint build demo test test-race vet fmt-check lint ci bench clean
+
+# golangci-lint, pinned; `make setup-lint` builds it into bin/tools from the Go module
+# proxy (about two minutes the first time; .golangci.yml is its configuration).
+GOLANGCI_LINT_VERSION ?= v2.15.0
+GOLANGCI_LINT ?= bin/tools/golangci-lint
 
 all: build
 
@@ -27,6 +32,13 @@ setup:
 		(apt-get install -y --no-install-recommends $$pkgs || (apt-get update && apt-get install -y --no-install-recommends $$pkgs)) >/dev/null; \
 	fi
 
+# The linter `make lint` runs (not needed by `make demo`).
+setup-lint:
+	@if ! $(GOLANGCI_LINT) version 2>/dev/null | grep -q "version $(GOLANGCI_LINT_VERSION:v%=%) "; then \
+		echo "setup: building golangci-lint $(GOLANGCI_LINT_VERSION) into bin/tools"; \
+		GOBIN=$(CURDIR)/bin/tools $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION); \
+	fi
+
 build:
 	$(BUILDENV) $(GO) build -trimpath -o $(BIN) ./cmd/agentexec
 
@@ -37,12 +49,15 @@ demo: setup build
 vet:
 	$(GO) vet ./...
 
+lint: setup-lint
+	$(GOLANGCI_LINT) run ./...
+
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 # AGENTEXEC_STRICT=1 turns skips of what this kind of machine has (root, Landlock,
 # cgroup v2) into failures.
-test: setup fmt-check vet build
+test: setup fmt-check vet lint build
 	AGENTEXEC_STRICT=$${AGENTEXEC_STRICT:-1} AGENTEXEC_BIN=$(CURDIR)/$(BIN) $(GO) test $(TESTFLAGS) ./...
 	AGENTEXEC_STRICT=$${AGENTEXEC_STRICT:-1} AGENTEXEC_BIN=$(CURDIR)/$(BIN) $(GO) test -race -short $(TESTFLAGS) . ./internal/spawner ./internal/serve ./internal/cgroup
 	CGO_ENABLED=1 $(GO) test -count=1 ./internal/sys/...

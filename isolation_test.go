@@ -3,6 +3,7 @@ package agentexec_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -74,7 +75,7 @@ func attackMain(args []string) int {
 			case "vm_readv":
 				b := make([]byte, 8)
 				_, err = unix.ProcessVMReadv(pid, []unix.Iovec{{Base: &b[0], Len: 8}}, []unix.RemoteIovec{{Base: 0x400000, Len: 8}}, 0)
-				if err == unix.EFAULT {
+				if errors.Is(err, unix.EFAULT) {
 					err = nil // permitted; the address merely was not mapped
 				}
 			}

@@ -114,10 +114,7 @@ func TestNoLeaksAfterManyLaunches(t *testing.T) {
 	if thr1 > thr0+4 {
 		t.Errorf("threads grew from %d to %d", thr0, thr1)
 	}
-	pids := []int{os.Getpid()}
-	for _, sp := range agentexec.SpawnerPidsForTest(rt) {
-		pids = append(pids, sp)
-	}
+	pids := append([]int{os.Getpid()}, agentexec.SpawnerPidsForTest(rt)...)
 	if z := zombiesOf(pids...); z > 0 {
 		t.Errorf("%d zombie children left", z)
 	}

@@ -229,7 +229,7 @@ func (rt *Runtime) Close() error {
 			p.outR.Close()
 			p.errR.Close()
 		}
-		go p.Wait()
+		go func() { _, _ = p.Wait() }()
 	}
 	rt.wg.Wait()
 	var errs []error

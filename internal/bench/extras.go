@@ -151,7 +151,7 @@ func measureServe(ctx context.Context, cfg Config, ws string, lib *agentexec.Run
 	defer func() {
 		in.Close()
 		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
+		go func() { _ = cmd.Wait(); close(done) }()
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
@@ -209,7 +209,7 @@ func measureServe(ctx context.Context, cfg Config, ws string, lib *agentexec.Run
 		r, err := lib.Run(ctx, req)
 		dl := time.Since(t1)
 		if err != nil || r.ExitCode != 0 {
-			return fmt.Errorf("library Run %s: exit %d: %v", call, r.ExitCode, err)
+			return fmt.Errorf("library Run %s: exit %d: %w", call, r.ExitCode, err)
 		}
 		id := "r" + strconv.Itoa(i)
 		line := fmt.Sprintf(`{"id":%q,"tool":%q,"cwd":%q}`+"\n", id, call, ws)

@@ -102,7 +102,7 @@ func GenerateWorkspace(dir string) (*Workspace, error) {
 	}
 	if _, err := exec.LookPath("git"); err != nil {
 		w.GitErr = "git not found: " + err.Error()
-		return w, nil
+		return w, nil //nolint:nilerr // no git: a workspace without history, reported in GitErr
 	}
 	git := func(date string, args ...string) error {
 		cmd := exec.Command("git", args...)

@@ -157,7 +157,7 @@ func NewManager(info *Info, opts Options) (*Manager, error) {
 	}
 
 	if err := m.makeBase(); err != nil {
-		m.exitLeaf()
+		_ = m.exitLeaf() // the makeBase error is the one to report
 		return nil, err
 	}
 	if len(avail) > 0 {
@@ -168,7 +168,7 @@ func NewManager(info *Info, opts Options) (*Manager, error) {
 	enabled, err := readFields(filepath.Join(m.base, "cgroup.subtree_control"))
 	if err != nil {
 		_ = unix.Rmdir(m.base)
-		m.exitLeaf()
+		_ = m.exitLeaf() // the read error is the one to report
 		return nil, err
 	}
 	m.enabled = enabled

@@ -323,7 +323,9 @@ func (g *Group) rebase() error {
 // replaced in the background, Get waits for the first of them to come back (that is
 // bounded by Options.DrainTimeout). When max groups are in use it returns
 // ErrPoolExhausted at once; GetContext waits instead.
-func (p *Pool) Get() (*Group, error) { return p.get(nil) }
+func (p *Pool) Get() (*Group, error) {
+	return p.get(nil) //nolint:staticcheck // a nil ctx means "never wait" (see get)
+}
 
 // GetContext is Get that also waits, until ctx is done, while max groups are in use.
 func (p *Pool) GetContext(ctx context.Context) (*Group, error) { return p.get(ctx) }

@@ -120,7 +120,7 @@ func newTTYDisplay(w io.Writer, width, total int, color bool) *ttyDisplay {
 	}
 	t := &ttyDisplay{w: w, width: width, color: color, total: total, start: time.Now(),
 		stop: make(chan struct{}), stopped: make(chan struct{})}
-	io.WriteString(w, "\x1b[?25l") // hide the cursor while redrawing
+	_, _ = io.WriteString(w, "\x1b[?25l") // hide the cursor while redrawing
 	go t.loop()
 	return t
 }
@@ -264,7 +264,7 @@ func (t *ttyDisplay) redraw() {
 	status := fmt.Sprintf("%d/%d steps done, %d running, %s", t.done, t.total, len(t.running), fmtDur(now.Sub(t.start).Truncate(100*time.Millisecond)))
 	b.WriteString(t.paint("1", clip(status, t.width-1)) + "\n")
 	t.drawn++
-	t.w.Write(b.Bytes())
+	_, _ = t.w.Write(b.Bytes()) // a terminal that went away: nothing to do
 }
 
 func (t *ttyDisplay) close() {
@@ -274,5 +274,5 @@ func (t *ttyDisplay) close() {
 	defer t.mu.Unlock()
 	t.redraw()
 	// Leave the final status line; show the cursor again.
-	io.WriteString(t.w, "\x1b[?25h")
+	_, _ = io.WriteString(t.w, "\x1b[?25h")
 }

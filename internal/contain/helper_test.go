@@ -364,7 +364,7 @@ func spawnHere(l launch, cgfd int) launchResult {
 	var ws syscall.WaitStatus
 	for {
 		_, err = syscall.Wait4(pid, &ws, 0, nil)
-		if err != syscall.EINTR {
+		if !errors.Is(err, syscall.EINTR) {
 			break
 		}
 	}
@@ -451,10 +451,9 @@ func probeMain(names []string) int {
 	for _, n := range names {
 		err := probe(n, tg, ppid, syscall.Signal(sig))
 		var errno syscall.Errno
-		switch e := err.(type) {
-		case nil:
-		case syscall.Errno:
-			errno = e
+		switch {
+		case err == nil:
+		case errors.As(err, &errno):
 		default:
 			fmt.Printf("%s error %v\n", n, err)
 			continue

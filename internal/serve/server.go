@@ -297,7 +297,7 @@ func (s *server) readLoop(ctx context.Context, in io.Reader) error {
 			return fmt.Errorf("serve: read input line %d: %w", num+1, err)
 		}
 		if ctx.Err() != nil {
-			return nil
+			return nil //nolint:nilerr // canceled: a normal end of serving, not the read error
 		}
 		if size > int64(s.cfg.MaxLineBytes) {
 			s.emitError(num, &ProtocolError{Code: CodeLineTooLong, Msg: fmt.Sprintf("line of %d bytes is over the limit of %d bytes; skipped", size, s.cfg.MaxLineBytes)})

@@ -148,15 +148,6 @@ func (s *session) send(lines ...string) {
 	}
 }
 
-func (s *session) sendJSON(v any) {
-	s.t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.send(string(b))
-}
-
 // next returns the next output line.
 func (s *session) next(timeout time.Duration) map[string]any {
 	s.t.Helper()

@@ -290,7 +290,7 @@ func (s *Spawner) start() (*spawnerConn, ready, error) {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			how = fmt.Sprintf("no ready within %v", s.cfg.StartTimeout)
 		}
-		return nil, r, fmt.Errorf("spawner %s failed during its setup: %s (%v; %s)", s.cfg.Binary, how, err, stop(time.Second))
+		return nil, r, fmt.Errorf("spawner %s failed during its setup: %s (%w; %s)", s.cfg.Binary, how, err, stop(time.Second))
 	}
 	_ = conn.SetReadDeadline(time.Time{})
 	if r.Err != "" {
@@ -386,7 +386,7 @@ func (c *spawnerConn) readLoop() {
 		var r reply
 		fds, err := recvMsg(c.conn, buf, oob, &r)
 		if err != nil {
-			c.markDead(fmt.Errorf("%w: %v", ErrSpawnerDied, err))
+			c.markDead(fmt.Errorf("%w: %w", ErrSpawnerDied, err))
 			return
 		}
 		c.mu.Lock()

@@ -55,7 +55,7 @@ func runTrue(s *Spawner) error {
 	ch, err := s.Launch(&LaunchSpec{Tool: "true", Argv: []string{"true"}, Dir: "/", Stdin: -1, Stdout: p[1], Stderr: p[1], CgroupFD: -1})
 	unix.Close(p[1])
 	if err != nil {
-		return fmt.Errorf("launch: %v", err)
+		return fmt.Errorf("launch: %w", err)
 	}
 	defer ch.Release()
 	exit, err := ch.Wait()

@@ -291,7 +291,7 @@ func TestObject(t *testing.T) {
 		}},
 		{Name: "steps", List: true, Fn: func(_, v *yaml.Node, f string, extend bool) { got[f] = fmt.Sprintf("ext=%v", extend) }},
 	}
-	ok := d.Object(root(t, "name: x\nnmae: y\nsteps+: []\nzzzzzz: 1\n"), "job", specs)
+	ok := d.Object(root(t, "name: x\nnmae: y\nsteps+: []\nzzzzzz: 1\n"), "job", specs) //nolint:misspell // the typo is the test
 	if !ok {
 		t.Fatal("Object ok = false")
 	}
@@ -299,7 +299,7 @@ func TestObject(t *testing.T) {
 		t.Errorf("dispatched %v", got)
 	}
 	check(t, d,
-		`f.yaml:2:1: job.nmae: unknown field "nmae" (did you mean "name"?)`,
+		`f.yaml:2:1: job.nmae: unknown field "nmae" (did you mean "name"?)`, //nolint:misspell // the typo is the test
 		`f.yaml:3:1: job.steps+: unknown field "steps+" (did you mean "steps"?)`,
 		`f.yaml:4:1: job.zzzzzz: unknown field "zzzzzz" (known: name, steps)`,
 	)

@@ -360,7 +360,7 @@ func listPkgs(ctx context.Context, cfg *config) ([]*pkgBuild, error) {
 		fields := strings.Split(strings.TrimSpace(string(out)), "\t")
 		if err != nil || len(fields) != 4 {
 			if cfg.pkgsExplicit {
-				return nil, fmt.Errorf("VMTEST_PKGS: go list %s: %v: %s", arg, err, strings.TrimSpace(string(out)))
+				return nil, fmt.Errorf("VMTEST_PKGS: go list %s: %w: %s", arg, err, strings.TrimSpace(string(out)))
 			}
 			logf("package %s: not present, left out", arg)
 			continue

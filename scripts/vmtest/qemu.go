@@ -145,7 +145,7 @@ func (g *guest) run(ctx context.Context) guestResult {
 			stopped = errInterrupted
 		}
 		// Kill qemu by pid: SIGTERM first (qemu exits cleanly), then SIGKILL.
-		cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case err = <-waitErr:
 		case <-time.After(5 * time.Second):
@@ -252,7 +252,7 @@ func readSmallTail(path string, n int64) string {
 	}
 	defer f.Close()
 	if st, err := f.Stat(); err == nil && st.Size() > n {
-		f.Seek(st.Size()-n, io.SeekStart)
+		_, _ = f.Seek(st.Size()-n, io.SeekStart)
 	}
 	b, _ := io.ReadAll(f)
 	return string(b)
