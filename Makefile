@@ -67,6 +67,16 @@ bench: build
 
 ci: test vmtest
 
+# The official MCP conformance suite (server scenarios, over streamable HTTP) and
+# the inspector CLI (over stdio) against `agentexec mcp`; both from npm, pinned in
+# scripts/mcp-conformance/package-lock.json (docs/mcp.md, "Conformance").
+.PHONY: setup-mcp mcp-conformance
+setup-mcp:
+	cd scripts/mcp-conformance && npm ci --no-audit --no-fund --loglevel=error
+
+mcp-conformance: setup-mcp build
+	scripts/mcp-conformance/run.sh $(BIN)
+
 clean:
 	rm -rf bin
 

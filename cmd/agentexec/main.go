@@ -3,6 +3,7 @@
 //	agentexec check [--policy FILE] [--json]           what this host enforces of a policy
 //	agentexec run   [--policy FILE] [--json] -- TOOL ARGS…   one sandboxed launch
 //	agentexec serve [--policy FILE]                    JSON-lines executor on stdin/stdout
+//	agentexec mcp   [--policy FILE] [--listen ADDR]    Model Context Protocol server (stdio or HTTP)
 //	agentexec ci    JOB.yaml                           run a CI job's steps under a policy
 //	agentexec bench                                    the agent tool-mix benchmark
 //
@@ -30,6 +31,7 @@ commands:
   check   validate a policy and report what this host enforces
   run     launch one tool under the policy: agentexec run [flags] -- TOOL ARGS...
   serve   JSON-lines executor on stdin/stdout (docs/protocol.md)
+  mcp     Model Context Protocol server on stdio or HTTP (docs/mcp.md)
   ci      run a CI job file under a policy (docs/ci.md)
   bench   benchmark the agent tool mix against baselines (docs/performance.md)
   version print the version
@@ -50,6 +52,8 @@ func realMain(args []string) int {
 		return cmdRun(rest)
 	case "serve":
 		return cmdServe(rest)
+	case "mcp":
+		return cmdMCP(rest)
 	case "ci":
 		return cmdCI(rest)
 	case "bench":
