@@ -317,6 +317,7 @@ type rules struct {
 	landlock, cgroup            opt[Enforcement]
 	concurrency                 opt[int]
 	user                        opt[*User]
+	egress                      egressRules // egress.go
 	// fsSet notes that the filesystem section was written (for messages).
 	fsSet bool
 }
@@ -348,6 +349,7 @@ func (d *decoder) ruleSpecs(r *rules, inTool bool) []yamlnode.Field {
 				{Name: "unix", Fn: func(_, v *yaml.Node, f string, _ bool) { r.unix = d.optBool(v, f) }},
 				{Name: "unix_sockets", List: true, Fn: func(_, v *yaml.Node, f string, ext bool) { r.unixSockets = d.pathList(v, f, ext) }},
 				{Name: "isolated", Fn: func(_, v *yaml.Node, f string, _ bool) { r.isolated = d.isolated(v, f) }},
+				d.allowField(&r.egress), d.sshField(&r.egress), // egress.go
 			})
 		}},
 		{Name: "ipc", Fn: func(_, v *yaml.Node, f string, _ bool) {
@@ -785,6 +787,7 @@ func (d *decoder) buildTool(rt *rawTool, defs *rules) *Tool {
 	t.OutputBytes = m.output.v
 	prof := profileOf(&m, d.opts)
 	t.Profile = &prof
+	d.egress(t, rt, defs, &m) // egress.go
 	return t
 }
 

@@ -26,6 +26,13 @@
 // Everything that depends on the running kernel (Landlock ABI, cgroup controllers,
 // spawn templates) is decided later, when the runtime builds its sandbox from a
 // resolved policy; see docs/policy.md for what each setting means on each kernel.
+//
+// It also owns admission (Admit: whether a request may run, decided from the
+// policy alone, with a Refusal naming the rule), the per-ABI Landlock feature
+// table (landlockabi.go), the egress allow-lists and their presets (egress.go),
+// and the hints that say which policy change would allow a denial (hint.go). It
+// must not import agentexec's host packages (spawner, cgroup, contain, templates,
+// sys, osthread) nor make syscalls: .golangci.yml enforces it.
 package policy
 
 import "time"
@@ -116,6 +123,9 @@ type Tool struct {
 	Timeout time.Duration
 	// OutputBytes caps each of stdout and stderr (0: unlimited).
 	OutputBytes int64
+	// Egress lists what the tool may reach through the runtime's egress proxy
+	// (network.allow, network.ssh); nil: no proxy for this tool (docs/egress.md).
+	Egress *Egress
 	// Profile is the sandbox profile the tool runs under.
 	Profile *Profile
 	// Line and Col are where the tool is defined in the source (0 if unknown).
@@ -206,6 +216,10 @@ type Network struct {
 	// Isolated runs the profile in an empty network namespace: "" (off), require or
 	// best_effort.
 	Isolated Enforcement
+	// Egress says that some tool of the profile reaches the runtime's egress
+	// proxy (Tool.Egress is set): the runtime adds the proxy's port to the
+	// profile's Landlock connect rules (docs/egress.md).
+	Egress bool
 }
 
 // IPC scopes: when set, tools cannot reach what lies outside their sandbox.

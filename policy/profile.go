@@ -22,6 +22,7 @@ func profileOf(m *rules, opts Options) Profile {
 			Unix:        m.unix.v || len(m.unixSockets.items) > 0,
 			UnixSockets: sortedSet(values(m.unixSockets.items)),
 			Isolated:    m.isolated.v,
+			Egress:      len(m.egress.allow.items)+len(m.egress.ssh.items) > 0, // egress.go
 		},
 		IPC: IPC{
 			ScopeAbstractUnix: valueOr(m.scopeAbstract, true),
@@ -59,9 +60,9 @@ func (p *Profile) key() string {
 	if p.User != nil {
 		u = *p.User
 	}
-	return fmt.Sprintf("%q|%q|%q|%q|%v|%v|%t|%q|%q|%t|%t|%d|%d|%v|%q|%q|%d|%v",
+	return fmt.Sprintf("%q|%q|%q|%q|%v|%v|%t|%q|%q|%t|%t|%t|%d|%d|%v|%q|%q|%d|%v",
 		p.FS.Read, p.FS.Write, p.FS.Exec, p.FS.Protect,
-		p.Network.ConnectTCP, p.Network.BindTCP, p.Network.Unix, p.Network.UnixSockets, p.Network.Isolated,
+		p.Network.ConnectTCP, p.Network.BindTCP, p.Network.Unix, p.Network.UnixSockets, p.Network.Isolated, p.Network.Egress,
 		p.IPC.ScopeAbstractUnix, p.IPC.ScopeSignals,
 		p.Limits.Memory, p.Limits.Pids, p.Limits.CPU,
 		p.Enforcement.Landlock, p.Enforcement.Cgroup, p.Concurrency, u)

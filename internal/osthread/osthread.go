@@ -8,7 +8,8 @@
 // never unlocked: when it is closed, its goroutine exits while locked and the Go
 // runtime terminates the OS thread with whatever per-thread state it acquired.
 //
-// It owns nothing else and imports only the standard library and x/sys/unix.
+// It owns nothing else and imports only the standard library and x/sys/unix (no
+// agentexec package).
 package osthread
 
 import (

@@ -4,7 +4,7 @@
 // A Decoder collects every problem as a *FieldError (FILE:LINE:COL: FIELD: MSG).
 // Every helper reports its problems to the Decoder and returns ok=false; callers
 // skip the value and go on, so that one parse reports every problem. Nothing here
-// touches the host.
+// touches the host, and it imports no agentexec package.
 package yamlnode
 
 import (
