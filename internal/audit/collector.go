@@ -1,0 +1,471 @@
+package audit
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/elastic/go-seccomp-bpf/arch"
+	"golang.org/x/sys/unix"
+
+	"github.com/agentexec/agentexec/internal/sys"
+	"github.com/agentexec/agentexec/policy"
+)
+
+// Defaults of Options.
+const (
+	DefaultBacklogLimit = 8192
+	DefaultSyncTimeout  = 2 * time.Second
+	DefaultMaxDenials   = 256
+	DefaultMaxPending   = 4096
+	DefaultRcvBuf       = 8 << 20
+)
+
+// Options configure a Collector. The zero value reads the stream only where audit
+// is already on.
+type Options struct {
+	// Enable turns audit on when it is off (a host-wide change: without an audit
+	// daemon the kernel also prints records to its log). The previous state is
+	// restored at Close, or by the next Open after a crash (StateDir).
+	Enable bool
+	// StateDir holds the state file that makes the restore survive a crash
+	// (DefaultStateDir when "").
+	StateDir string
+	// BacklogLimit is the kernel queue length the collector raises the backlog
+	// limit to when it turns audit on (DefaultBacklogLimit when 0; the kernel's
+	// default, 64, loses records of a burst of denials).
+	BacklogLimit uint32
+	// SyncTimeout bounds Finish's wait for records still in flight
+	// (DefaultSyncTimeout when 0).
+	SyncTimeout time.Duration
+	// MaxDenials caps the distinct denials kept per launch (DefaultMaxDenials when
+	// 0); more are counted in Status.Omitted.
+	MaxDenials int
+	// MaxPending caps the records kept for launches whose pid is not attached yet
+	// (DefaultMaxPending when 0); more mark those launches incomplete.
+	MaxPending int
+	// RcvBuf is the multicast socket's receive buffer (DefaultRcvBuf when 0).
+	RcvBuf int
+	// CreatorExe, when set, is the executable that creates agentexec's Landlock
+	// domains (the spawner binary): a domain whose allocation record names another
+	// creator (a sandbox a tool built for itself) is not agentexec's.
+	CreatorExe string
+
+	pauseReader chan struct{} // tests: the reader waits for it to close before its first read
+}
+
+// ErrUnavailable is matched by every *UnavailableError.
+var ErrUnavailable = errors.New("kernel denials unavailable")
+
+// UnavailableError says why this host's audit stream cannot be used.
+type UnavailableError struct {
+	Reason string
+	Err    error
+}
+
+func (e *UnavailableError) Error() string {
+	if e.Err != nil {
+		return "kernel denials unavailable: " + e.Reason + ": " + e.Err.Error()
+	}
+	return "kernel denials unavailable: " + e.Reason
+}
+func (e *UnavailableError) Unwrap() error        { return e.Err }
+func (e *UnavailableError) Is(target error) bool { return target == ErrUnavailable }
+
+// Denials status states.
+const (
+	Complete    = "complete"
+	Incomplete  = "incomplete"
+	Unavailable = "unavailable"
+)
+
+// Status says how far a launch's denials can be trusted.
+type Status struct {
+	// State is Complete, Incomplete (records may be missing: Reason says why) or
+	// Unavailable (no kernel denials at all: Reason says why).
+	State  string `json:"state"`
+	Reason string `json:"reason,omitempty"`
+	// Omitted counts denials (distinct layer, access and object) left out past
+	// the per-launch cap; their records were read and counted, not kept.
+	Omitted int `json:"omitted,omitempty"`
+}
+
+// Collector reads the audit stream and attributes records to launches.
+type Collector struct {
+	opts  Options
+	ctl   *sys.AuditConn // requests: status, markers
+	mc    *sys.AuditConn // the readlog multicast group
+	host  hostSwitch
+	state HostState
+	nonce string
+	done  chan struct{}
+	// reading says the reader goroutine runs (it closes done when it ends).
+	reading bool
+
+	mu sync.Mutex
+	// Attribution.
+	byPID          map[int]*Launch    // attached pids
+	byDomain       map[uint64]*Launch // per-launch domains
+	spawners       map[int]bool       // pids whose domains are shared by launches
+	spawnerDomains map[uint64]bool
+	// Records waiting for the rest of their event (serial → records).
+	parked map[uint64][]parkedRec
+	// While launches are begun but not attached: domain creators seen and records
+	// that may be theirs.
+	pending     int
+	domainOwner map[uint64]int
+	unclaimed   []parkedRec
+	// Loss epochs: a launch whose window saw one is incomplete.
+	enobufs, evicted, unattributed uint64
+	readErr                        error
+	// Markers.
+	markerSent, markerSeen uint64
+	markerCh               chan struct{}
+	// Sync rounds shared by concurrent Finish calls.
+	roundsStarted, roundsDone uint64
+	roundRunning              bool
+	roundCh                   chan struct{}
+	round                     roundResult
+}
+
+type parkedRec struct {
+	serial uint64
+	rec    Record
+	domain uint64 // 1423
+	pid    int    // 1326, or once the event's syscall record is seen
+	ppid   int
+}
+
+type roundResult struct {
+	ok     bool
+	reason string
+	lost   uint32
+}
+
+// Open opens the audit stream. Where it cannot be used (no CONFIG_AUDIT, no
+// CAP_AUDIT_READ/CONTROL/WRITE, not in the initial namespaces, audit off and
+// Enable unset) it returns an *UnavailableError with the reason.
+func Open(opts Options) (*Collector, error) {
+	c := newCollector(opts)
+	opts = c.opts
+	ctl, err := sys.OpenAudit(0, 0)
+	if err != nil {
+		if errors.Is(err, unix.EPROTONOSUPPORT) {
+			return nil, &UnavailableError{Reason: "this kernel has no audit (CONFIG_AUDIT off)", Err: err}
+		}
+		return nil, &UnavailableError{Reason: "cannot open the audit netlink socket", Err: err}
+	}
+	st, err := ctl.GetStatus(ctlTimeout)
+	if err != nil {
+		ctl.Close()
+		return nil, unavailableFor("read the audit status (AUDIT_GET)", "CAP_AUDIT_CONTROL", err)
+	}
+	// Join the multicast group before anything can be logged on our behalf.
+	mc, err := sys.OpenAudit(1<<(sys.AuditNlgrpReadlog-1), opts.RcvBuf)
+	if err != nil {
+		ctl.Close()
+		return nil, unavailableFor("join the audit log multicast group", "CAP_AUDIT_READ", err)
+	}
+	c.ctl, c.mc = ctl, mc
+	if st.Enabled == 0 && !opts.Enable {
+		c.close()
+		return nil, &UnavailableError{Reason: "audit is off on this host (enabled 0) and agentexec was not asked to turn it on"}
+	}
+	start, err := procStart(os.Getpid())
+	if err != nil {
+		c.close()
+		return nil, &UnavailableError{Reason: "cannot identify this process for the audit state file", Err: err}
+	}
+	c.host = hostSwitch{dir: opts.StateDir, self: holder{PID: os.Getpid(), Start: start}}
+	c.state, err = c.host.acquire(ctl, opts.Enable, opts.BacklogLimit)
+	if err != nil {
+		c.close()
+		return nil, unavailableFor("turn audit on", "CAP_AUDIT_CONTROL", err)
+	}
+	if c.state.Enabled == 0 {
+		c.Close()
+		return nil, &UnavailableError{Reason: "audit is off on this host (enabled 0)"}
+	}
+	c.reading = true
+	go c.read()
+	// One round end to end: the marker (CAP_AUDIT_WRITE) must come back through
+	// the multicast group.
+	if r := c.syncRound(context.Background()); !r.ok {
+		c.Close()
+		return nil, &UnavailableError{Reason: "the audit stream does not deliver: " + r.reason}
+	}
+	return c, nil
+}
+
+// newCollector sets the defaults and the maps; Open adds the sockets.
+func newCollector(opts Options) *Collector {
+	if opts.StateDir == "" {
+		opts.StateDir = DefaultStateDir
+	}
+	if opts.BacklogLimit == 0 {
+		opts.BacklogLimit = DefaultBacklogLimit
+	}
+	if opts.SyncTimeout == 0 {
+		opts.SyncTimeout = DefaultSyncTimeout
+	}
+	if opts.MaxDenials == 0 {
+		opts.MaxDenials = DefaultMaxDenials
+	}
+	if opts.MaxPending == 0 {
+		opts.MaxPending = DefaultMaxPending
+	}
+	if opts.RcvBuf == 0 {
+		opts.RcvBuf = DefaultRcvBuf
+	}
+	c := &Collector{
+		opts: opts, done: make(chan struct{}),
+		byPID: map[int]*Launch{}, byDomain: map[uint64]*Launch{}, spawners: map[int]bool{},
+		spawnerDomains: map[uint64]bool{}, parked: map[uint64][]parkedRec{}, domainOwner: map[uint64]int{},
+		markerCh: make(chan struct{}), roundCh: make(chan struct{}),
+	}
+	var nb [6]byte
+	rand.Read(nb[:])
+	c.nonce = hex.EncodeToString(nb[:])
+	return c
+}
+
+func unavailableFor(what, capName string, err error) error {
+	switch {
+	case errors.Is(err, unix.EPERM):
+		return &UnavailableError{Reason: fmt.Sprintf("cannot %s: needs %s", what, capName), Err: err}
+	case errors.Is(err, unix.ECONNREFUSED):
+		return &UnavailableError{Reason: fmt.Sprintf("cannot %s: only from the initial user and pid namespaces", what), Err: err}
+	}
+	return &UnavailableError{Reason: "cannot " + what, Err: err}
+}
+
+// Host returns the host's audit state as Open found and set it.
+func (c *Collector) Host() HostState { return c.state }
+
+func (c *Collector) close() {
+	c.mc.Close()
+	c.ctl.Close()
+}
+
+// Close stops reading and, when this collector held audit on and is the last
+// agentexec runtime to do so, restores the state Open found. It returns what it
+// did to the host's switch ("" when nothing).
+func (c *Collector) Close() (string, error) {
+	c.mc.Close()
+	if c.reading {
+		select {
+		case <-c.done:
+		case <-time.After(ctlTimeout):
+		}
+	}
+	msg, err := c.host.release(c.ctl)
+	c.ctl.Close()
+	return msg, err
+}
+
+// AddSpawner declares pid a process whose Landlock domains are shared by several
+// launches (a spawner, whose kernel-template children cannot add a layer of their
+// own): its denials are attributed by the pid of the process that met them.
+func (c *Collector) AddSpawner(pid int) {
+	c.mu.Lock()
+	c.spawners[pid] = true
+	c.mu.Unlock()
+}
+
+// RemoveSpawner forgets a spawner (after it exited).
+func (c *Collector) RemoveSpawner(pid int) {
+	c.mu.Lock()
+	delete(c.spawners, pid)
+	c.mu.Unlock()
+}
+
+// Launch collects the denials of one launch.
+type Launch struct {
+	c        *Collector
+	pid      int
+	attached bool
+	finished bool
+	domains  []uint64
+	denials  []policy.Denial
+	index    map[denialKey]int
+	omitted  int
+	// Loss epochs at Begin.
+	enobufs, evicted, unattributed uint64
+	lostAt                         uint32
+	rounds                         uint64
+}
+
+type denialKey struct {
+	layer, access string
+	obj           string
+}
+
+// Begin starts a launch's collection; call it before the launch is sent to the
+// spawner, so that no record of it can come before the collector knows of it.
+func (c *Collector) Begin() *Launch {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pending++
+	return &Launch{c: c, index: map[denialKey]int{}, enobufs: c.enobufs, evicted: c.evicted,
+		unattributed: c.unattributed, lostAt: c.round.lost, rounds: c.roundsDone}
+}
+
+// Attach gives the launch's pid (the process whose per-launch Landlock layer was
+// made in it, or the kernel-template child): records of its domain and of its pid
+// are its own from then on, those that came before are claimed now.
+func (l *Launch) Attach(pid int) {
+	c := l.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if l.attached || l.finished {
+		return
+	}
+	l.attached, l.pid = true, pid
+	c.pending--
+	c.byPID[pid] = l
+	for d, owner := range c.domainOwner {
+		if owner == pid {
+			c.byDomain[d] = l
+			l.domains = append(l.domains, d)
+			delete(c.domainOwner, d)
+		}
+	}
+	keep := c.unclaimed[:0]
+	for _, p := range c.unclaimed {
+		if c.resolve(p) == l {
+			l.add(p)
+		} else {
+			keep = append(keep, p)
+		}
+	}
+	c.unclaimed = keep
+	if c.pending == 0 {
+		clear(c.domainOwner)
+		c.unclaimed = nil
+	}
+}
+
+// Finish waits, at most Options.SyncTimeout (or until ctx ends), for the records
+// still in flight, then returns the launch's denials (without hints: the engine
+// adds policy.Policy.Hint) and their status. Call it once the launch's whole tree
+// has exited (its cgroup empty): every record of the launch was queued before then,
+// and a marker record sent now comes after all of them.
+func (l *Launch) Finish(ctx context.Context) ([]policy.Denial, Status) {
+	c := l.c
+	c.mu.Lock()
+	if l.finished {
+		c.mu.Unlock()
+		return l.denials, Status{State: Incomplete, Reason: "Finish called twice"}
+	}
+	if !l.attached {
+		l.finished = true
+		c.pending--
+		if c.pending == 0 {
+			clear(c.domainOwner)
+			c.unclaimed = nil
+		}
+		c.mu.Unlock()
+		return nil, Status{State: Complete}
+	}
+	c.mu.Unlock()
+	r := c.syncRound(ctx)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l.finished = true
+	delete(c.byPID, l.pid)
+	for _, d := range l.domains {
+		delete(c.byDomain, d)
+	}
+	st := Status{State: Complete, Omitted: l.omitted}
+	var why []string
+	if !r.ok {
+		why = append(why, r.reason)
+	}
+	if r.ok && r.lost > l.lostAt {
+		why = append(why, fmt.Sprintf("the kernel lost %d audit records (backlog or rate limit) while the launch ran", r.lost-l.lostAt))
+	}
+	if c.enobufs > l.enobufs {
+		why = append(why, "the audit socket's receive buffer overflowed (ENOBUFS) while the launch ran")
+	}
+	if c.evicted > l.evicted {
+		why = append(why, "records waiting for a launch's pid were dropped past the pending cap")
+	}
+	if c.unattributed > l.unattributed {
+		why = append(why, "a record of a shared spawner domain could not be tied to a pid")
+	}
+	if c.readErr != nil {
+		why = append(why, "reading the audit stream failed: "+c.readErr.Error())
+	}
+	if len(why) > 0 {
+		st.State, st.Reason = Incomplete, strings.Join(why, "; ")
+	}
+	return l.denials, st
+}
+
+// add records one denial of the launch (c.mu held).
+func (l *Launch) add(p parkedRec) {
+	if l.finished {
+		return
+	}
+	for _, d := range denialsOf(p.rec) {
+		k := denialKey{d.Layer, d.Access, fmt.Sprintf("%+v", d.Object)}
+		if i, ok := l.index[k]; ok {
+			l.denials[i].Count++
+			continue
+		}
+		if len(l.denials) >= l.c.opts.MaxDenials {
+			l.omitted++
+			continue
+		}
+		l.index[k] = len(l.denials)
+		l.denials = append(l.denials, d)
+	}
+}
+
+// denialsOf turns a record into denials (one per blocker of a Landlock record).
+func denialsOf(r Record) []policy.Denial {
+	switch r.Type {
+	case sys.AuditLandlockAccess:
+		a, err := r.LandlockAccess()
+		if err != nil {
+			return nil
+		}
+		obj := policy.DeniedObject{Path: a.Path, Addr: a.Addr, Port: a.Port, PID: a.OPID, Comm: a.OComm}
+		if strings.HasPrefix(obj.Path, "\x00") { // abstract unix socket
+			obj.Path = "@" + obj.Path[1:]
+		}
+		var out []policy.Denial
+		for _, b := range a.Blockers {
+			out = append(out, policy.Denial{Layer: policy.LayerLandlock, Access: b, Object: obj, Count: 1})
+		}
+		return out
+	case sys.AuditSeccomp:
+		s, err := r.Syscall()
+		if err != nil {
+			return nil
+		}
+		name := SyscallName(s.Arch, s.Nr)
+		return []policy.Denial{{Layer: policy.LayerSeccomp, Access: "seccomp." + name, Object: policy.DeniedObject{Syscall: name}, Count: 1}}
+	}
+	return nil
+}
+
+// SyscallName names syscall nr of the audit architecture arch ("syscall_NR" when
+// unknown).
+func SyscallName(auditArch uint32, nr int) string {
+	for _, a := range []*arch.Info{arch.X86_64, arch.AARCH64, arch.I386, arch.ARM} {
+		if uint32(a.ID) == auditArch {
+			if n, ok := a.SyscallNumbers[nr]; ok {
+				return n
+			}
+		}
+	}
+	return "syscall_" + strconv.Itoa(nr)
+}
