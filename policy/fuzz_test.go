@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -36,6 +37,15 @@ func FuzzParse(f *testing.F) {
 		"version: 1\ntools: {? [a]: b}\n",
 		"version: 1\n\ttools: {}\n",
 		"version: !!binary gIGC\n",
+		// YAML syntax errors of the kinds yaml.v3 reports a line early or without a
+		// column (issue 19): a bad indent, a key without ':', an unclosed quote or flow.
+		"version: 1\ntools:\n  a:\n    exec: /x\n   hot: true\n",
+		"version: 1\ntools:\n  a:\n    exec /x\n    hot: true\n",
+		"version: 1\ntools: {a: {exec: '/x}}\n",
+		"version: 1\ntools: {a: {exec: /x}\n",
+		"version: 1\ntools: [a, b\n",
+		"version: 1\ntools: a: b\n",
+		"version: 1\ntools:\n\t a: {}\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -53,6 +63,13 @@ func FuzzParse(f *testing.F) {
 			var fe *FieldError
 			if !errors.As(err, &fe) {
 				t.Fatalf("error is not a *FieldError: %v", err)
+			}
+			// Every position is inside the file (or just past its end).
+			lines := strings.Count(string(data), "\n") + 1
+			for _, e := range fuzzUnjoin(err) {
+				if errors.As(e, &fe) && (fe.Line < 0 || fe.Line > lines+1 || fe.Col < 0) {
+					t.Fatalf("error outside the file (%d lines): %v", lines, fe)
+				}
 			}
 			return
 		}
@@ -85,4 +102,16 @@ func FuzzParse(f *testing.F) {
 			_ = tl.Env.Allowed("X")
 		}
 	})
+}
+
+// fuzzUnjoin flattens joined errors.
+func fuzzUnjoin(err error) []error {
+	if u, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range u.Unwrap() {
+			out = append(out, fuzzUnjoin(e)...)
+		}
+		return out
+	}
+	return []error{err}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -24,13 +25,22 @@ func cmdCI(args []string) int {
 	workspace := fs.String("workspace", "", "workspace `DIR` (default: the job file's workspace:, or its directory)")
 	progress := fs.String("progress", "auto", "progress display: auto (live on a terminal unless CI=true), tty or plain")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: agentexec ci [flags] JOB.yaml   (docs/ci.md)")
+		fmt.Fprintln(fs.Output(), "usage: agentexec ci [flags] JOB.yaml [flags]   (docs/ci.md)")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	jobFiles, err := parseInterleaved(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return ci.ExitUsage
 	}
-	if fs.NArg() != 1 {
+	if len(jobFiles) != 1 {
+		if len(jobFiles) == 0 {
+			fmt.Fprintln(os.Stderr, "agentexec ci: missing JOB.yaml")
+		} else {
+			fmt.Fprintf(os.Stderr, "agentexec ci: one job file, got %d: %q\n", len(jobFiles), jobFiles)
+		}
 		fs.Usage()
 		return ci.ExitUsage
 	}
@@ -39,7 +49,7 @@ func cmdCI(args []string) int {
 		return ci.ExitUsage
 	}
 	cfg := ci.Config{
-		JobFile: fs.Arg(0), Load: ci.LoadOptions{Workspace: *workspace},
+		JobFile: jobFiles[0], Load: ci.LoadOptions{Workspace: *workspace},
 		Jobs: *jobs, KeepGoing: *keepGoing, Artifacts: *artifacts, JUnit: *junit, Report: *report,
 		Stdout: os.Stdout, Stderr: os.Stderr,
 	}
@@ -64,4 +74,27 @@ func cmdCI(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return ci.Run(ctx, cfg)
+}
+
+// parseInterleaved parses flags before and after the positional arguments
+// (`agentexec ci job.yaml --junit out.xml`) and returns the positional ones. After
+// "--" everything is positional.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		before := args
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		// The flag package consumed a "--" if the argument before rest is one.
+		if n := len(before) - len(rest); n > 0 && before[n-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
 }

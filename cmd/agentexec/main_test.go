@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -97,8 +98,8 @@ func TestRunPassesExitStatus(t *testing.T) {
 	if _, code := run("cat", "/etc/shadow"); code != 1 {
 		t.Errorf("cat /etc/shadow: exit %d, want 1 (denied by Landlock)", code)
 	}
-	if _, code := run("rm", "a.txt"); code == 0 {
-		t.Errorf("rm (not in the policy) succeeded")
+	if _, code := run("rm", "a.txt"); code != 125 {
+		t.Errorf("rm (not in the policy): exit %d, want 125 (agentexec refused)", code)
 	}
 	cmd := exec.Command(bin, "run", "--json", "--", "cat", "a.txt")
 	cmd.Dir = dir
@@ -109,5 +110,78 @@ func TestRunPassesExitStatus(t *testing.T) {
 	var r agentexec.ResultJSON
 	if err := json.Unmarshal(out, &r); err != nil || r.Status != "ok" || r.Stdout != "hello\n" || r.ExitCode == nil || *r.ExitCode != 0 {
 		t.Errorf("run --json: %v %s", err, out)
+	}
+}
+
+// run's own statuses (docs/cli.md): usage and refusals are 125, -h is 0, and the
+// unenforced limits are said once on stderr unless -q.
+func TestRunStatusesAndNotices(t *testing.T) {
+	bin := testutil.AgentexecBinary(t)
+	dir := t.TempDir()
+	run := func(args ...string) (stdout, stderr string, code int) {
+		cmd := exec.Command(bin, args...)
+		cmd.Dir = dir
+		var eb bytes.Buffer
+		cmd.Stderr = &eb
+		out, err := cmd.Output()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), eb.String(), code
+	}
+	if _, e, code := run("run"); code != 125 || !strings.Contains(e, "missing TOOL") {
+		t.Errorf("run without a tool: exit %d, stderr %q", code, e)
+	}
+	if _, _, code := run("run", "-h"); code != 0 {
+		t.Errorf("run -h: exit %d, want 0", code)
+	}
+	if _, _, code := run("run", "--bogus", "--", "true"); code != 125 {
+		t.Errorf("run with a bad flag: exit %d, want 125", code)
+	}
+	if _, e, code := run("check", "--workspace", filepath.Join(dir, "nonexistent")); code != 1 || !strings.Contains(e, "nonexistent: no such file or directory") {
+		t.Errorf("check --workspace nonexistent: exit %d, stderr %q", code, e)
+	}
+	out, _, _ := run("check")
+	if strings.Contains(out, "warning: profile default: not enforced:") {
+		t.Errorf("check lists unenforced limits twice:\n%s", out)
+	}
+
+	testutil.RequireRoot(t)
+	testutil.RequireLandlockABI(t, 6)
+	jsonOut, e, code := run("run", "-q", "--json", "--", "true")
+	var r agentexec.ResultJSON
+	if err := json.Unmarshal([]byte(jsonOut), &r); err != nil || code != 0 {
+		t.Fatalf("run --json true: exit %d, %v, stderr %q", code, err, e)
+	}
+	if strings.Contains(e, "not enforced") {
+		t.Errorf("-q: stderr %q", e)
+	}
+	_, e, _ = run("run", "--", "true")
+	if n := strings.Count(e, "not enforced on this host"); (len(r.Unenforced) > 0) != (n == 1) || n > 1 {
+		t.Errorf("unenforced %v; stderr says it %d times: %q", r.Unenforced, n, e)
+	}
+}
+
+func TestParseInterleaved(t *testing.T) {
+	for _, c := range []struct {
+		args  []string
+		pos   string
+		junit string
+	}{
+		{[]string{"job.yaml", "--junit", "out.xml"}, "job.yaml", "out.xml"},
+		{[]string{"--junit", "out.xml", "job.yaml"}, "job.yaml", "out.xml"},
+		{[]string{"a.yaml", "b.yaml"}, "a.yaml b.yaml", ""},
+		{[]string{"--", "--junit"}, "--junit", ""},
+		{[]string{"job.yaml", "--", "--junit"}, "job.yaml --junit", ""},
+	} {
+		fs := flag.NewFlagSet("ci", flag.ContinueOnError)
+		junit := fs.String("junit", "", "")
+		pos, err := parseInterleaved(fs, c.args)
+		if err != nil || strings.Join(pos, " ") != c.pos || *junit != c.junit {
+			t.Errorf("%q: positional %q, junit %q, %v", c.args, pos, *junit, err)
+		}
 	}
 }

@@ -3,16 +3,28 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/agentexec/agentexec"
+)
+
+// Exit statuses of `agentexec run`, after env(1), timeout(1) and chroot(1)
+// (docs/cli.md): the tool's own status is passed through, and these say what
+// happened instead.
+const (
+	exitTimeout    = 124 // the timeout fired
+	exitRunFailed  = 125 // agentexec refused or failed: policy denial, bad usage, runtime error
+	exitCannotExec = 126 // the tool was found but could not be executed
+	exitNotFound   = 127 // the tool's executable was not found
 )
 
 func cmdRun(args []string) int {
@@ -22,47 +34,64 @@ func cmdRun(args []string) int {
 	asJSON := fs.Bool("json", false, "collect the output and print the result object (as serve does) instead of streaming")
 	timeout := fs.Duration("timeout", 0, "wall-clock limit (shorter than the policy's wins)")
 	dir := fs.String("C", "", "working `DIR` (default: the workspace)")
+	quiet := fs.Bool("q", false, "quiet: do not list the policy's limits this host does not enforce on stderr")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: agentexec run [flags] -- TOOL ARGS...")
+		fmt.Fprint(fs.Output(), `usage: agentexec run [flags] -- TOOL ARGS...
+
+Exit status: the tool's own; 124 the timeout fired; 125 agentexec refused or failed
+(policy denial, bad usage, runtime error); 126 the tool could not be executed; 127 it
+was not found; 128+N it was killed by signal N.
+
+flags:
+`)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return 2
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return exitRunFailed
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {
-		fs.Usage()
-		return 2
+		fmt.Fprintln(os.Stderr, "agentexec run: missing TOOL (agentexec run [flags] -- TOOL ARGS...; -h for help)")
+		return exitRunFailed
 	}
 	p, err := pf.load()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "agentexec run: %v\n", err)
-		return 1
+		return exitRunFailed
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rt, err := agentexec.New(ctx, p)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "agentexec run: %v\n", err)
-		return 1
+		return exitRunFailed
 	}
 	defer rt.Close()
 	req := agentexec.Request{Tool: rest[0], Args: rest[1:], Dir: *dir, Timeout: *timeout}
 	req.Stdin = os.Stdin
+	unenforced := func(res agentexec.Result) {
+		if len(res.Unenforced) > 0 && !*quiet {
+			fmt.Fprintf(os.Stderr, "agentexec run: not enforced on this host: %s (agentexec check says why; -q: quiet)\n", strings.Join(res.Unenforced, ", "))
+		}
+	}
 	if *asJSON {
 		res, err := rt.Run(ctx, req)
+		unenforced(res)
 		out := agentexec.NewResultJSON("run", res, err)
 		enc := json.NewEncoder(os.Stdout)
 		if err := enc.Encode(out); err != nil {
 			fmt.Fprintf(os.Stderr, "agentexec run: %v\n", err)
-			return 1
+			return exitRunFailed
 		}
 		return exitStatus(res, err)
 	}
 	proc, err := rt.Start(ctx, req)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "agentexec run: %v\n", err)
-		return 1
+		return exitRunFailed
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -70,9 +99,10 @@ func cmdRun(args []string) int {
 	go func() { defer wg.Done(); _, _ = io.Copy(os.Stderr, proc.Stderr()) }()
 	wg.Wait()
 	res, err := proc.Wait()
+	unenforced(res)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "agentexec run: %v\n", err)
-		return 1
+		return exitRunFailed
 	}
 	if res.ExecError != "" {
 		fmt.Fprintf(os.Stderr, "agentexec run: %s: %s\n", res.Tool, res.ExecError)
@@ -86,16 +116,17 @@ func cmdRun(args []string) int {
 	return exitStatus(res, nil)
 }
 
-// exitStatus passes the child's status through: its exit code, or 128+signal.
+// exitStatus maps a launch's outcome to run's exit status (the constants above).
 func exitStatus(r agentexec.Result, err error) int {
-	if err != nil {
-		return 1
-	}
-	if r.Signal != 0 {
+	switch {
+	case err != nil:
+		return exitRunFailed
+	case r.TimedOut:
+		return exitTimeout
+	case r.Signal != 0:
 		return 128 + int(r.Signal)
-	}
-	if r.TimedOut && r.ExitCode == 0 {
-		return 124
+	case r.ExecError != "" && r.ExitCode != exitCannotExec && r.ExitCode != exitNotFound:
+		return exitCannotExec // an exec failure the runtime gave another code
 	}
 	return r.ExitCode
 }

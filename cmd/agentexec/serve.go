@@ -4,10 +4,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/agentexec/agentexec"
 	"github.com/agentexec/agentexec/internal/serve"
@@ -70,9 +73,36 @@ func cmdServe(args []string) int {
 	if *grace > 0 {
 		opts = append(opts, agentexec.WithKillGrace(*grace))
 	}
-	if err := serve.Run(ctx, p, os.Stdin, os.Stdout, cfg, opts...); err != nil {
+	in, restore := pollableStdin()
+	defer restore()
+	if err := serve.Run(ctx, p, in, os.Stdout, cfg, opts...); err != nil {
 		logger.Error("serve failed", "err", err)
 		return 1
 	}
 	return 0
+}
+
+// pollableStdin returns stdin as a file with read deadlines when it is a pipe or a
+// socket: a dup of fd 0 in non-blocking mode. serve.Serve then stops reading at the
+// end of a shutdown without taking a line off the pipe that it would not answer
+// (docs/protocol.md, "Lifecycle"). restore puts the descriptor back in blocking
+// mode (the mode is shared with whoever else holds the pipe).
+func pollableStdin() (in io.Reader, restore func()) {
+	fi, err := os.Stdin.Stat()
+	if err != nil || fi.Mode()&(os.ModeNamedPipe|os.ModeSocket) == 0 {
+		return os.Stdin, func() {}
+	}
+	fd, err := unix.FcntlInt(0, unix.F_DUPFD_CLOEXEC, 3)
+	if err != nil {
+		return os.Stdin, func() {}
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return os.Stdin, func() {}
+	}
+	f := os.NewFile(uintptr(fd), "stdin") // non-blocking: pollable, with deadlines
+	return f, func() {
+		_ = unix.SetNonblock(fd, false)
+		f.Close()
+	}
 }

@@ -1,37 +1,43 @@
 #!/usr/bin/env python3
-"""Drive `agentexec serve` from Python: python3 client.py [agentexec [--policy FILE]]"""
-import base64, itertools, json, subprocess, sys
+"""Drive `agentexec serve` from Python: python3 client.py [agentexec [--policy FILE]]
 
-class AgentExec:
-    def __init__(self, cmd=("agentexec",)):
-        self.p = subprocess.Popen([*cmd, "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.ids, self.done = itertools.count(1), {}
+The client itself is agentexec_client.py beside this file (copy it); this shows its use.
+"""
+import os
+import sys
 
-    def submit(self, tool, *args, **opts):  # opts: cwd, env, stdin, timeout_ms, stream...
-        rid = str(next(self.ids))
-        self.p.stdin.write(json.dumps({"id": rid, "tool": tool, "args": list(args), **opts}) + "\n")
-        self.p.stdin.flush()
-        return rid
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from agentexec_client import AgentExec, ProtocolError  # noqa: E402
 
-    def result(self, rid):  # read lines until rid's result; keep the others
-        while rid not in self.done:
-            msg = json.loads(self.p.stdout.readline() or '{"type":"eof"}')
-            if msg["type"] in ("result", "error") and "id" in msg:
-                self.done[msg["id"]] = msg
-            elif msg["type"] == "eof":
-                raise EOFError("agentexec serve exited")
-        r = self.done.pop(rid)
-        if r.get("stdout_encoding") == "base64":
-            r["stdout"] = base64.b64decode(r["stdout"])
-        return r
+binary, *flags = sys.argv[1:] or ["agentexec"]
+with AgentExec([binary, "serve", *flags]) as ax:
+    # Submitted together, they run concurrently; results come in any order.
+    futs = [ax.submit("ls"), ax.submit("cat", stdin="hello\n"), ax.submit("rm", "-rf", "/")]
+    for i, fut in enumerate(futs, 1):
+        r = fut.result(timeout=60)
+        print(i, r.status, r.exit_code, repr(r.stdout.decode("utf-8", "replace"))[:60], r.error or "")
 
-    def close(self):
-        self.p.stdin.close()  # EOF: the server drains and exits 0
-        return self.p.wait()
+    # Binary stdin and output, 1 MiB each way: written while the reader thread reads.
+    blob = bytes(range(256)) * 4096
+    r = ax.run("cat", stdin=blob, timeout=60)
+    print("binary", r.status, len(r.stdout), r.stdout == blob)
 
-ax = AgentExec(sys.argv[1:] or ("agentexec",))
-ids = [ax.submit("ls"), ax.submit("cat", stdin="hello\n"), ax.submit("rm", "-rf", "/")]
-for rid in ids:  # submitted together, they run concurrently
-    r = ax.result(rid)
-    print(rid, r["status"], r.get("exit_code"), repr(r.get("stdout", ""))[:60], r.get("error", ""))
+    # Streamed output arrives as it is produced, and the result holds all of it.
+    chunks = []
+    r = ax.run("cat", stdin="one\ntwo\n", stream=True, on_output=lambda s, d: chunks.append((s, d)), timeout=60)
+    print("stream", r.status, len(chunks) > 0, r.stdout == b"one\ntwo\n")
+
+    # An id still in flight: the error answers the second request, never the first.
+    slow = ax.submit("cat", stdin="first\n", id="same")
+    try:
+        ax.submit("cat", id="same").result(timeout=60)
+    except ValueError as e:  # this client refuses it before sending...
+        print("duplicate refused by the client:", e)
+    try:  # ...a server-side refusal comes back as ProtocolError, matched by line number
+        ax.submit("cat", timeout_ms=-1).result(timeout=60)
+    except ProtocolError as e:
+        print("protocol error", e.code, "line", e.line)
+    print("same", slow.result(timeout=60).stdout.decode())
+
+    print("stats", {k: v for k, v in ax.stats().result(timeout=60).items() if k in ("requests", "results", "errors")})
 sys.exit(ax.close())

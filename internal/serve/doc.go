@@ -18,4 +18,10 @@
 //     error line naming its line number, and reading goes on.
 //   - At the end of the input, requests in flight finish (up to Config.DrainTimeout,
 //     then they are killed) and Serve returns nil.
+//   - Every input line read gets exactly one answer, also while the server stops
+//     (ctx done, a failed write): lines read then are answered with shutting_down.
+//     With an input that has read deadlines (the command's stdin pipe), no line is
+//     taken off the input without an answer.
+//   - Decoding is strict: field names are case-sensitive, a key may appear once,
+//     strings must be valid UTF-8 (strict.go).
 package serve

@@ -25,7 +25,37 @@ type proc struct {
 	cmd    *exec.Cmd
 	in     io.WriteCloser
 	out    *bufio.Reader
-	stderr *bytes.Buffer
+	stderr *syncBuffer
+}
+
+// syncBuffer is the server's stderr, readable while the server writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// waitStderr waits until the server's stderr contains s.
+func (p *proc) waitStderr(s string) {
+	p.t.Helper()
+	for range 500 {
+		if strings.Contains(p.stderr.String(), s) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.t.Fatalf("stderr has no %q:\n%s", s, p.stderr)
 }
 
 func startServe(t testing.TB, args ...string) *proc {
@@ -51,7 +81,7 @@ func startServe(t testing.TB, args ...string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{t: t, cmd: cmd, in: in, out: bufio.NewReaderSize(out, 1<<20), stderr: &bytes.Buffer{}}
+	p := &proc{t: t, cmd: cmd, in: in, out: bufio.NewReaderSize(out, 1<<20), stderr: &syncBuffer{}}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -416,6 +446,30 @@ func TestE2ESIGTERM(t *testing.T) {
 	waitGone(t, m)
 }
 
+// A line written after SIGTERM, while the server still waits for a killed tool, is
+// answered with shutting_down (it used to get no answer at all), and so is every
+// other line: the binary reads its stdin pipe with deadlines.
+func TestE2ESIGTERMAnswersLateLines(t *testing.T) {
+	p := startServe(t, "--kill-grace", "2s")
+	m := testutil.SleepMarker()
+	p.send(`{"id":"long","tool":"sh","args":["-c","trap '' TERM; sleep ` + m + `"]}`)
+	waitRunning(t, m)
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	p.waitStderr("stopping: killing requests in flight") // the stop has begun
+	p.send(`{"id":"late","tool":"echo"}`, `{"type":"ping","id":"p"}`)
+	got := map[string]map[string]any{}
+	p.readToEOF(func(l map[string]any) { got[fmt.Sprint(l["type"], ":", l["id"])] = l })
+	if got["result:long"]["status"] != "killed" || got["error:late"]["code"] != CodeShuttingDown || got["error:p"]["code"] != CodeShuttingDown || len(got) != 3 {
+		t.Errorf("answers: %v", got)
+	}
+	if code := p.wait(10 * time.Second); code != 0 {
+		t.Errorf("exit %d after SIGTERM, want 0", code)
+	}
+	waitGone(t, m)
+}
+
 // The example clients in examples/ work against the binary (default policy, run in
 // a scratch workspace).
 func TestE2EExampleClients(t *testing.T) {
@@ -464,7 +518,8 @@ func TestE2EExampleClients(t *testing.T) {
 		if err != nil {
 			t.Fatalf("client: %v\n%s", err, out)
 		}
-		for _, want := range []string{"1 ok 0 'file.txt\\n'", "2 ok 0 'hello\\n'", "3 denied None"} {
+		for _, want := range []string{"1 ok 0 'file.txt\\n'", "2 ok 0 'hello\\n'", "3 denied None",
+			"binary ok 1048576 True", "stream ok True True", "protocol error invalid_value line 7", "same first"} {
 			if !strings.Contains(string(out), want) {
 				t.Errorf("output lacks %q:\n%s", want, out)
 			}

@@ -25,8 +25,8 @@ func newLineReader(r io.Reader, max int) *lineReader {
 
 // next returns the next line and its number. The line is valid until the next call.
 // When the line is over the limit, line is nil and size is its length in bytes.
-// At the end of the input it returns io.EOF; a last line without a newline is
-// returned first.
+// At the end of the input (or once the input is stopped) it returns io.EOF; a last
+// line without a newline is returned first.
 func (lr *lineReader) next() (line []byte, num int64, size int64, err error) {
 	if lr.eof {
 		return nil, lr.line, 0, io.EOF
@@ -52,7 +52,7 @@ func (lr *lineReader) next() (line []byte, num int64, size int64, err error) {
 		case rerr == nil:
 		case errors.Is(rerr, bufio.ErrBufferFull):
 			continue
-		case errors.Is(rerr, io.EOF):
+		case errors.Is(rerr, io.EOF) || errors.Is(rerr, errInputStopped):
 			lr.eof = true
 			if size == 0 && !terminated {
 				return nil, lr.line, 0, io.EOF

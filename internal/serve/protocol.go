@@ -105,15 +105,21 @@ type Pong struct {
 type StatsLine struct {
 	Type string `json:"type"` // "stats"
 	ID   string `json:"id,omitempty"`
-	// Server counters.
+	// Server counters, one consistent snapshot: requests = results + in_flight,
+	// in_flight = running + queued, lines = requests + errors + controls, results =
+	// the sum of statuses.
 	Requests    uint64 `json:"requests"`     // run requests accepted
-	Results     uint64 `json:"results"`      // results written
+	Results     uint64 `json:"results"`      // results written (or about to be)
 	Errors      uint64 `json:"errors"`       // error lines written
 	InFlight    int64  `json:"in_flight"`    // accepted, no result yet (queued + running)
 	Running     int64  `json:"running"`      // holding one of the max-inflight slots
 	Queued      int64  `json:"queued"`       // waiting for a slot
 	MaxInflight int    `json:"max_inflight"` // the bound on running
 	UptimeMS    int64  `json:"uptime_ms"`
+	Lines       uint64 `json:"lines"`    // input lines read, this stats line included
+	Controls    uint64 `json:"controls"` // ping, stats and policy answered, cancels applied
+	// Statuses counts results by status: ok, denied, error, timeout, killed.
+	Statuses map[string]uint64 `json:"statuses"`
 	// Runtime counters.
 	Launches            uint64 `json:"launches"`
 	LaunchFailures      uint64 `json:"launch_failures"`
@@ -135,7 +141,8 @@ type PolicyLine struct {
 }
 
 // DecodeMessage parses and validates one input line strictly: one JSON object,
-// nothing after it, only the protocol's fields, each of its type.
+// nothing after it, only the protocol's fields (names matched case-sensitively), each
+// at most once and of its type, every string valid UTF-8.
 func DecodeMessage(line []byte) (*Message, *ProtocolError) {
 	var m Message
 	trimmed := bytes.TrimSpace(line)
@@ -145,6 +152,10 @@ func DecodeMessage(line []byte) (*Message, *ProtocolError) {
 	if trimmed[0] != '{' {
 		// No id to report: JSON that does not start with '{' is not an object.
 		return nil, &ProtocolError{Code: CodeInvalidJSON, Msg: "not a JSON object"}
+	}
+	// Case variants of field names, duplicate keys, invalid UTF-8 (strict.go).
+	if perr := strictCheck(trimmed); perr != nil {
+		return nil, perr
 	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.DisallowUnknownFields()

@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"encoding/json"
 	"io"
 	"strings"
 	"testing"
@@ -124,6 +125,92 @@ func TestPartialRune(t *testing.T) {
 	for _, c := range cases {
 		if got := partialRune([]byte(c.in)); got != c.want {
 			t.Errorf("partialRune(%q) = %d, want %d", c.in, got, c.want)
+		}
+	}
+}
+
+// The strict pass: what encoding/json alone lets through. Each case's control is
+// what encoding/json makes of the same line without it (the attack that succeeds).
+func TestDecodeMessageStrict(t *testing.T) {
+	cases := []struct {
+		line, code, id, mention string
+		// lenient is what plain encoding/json decodes the line to: the behaviour the
+		// strict pass takes away.
+		lenient func(m *Message) bool
+	}{
+		{`{"ID":"a","TOOL":"cat"}`, CodeUnknownField, "", `unknown field "ID": field names are case-sensitive (the protocol's is "id")`,
+			func(m *Message) bool { return m.ID == "a" && m.Tool == "cat" }},
+		{`{"id":"a","Tool":"cat"}`, CodeUnknownField, "a", `"Tool"`,
+			func(m *Message) bool { return m.Tool == "cat" }},
+		{`{"id":"b11","tool":"cat","id":"b12"}`, CodeInvalidJSON, "", `duplicate key "id" at byte 25 (first at byte 1)`,
+			func(m *Message) bool { return m.ID == "b12" }},
+		{`{"id":"a","tool":"true","\u0074ool":"cat"}`, CodeInvalidJSON, "a", `duplicate key "tool"`,
+			func(m *Message) bool { return m.Tool == "cat" }},
+		{`{"id":"a","tool":"true","tool":"cat"}`, CodeInvalidJSON, "a", `duplicate key "tool"`,
+			func(m *Message) bool { return m.Tool == "cat" }},
+		{`{"id":"a","tool":"cat","env":{"FOO":"1","F\u004fO":"2"}}`, CodeInvalidJSON, "a", `duplicate key "env.FOO"`,
+			func(m *Message) bool { return m.Env["FOO"] == "2" }},
+		{"{\"id\":\"a\",\"tool\":\"cat\",\"stdin\":\"x\xff\xfey\"}", CodeInvalidValue, "a", `field "stdin": invalid UTF-8 at byte 33`,
+			func(m *Message) bool { return m.Stdin != nil && *m.Stdin == "x\ufffd\ufffdy" }},
+		{"{\"id\":\"a\",\"tool\":\"cat\",\"args\":[\"ok\",\"\xc0\xaf\"]}", CodeInvalidValue, "a", `field "args[1]": invalid UTF-8`,
+			func(m *Message) bool { return len(m.Args) == 2 && m.Args[1] == "\ufffd\ufffd" }},
+		{"{\"id\":\"a\",\"tool\":\"cat\",\"env\":{\"LANG\":\"\xed\xa0\x80\"}}", CodeInvalidValue, "a", `field "env.LANG": invalid UTF-8`,
+			func(m *Message) bool { return strings.Contains(m.Env["LANG"], "\ufffd") }},
+		{`{"id":"a","tool":"cat","stdin":"\ud800"}`, CodeInvalidValue, "a", `field "stdin": escape \ud800 is half of a surrogate pair`,
+			func(m *Message) bool { return m.Stdin != nil && *m.Stdin == "\ufffd" }},
+		{`{"id":"a","tool":"cat","stdin":"\udc00\ud800x"}`, CodeInvalidValue, "a", `escape \udc00`,
+			func(m *Message) bool { return m.Stdin != nil }},
+		{"{\"id\":\"a\xff\",\"tool\":\"cat\"}", CodeInvalidValue, "", `field "id": invalid UTF-8`,
+			func(m *Message) bool { return m.ID == "a\ufffd" }},
+		{"{\"id\":\"a\",\"to\xffol\":\"cat\"}", CodeInvalidJSON, "a", `key at byte 10: invalid UTF-8`,
+			nil},
+		{`{"type":"ping","type":"stats"}`, CodeInvalidJSON, "", `duplicate key "type"`,
+			func(m *Message) bool { return m.Type == "stats" }},
+	}
+	for _, c := range cases {
+		m, err := DecodeMessage([]byte(c.line))
+		if err == nil {
+			t.Errorf("%s: accepted as %+v", c.line, m)
+			continue
+		}
+		if err.Code != c.code || err.ID != c.id || !strings.Contains(err.Msg, c.mention) {
+			t.Errorf("%q: got code %q id %q msg %q; want code %q id %q msg mentioning %q", c.line, err.Code, err.ID, err.Msg, c.code, c.id, c.mention)
+		}
+		if c.lenient == nil {
+			continue
+		}
+		var lm Message
+		if jerr := json.Unmarshal([]byte(c.line), &lm); jerr != nil || !c.lenient(&lm) {
+			t.Errorf("%q: control: encoding/json alone gave %+v, %v; the case no longer shows what the strict pass stops", c.line, lm, jerr)
+		}
+	}
+}
+
+// Valid lines the strict pass must not refuse: escapes, surrogate pairs, nested
+// values and every kind of JSON value (unknown fields are encoding/json's to refuse).
+func TestDecodeMessageStrictAccepts(t *testing.T) {
+	for _, line := range []string{
+		`{"id":"a","tool":"cat","stdin":"\ud83d\ude00 \u00e9 \"q\" \\ \/ \b\f\n\r\t"}`,
+		"{\"id\":\"a\",\"tool\":\"cat\",\"stdin\":\"h\u00e9llo \U0001F600\"}",
+		`{ "id" : "a" , "tool" : "cat" , "args" : [ ] , "env" : { } , "timeout_ms" : 0 }`,
+		`{"id":"a","tool":"cat","env":{"A":"1","a":"2"}}`,
+	} {
+		if _, err := DecodeMessage([]byte(line)); err != nil {
+			t.Errorf("%s: %v", line, err)
+		}
+	}
+	m, err := DecodeMessage([]byte(`{"id":"a","tool":"cat","stdin":"\ud83d\ude00"}`))
+	if err != nil || *m.Stdin != "\U0001F600" {
+		t.Fatalf("surrogate pair: %v %q", err, *m.Stdin)
+	}
+	// Unknown fields with values of every kind still get encoding/json's error.
+	if _, err := DecodeMessage([]byte(`{"id":"a","tool":"cat","x":{"y":[1,-2.5e+3,true,false,null,"z"]}}`)); err == nil || err.Code != CodeUnknownField {
+		t.Errorf("unknown nested field: %v", err)
+	}
+	// Syntax errors are encoding/json's, with its byte offsets.
+	for _, line := range []string{`{"id":"a",}`, `{"id":"a","n":01}`, `{"id":"a","n":tru}`, `{"id":"\x"}`, `{"id":"a","n":1.}`, `{"id":"a` + "\t" + `"}`} {
+		if _, err := DecodeMessage([]byte(line)); err == nil || err.Code != CodeInvalidJSON {
+			t.Errorf("%q: %v, want invalid_json", line, err)
 		}
 	}
 }

@@ -92,22 +92,25 @@ func Serve(ctx context.Context, rt *agentexec.Runtime, in io.Reader, out io.Writ
 		admit:      make(chan struct{}, cfg.MaxInflight+cfg.MaxQueued),
 		out:        make(chan []byte, 256),
 		stop:       make(chan struct{}),
+		stopping:   make(chan struct{}),
 		writerDone: make(chan struct{}),
 		writeFail:  make(chan struct{}),
 		backends:   map[string]uint64{},
+		statuses:   map[string]uint64{},
 	}
 	s.killCtx, s.killAll = context.WithCancel(context.WithoutCancel(ctx))
 	defer s.killAll()
 	go s.writeLoop(out)
 
-	readCtx, stopReading := context.WithCancel(ctx)
-	defer stopReading()
+	src := startInput(in)
 	readDone := make(chan error, 1)
-	go func() { readDone <- s.readLoop(readCtx, in) }()
+	go func() { readDone <- s.readLoop(ctx, src) }()
 
 	var errs []error
+	readEnded := false
 	select {
 	case err := <-readDone:
+		readEnded = true
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -118,14 +121,25 @@ func Serve(ctx context.Context, rt *agentexec.Runtime, in io.Reader, out io.Writ
 	case <-s.writeFail:
 		s.log.Error("output failed: killing requests in flight", "err", s.writeErr)
 	}
-	stopReading()
-	s.mu.Lock()
-	s.closing = true
-	s.mu.Unlock()
+	// From here on every line read is answered with shutting_down (readLoop), until
+	// the results of the requests in flight are written; then the lines already
+	// received are answered too, and reading stops.
+	s.beginStop()
 	s.killAll()
 	s.cancelQueued()
 	if !waitTimeout(&s.wg, cfg.ShutdownTimeout) {
 		errs = append(errs, ErrShutdownTimeout)
+	}
+	src.stop()
+	if !readEnded {
+		select {
+		case err := <-readDone:
+			if err != nil {
+				errs = append(errs, err)
+			}
+		case <-time.After(cfg.ShutdownTimeout):
+			errs = append(errs, fmt.Errorf("serve: the input reader did not stop within %v", cfg.ShutdownTimeout))
+		}
 	}
 	close(s.stop)
 	<-s.writerDone
@@ -144,24 +158,31 @@ type server struct {
 	killCtx context.Context // parent of every request's context
 	killAll context.CancelFunc
 
+	// mu guards the calls and every counter of stats, so that one stats line is one
+	// consistent snapshot: requests = results + in_flight, in_flight = running +
+	// queued, lines = requests + errors + controls.
 	mu       sync.Mutex
 	calls    map[string]*call // in flight, by id
 	waiting  []*call          // queued for a slot, oldest first
 	nrunning int              // calls holding a slot
-	closing  bool
+	closing  bool             // the server began to stop (stopping is closed)
 	backends map[string]uint64
+	statuses map[string]uint64
+	requests uint64         // run requests accepted
+	results  uint64         // result lines
+	errLines uint64         // error lines
+	lines    uint64         // input lines read
+	controls uint64         // ping, stats, policy answered; cancels applied
 	wg       sync.WaitGroup // one per call
 
 	admit chan struct{} // tokens of requests in flight (queued + running)
 
 	out        chan []byte // whole lines, "\n" included
 	stop       chan struct{}
+	stopping   chan struct{} // closed by beginStop
 	writerDone chan struct{}
 	writeFail  chan struct{}
 	writeErr   error // set before writeFail is closed
-
-	requests, results, errLines atomic.Uint64
-	running, queued             atomic.Int64
 }
 
 type call struct {
@@ -172,9 +193,35 @@ type call struct {
 	cancel   context.CancelFunc
 	canceled atomic.Bool // by a cancel message or shutdown
 	queued   bool        // in s.waiting; guarded by s.mu
+	// accepted is when the request was accepted, started when it got a slot: the
+	// server's part of the request's queue time (queue_ms).
+	accepted, started time.Time
 }
 
-func (s *server) inFlight() int64 { return s.running.Load() + s.queued.Load() }
+// serverQueue is the time c waited for one of the MaxInflight slots (so far, when
+// it never got one).
+func (c *call) serverQueue() time.Duration {
+	if c.started.IsZero() {
+		return time.Since(c.accepted)
+	}
+	return c.started.Sub(c.accepted)
+}
+
+func (s *server) inFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nrunning + len(s.waiting)
+}
+
+// beginStop marks the server as stopping: no run request is accepted any more.
+func (s *server) beginStop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closing {
+		s.closing = true
+		close(s.stopping)
+	}
+}
 
 // drain waits for the requests in flight after the input ended, up to DrainTimeout.
 func (s *server) drain(ctx context.Context) {
@@ -280,24 +327,57 @@ func (s *server) emit(v any) {
 }
 
 func (s *server) emitError(line int64, pe *ProtocolError) {
-	s.errLines.Add(1)
+	s.mu.Lock()
+	s.errLines++
+	s.mu.Unlock()
 	s.log.Debug("input line refused", "line", line, "id", pe.ID, "code", pe.Code, "error", pe.Msg)
 	s.emit(&ErrorLine{Type: TypeError, Line: line, ID: pe.ID, Code: pe.Code, Error: pe.Msg})
 }
 
-// readLoop reads and dispatches input lines until EOF, a read error, or ctx is done.
-func (s *server) readLoop(ctx context.Context, in io.Reader) error {
-	lr := newLineReader(in, s.cfg.MaxLineBytes)
+// control counts an answered control message (or an applied cancel) and emits its
+// reply, if any.
+func (s *server) control(reply any) {
+	s.mu.Lock()
+	s.controls++
+	s.mu.Unlock()
+	if reply != nil {
+		s.emit(reply)
+	}
+}
+
+// shuttingDown answers a line read after the server began to stop.
+func (s *server) shuttingDown(num int64, line []byte) {
+	var id string
+	if m, perr := DecodeMessage(line); perr == nil {
+		id = m.ID
+	} else {
+		id = perr.ID
+	}
+	s.emitError(num, &ProtocolError{Code: CodeShuttingDown, ID: id, Msg: "the server is shutting down; the line was not acted on"})
+}
+
+// readLoop reads and dispatches input lines until the input ends, a read fails, or
+// the input is stopped (src.stop, at the end of a shutdown). Every line it reads is
+// answered by exactly one line: a result (run), pong, stats or policy, an error
+// line, or, for a cancel that applies, the canceled request's result. Lines read
+// after the server began to stop are answered with shutting_down.
+func (s *server) readLoop(ctx context.Context, src *input) error {
+	lr := newLineReader(src, s.cfg.MaxLineBytes)
 	for {
 		line, num, size, err := lr.next()
-		if errors.Is(err, io.EOF) {
+		if errors.Is(err, io.EOF) || errors.Is(err, errInputStopped) {
 			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("serve: read input line %d: %w", num+1, err)
 		}
-		if ctx.Err() != nil {
-			return nil //nolint:nilerr // canceled: a normal end of serving, not the read error
+		s.mu.Lock()
+		s.lines++
+		closing := s.closing
+		s.mu.Unlock()
+		if closing || ctx.Err() != nil {
+			s.shuttingDown(num, line) // line is nil when too long: no id
+			continue
 		}
 		if size > int64(s.cfg.MaxLineBytes) {
 			s.emitError(num, &ProtocolError{Code: CodeLineTooLong, Msg: fmt.Sprintf("line of %d bytes is over the limit of %d bytes; skipped", size, s.cfg.MaxLineBytes)})
@@ -314,11 +394,12 @@ func (s *server) readLoop(ctx context.Context, in io.Reader) error {
 		case TypeCancel:
 			s.cancel(num, m.ID)
 		case TypePing:
-			s.emit(&Pong{Type: TypePong, ID: m.ID, Version: s.cfg.Version})
+			s.control(&Pong{Type: TypePong, ID: m.ID, Version: s.cfg.Version})
 		case TypeStats:
+			s.control(nil)
 			s.emit(s.stats(m.ID))
 		case TypePolicy:
-			s.emit(&PolicyLine{Type: TypePolicy, ID: m.ID, Report: agentexec.CheckHost(s.rt.Policy(), s.rt.Host())})
+			s.control(&PolicyLine{Type: TypePolicy, ID: m.ID, Report: agentexec.CheckHost(s.rt.Policy(), s.rt.Host())})
 		}
 	}
 }
@@ -327,58 +408,68 @@ func (s *server) readLoop(ctx context.Context, in io.Reader) error {
 // requests run. It waits first (and so pauses the input) while
 // MaxInflight+MaxQueued requests are in flight.
 func (s *server) accept(ctx context.Context, num int64, m *Message) {
+	refuse := func(pe *ProtocolError) { s.emitError(num, pe) }
+	shutting := &ProtocolError{Code: CodeShuttingDown, ID: m.ID, Msg: "the server is shutting down; the request was not run"}
 	select {
 	case s.admit <- struct{}{}:
 	case <-ctx.Done():
+		refuse(shutting)
+		return
+	case <-s.stopping:
+		refuse(shutting)
 		return
 	}
 	s.mu.Lock()
-	if s.closing {
+	if s.closing || ctx.Err() != nil {
 		s.mu.Unlock()
 		<-s.admit
-		s.emitError(num, &ProtocolError{Code: CodeShuttingDown, ID: m.ID, Msg: "the server is shutting down"})
+		refuse(shutting)
 		return
 	}
 	if old, dup := s.calls[m.ID]; dup {
 		s.mu.Unlock()
 		<-s.admit
-		s.emitError(num, &ProtocolError{Code: CodeDuplicateID, ID: m.ID, Msg: fmt.Sprintf("id %q is in flight (the request of line %d)", m.ID, old.line)})
+		refuse(&ProtocolError{Code: CodeDuplicateID, ID: m.ID, Msg: fmt.Sprintf("id %q is in flight (the request of line %d)", m.ID, old.line)})
 		return
 	}
-	c := &call{id: m.ID, line: num, msg: m}
+	c := &call{id: m.ID, line: num, msg: m, accepted: time.Now()}
 	c.ctx, c.cancel = context.WithCancel(s.killCtx)
 	s.calls[m.ID] = c
 	s.wg.Add(1)
-	s.requests.Add(1)
+	s.requests++
 	if s.nrunning < s.cfg.MaxInflight {
 		s.nrunning++
-		s.running.Add(1)
+		c.started = c.accepted
 		go s.execute(c)
 	} else {
 		c.queued = true
 		s.waiting = append(s.waiting, c)
-		s.queued.Add(1)
 	}
 	s.mu.Unlock()
 }
 
-// cancel kills the request in flight with the given id.
+// cancel kills the request in flight with the given id; a queued one is answered
+// at once.
 func (s *server) cancel(num int64, id string) {
 	s.mu.Lock()
 	c := s.calls[id]
-	var unqueued bool
-	if c != nil {
-		c.canceled.Store(true)
-		unqueued = s.unqueue(c)
-	}
-	s.mu.Unlock()
 	if c == nil {
+		s.mu.Unlock()
 		s.emitError(num, &ProtocolError{Code: CodeUnknownID, ID: id, Msg: fmt.Sprintf("cancel: no request with id %q in flight", id)})
 		return
 	}
-	s.log.Debug("cancel", "id", id, "line", num, "queued", unqueued)
-	if unqueued {
-		s.finish(c, agentexec.Result{Tool: c.msg.Tool}, errCanceledBeforeLaunch)
+	c.canceled.Store(true)
+	s.controls++
+	var rj *agentexec.ResultJSON
+	if c.queued {
+		s.unqueue(c)
+		rj = s.resultLine(c, agentexec.Result{Tool: c.msg.Tool}, errCanceledBeforeLaunch)
+		s.account(c, rj)
+	}
+	s.mu.Unlock()
+	s.log.Debug("cancel", "id", id, "line", num, "queued", rj != nil)
+	if rj != nil {
+		s.writeResult(c, rj)
 		s.wg.Done()
 		return
 	}
@@ -387,21 +478,15 @@ func (s *server) cancel(num int64, id string) {
 
 var errCanceledBeforeLaunch = errors.New("canceled before launch")
 
-// unqueue removes c from the waiting queue; it reports whether c was there.
-// s.mu is held.
-func (s *server) unqueue(c *call) bool {
-	if !c.queued {
-		return false
-	}
+// unqueue removes c from the waiting queue. s.mu is held.
+func (s *server) unqueue(c *call) {
 	for i, w := range s.waiting {
 		if w == c {
 			s.waiting = append(s.waiting[:i], s.waiting[i+1:]...)
-			c.queued = false
-			s.queued.Add(-1)
-			return true
+			break
 		}
 	}
-	return false
+	c.queued = false
 }
 
 // cancelQueued answers every queued request as canceled (at shutdown).
@@ -409,14 +494,16 @@ func (s *server) cancelQueued() {
 	s.mu.Lock()
 	q := s.waiting
 	s.waiting = nil
-	for _, c := range q {
+	rjs := make([]*agentexec.ResultJSON, len(q))
+	for i, c := range q {
 		c.queued = false
 		c.canceled.Store(true)
-		s.queued.Add(-1)
+		rjs[i] = s.resultLine(c, agentexec.Result{Tool: c.msg.Tool}, errCanceledBeforeLaunch)
+		s.account(c, rjs[i])
 	}
 	s.mu.Unlock()
-	for _, c := range q {
-		s.finish(c, agentexec.Result{Tool: c.msg.Tool}, errCanceledBeforeLaunch)
+	for i, c := range q {
+		s.writeResult(c, rjs[i])
 		s.wg.Done()
 	}
 }
@@ -435,25 +522,30 @@ func (s *server) execute(c *call) {
 		if s.killCtx.Err() != nil && (res.Canceled || errors.Is(err, context.Canceled)) {
 			c.canceled.Store(true) // killed by the shutdown
 		}
-		s.finish(c, res, err)
+		rj := s.resultLine(c, res, err)
+		done := c
 		s.mu.Lock()
+		s.account(done, rj)
+		// The slot goes to the oldest queued request, before the result is written:
+		// a stats line that follows the result counts neither as in flight.
 		c = nil
 		if len(s.waiting) > 0 {
 			c = s.waiting[0]
 			s.waiting = s.waiting[1:]
 			c.queued = false
-			s.queued.Add(-1)
+			c.started = time.Now()
 		} else {
 			s.nrunning--
-			s.running.Add(-1)
 		}
 		s.mu.Unlock()
+		s.writeResult(done, rj)
 		s.wg.Done() // after the hand-over: a drain never sees a queued call without a runner
 	}
 }
 
-// finish frees the request's id, then writes its result.
-func (s *server) finish(c *call, res agentexec.Result, err error) {
+// resultLine is the result line of c: the runtime's result, as the protocol writes
+// it (docs/protocol.md, "Results").
+func (s *server) resultLine(c *call, res agentexec.Result, err error) *agentexec.ResultJSON {
 	rj := agentexec.NewResultJSON(c.id, res, err)
 	if c.canceled.Load() {
 		// A canceled request is "killed" whatever the child made of its SIGTERM, and
@@ -467,16 +559,27 @@ func (s *server) finish(c *call, res agentexec.Result, err error) {
 			rj.Error = errCanceledBeforeLaunch.Error()
 		}
 	}
-	c.cancel()
-	s.mu.Lock()
+	boundResult(rj)
+	return rj
+}
+
+// account counts c's result and frees its id. s.mu is held; the caller writes the
+// result line after it lets go of s.mu.
+func (s *server) account(c *call, rj *agentexec.ResultJSON) {
 	delete(s.calls, c.id)
+	s.results++
+	s.statuses[rj.Status]++
 	if rj.Backend != "" {
 		s.backends[rj.Backend]++
 	}
-	s.mu.Unlock()
-	s.results.Add(1)
-	// The result line is queued before the slot is given back, so that a line read
-	// once the slot is free (a ping behind a full queue) is answered after it.
+}
+
+// writeResult writes c's result line, accounted for, and frees its admission token.
+func (s *server) writeResult(c *call, rj *agentexec.ResultJSON) {
+	c.cancel()
+	s.log.Debug("result", "id", c.id, "status", rj.Status, "server_queue", c.serverQueue())
+	// The result line is queued before the token is given back, so that a line read
+	// once the token is free (a ping behind a full queue) is answered after it.
 	s.emit(rj)
 	<-s.admit
 }
@@ -513,7 +616,7 @@ func (s *server) pump(id, typ string, r io.Reader) {
 			}
 			if len(send) > 0 {
 				ch := &Chunk{Type: typ, ID: id}
-				ch.Data, ch.Encoding = agentexec.EncodeOutput(send)
+				ch.Data, ch.Encoding = encodeOutput(send)
 				s.emit(ch)
 			}
 			copy(buf, buf[n-held:n])
@@ -544,20 +647,24 @@ func partialRune(b []byte) int {
 func (s *server) stats(id string) *StatsLine {
 	rs := s.rt.Stats()
 	st := &StatsLine{
-		Type: TypeStats, ID: id,
-		Requests: s.requests.Load(), Results: s.results.Load(), Errors: s.errLines.Load(),
-		Running: s.running.Load(), Queued: s.queued.Load(), MaxInflight: s.cfg.MaxInflight,
+		Type: TypeStats, ID: id, MaxInflight: s.cfg.MaxInflight,
 		UptimeMS: time.Since(s.start).Milliseconds(),
 		Launches: rs.Launches, LaunchFailures: rs.Failures, Denied: rs.Denied, LaunchesInFlight: rs.InFlight,
 		TemplateHits: rs.TemplateHits, TemplatesCreated: rs.TemplatesCreated,
 		TemplateRecreations: rs.TemplateRecreations, SpawnerRestarts: rs.SpawnerRestarts,
-		Backends: map[string]uint64{},
+		Backends: map[string]uint64{}, Statuses: map[string]uint64{},
 	}
-	st.InFlight = st.Running + st.Queued
 	s.mu.Lock()
+	st.Requests, st.Results, st.Errors = s.requests, s.results, s.errLines
+	st.Lines, st.Controls = s.lines, s.controls
+	st.Running, st.Queued = int64(s.nrunning), int64(len(s.waiting))
 	for k, v := range s.backends {
 		st.Backends[k] = v
 	}
+	for k, v := range s.statuses {
+		st.Statuses[k] = v
+	}
 	s.mu.Unlock()
+	st.InFlight = st.Running + st.Queued
 	return st
 }
