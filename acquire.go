@@ -10,7 +10,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/agentexec/agentexec/internal/audit"
 	"github.com/agentexec/agentexec/internal/cgroup"
+	"github.com/agentexec/agentexec/internal/egress"
 	"github.com/agentexec/agentexec/internal/spawner"
 	"github.com/agentexec/agentexec/policy"
 )
@@ -27,6 +29,10 @@ type grant struct {
 	// Our ends: the output pipes' read ends, stdin's write end (nil: no stdin pipe).
 	outR, errR, stdinW *os.File
 	childEnds          []int
+	// audit and egress are the launch's denial collection and proxy session (nil:
+	// none).
+	audit  *audit.Launch
+	egress *egress.Session
 }
 
 // acquire is the second stop of a launch: a slot in the profile (waiting while
@@ -51,6 +57,17 @@ func (rt *Runtime) acquire(ctx context.Context, a *admission, req *Request) (g *
 	g.spec = &spawner.LaunchSpec{
 		Tool: t.Name, Argv: append([]string{filepath.Base(t.Exec)}, req.Args...), Env: a.Env, Dir: a.Dir,
 		Stdin: -1, CgroupFD: -1, StdinPath: req.StdinFile,
+	}
+	var proxyEnv []string
+	if g.egress, proxyEnv, err = rt.egressSession(t); err != nil {
+		return g, err
+	}
+	if len(proxyEnv) > 0 {
+		// After the policy's values: the proxy's win.
+		g.spec.Env = append(slices.Clone(a.Env), proxyEnv...)
+	}
+	if rt.audit != nil {
+		g.audit = rt.audit.Begin() // before the request reaches the spawner
 	}
 	if g.outR, g.spec.Stdout, err = g.pipe(t.Name, true); err != nil {
 		return g, err
@@ -133,6 +150,12 @@ func (g *grant) release() {
 	}
 	if g.slot {
 		<-g.prt.sem
+	}
+	if g.audit != nil {
+		g.audit.Finish(context.Background()) // never started: returns at once
+	}
+	if g.egress != nil {
+		g.egress.Close()
 	}
 }
 

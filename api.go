@@ -114,6 +114,51 @@ type Result struct {
 	// Containment lists the layers in force for this launch, e.g. "landlock-abi-7",
 	// "seccomp", "no-caps", "cgroup", "netns".
 	Containment []string
+	// Denials lists what the sandbox refused the launch: kernel denials
+	// (policy kernel_denials) and the egress proxy's refusals, each with a hint
+	// saying which policy change would allow it, or that none should
+	// (docs/denials.md). DenialsStatus says how complete the list is.
+	Denials       []policy.Denial
+	DenialsStatus DenialsStatus
+	// Egress is what the launch did through the egress proxy (nil when its tool
+	// has no network.allow or network.ssh; docs/egress.md).
+	Egress *EgressReport
+}
+
+// DenialsStatus says how far a Result's Denials can be trusted: State is
+// "complete", "incomplete" (records may be missing; Reason says why) or
+// "unavailable" (no kernel denials: Reason says why, such as kernel_denials: off);
+// Omitted counts distinct denials left out past the per-launch cap.
+type DenialsStatus struct {
+	State   string `json:"state"`
+	Reason  string `json:"reason,omitempty"`
+	Omitted int    `json:"omitted,omitempty"`
+}
+
+// EgressReport is what a launch did through the egress proxy: the connections
+// it allowed (destination, the rule that matched, bytes each way) and the totals.
+// Its refusals are in Result.Denials (layer "network").
+type EgressReport struct {
+	Allowed []EgressConn `json:"allowed,omitempty"`
+	// DroppedAllowed counts allowed connections past the report's cap (counted in
+	// Sent and Received, not listed).
+	DroppedAllowed int   `json:"dropped_allowed,omitempty"`
+	Sent           int64 `json:"sent"`
+	Received       int64 `json:"received"`
+}
+
+// EgressConn is one allowed connection (a tunnel, or a plain HTTP request).
+type EgressConn struct {
+	Method      string  `json:"method"`
+	Host        string  `json:"host"`
+	Port        uint16  `json:"port"`
+	Addr        string  `json:"addr"`
+	Rule        string  `json:"rule"`
+	Sent        int64   `json:"sent"`
+	Received    int64   `json:"received"`
+	Intercepted bool    `json:"intercepted,omitempty"`
+	Error       string  `json:"error,omitempty"`
+	DurationMS  float64 `json:"duration_ms"`
 }
 
 // Success reports whether the child exited with status 0, not killed by a signal or limit.

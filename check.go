@@ -31,8 +31,26 @@ type Report struct {
 	Cgroup          CgroupReport          `json:"cgroup"`
 	KernelTemplates KernelTemplatesReport `json:"kernel_templates"`
 	TmpDir          TmpDirReport          `json:"tmpdir"`
+	KernelDenials   KernelDenialsReport   `json:"kernel_denials"`
+	Egress          EgressCheckReport     `json:"egress"`
 	Profiles        []ProfileReport       `json:"profiles"`
 	Tools           []ToolReport          `json:"tools"`
+}
+
+// KernelDenialsReport says whether results will carry the kernel's denials
+// (docs/denials.md): the policy's setting, and whether this host can log them.
+type KernelDenialsReport struct {
+	Setting   string `json:"setting"`
+	Available bool   `json:"available"`
+	// Reason says why not, or what a runtime will do (turn the host's audit on
+	// and restore it at Close).
+	Reason string `json:"reason,omitempty"`
+}
+
+// EgressCheckReport lists the tools that reach the network through the egress
+// proxy (network.allow or network.ssh; docs/egress.md).
+type EgressCheckReport struct {
+	Tools []string `json:"tools"`
 }
 
 // TmpDirReport is what the policy's ${TMPDIR} stands for.
@@ -301,6 +319,7 @@ func CheckHost(p *policy.Policy, h *Host) *Report {
 		}
 		r.Tools = append(r.Tools, tr)
 	}
+	r.checkDenialsAndEgress(p, h)
 	r.OK = len(r.Problems) == 0
 	return r
 }
@@ -336,6 +355,10 @@ func nz[T any](s []T) []T {
 // WriteText prints the report for people.
 func (r *Report) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "policy %s: %s\n", r.Policy, map[bool]string{true: "OK", false: "NOT SATISFIED"}[r.OK])
+	fmt.Fprintf(w, "kernel denials: %s, available %v (%s)\n", r.KernelDenials.Setting, r.KernelDenials.Available, r.KernelDenials.Reason)
+	if len(r.Egress.Tools) > 0 {
+		fmt.Fprintf(w, "egress proxy: for %s\n", strings.Join(r.Egress.Tools, ", "))
+	}
 	if r.Landlock.ABI > 0 {
 		fmt.Fprintf(w, "landlock: ABI %d\n", r.Landlock.ABI)
 	} else {
@@ -481,4 +504,39 @@ func isolationUnenforced(r IsolationReport) []string {
 		return nil
 	}
 	return []string{"isolation: launches in flight: " + r.PerLaunch + " (" + r.PerLaunchReason + ")"}
+}
+
+// checkDenialsAndEgress reports kernel denials and the egress proxy: a `require`
+// this host cannot meet and an egress tool in an isolated namespace are problems.
+func (r *Report) checkDenialsAndEgress(p *policy.Policy, h *Host) {
+	setting := p.KernelDenials
+	if setting == "" {
+		setting = policy.KernelDenialsOff
+	}
+	d := KernelDenialsReport{Setting: string(setting)}
+	switch {
+	case setting == policy.KernelDenialsOff:
+		d.Reason = "kernel_denials: off: results list the policy's and the egress proxy's refusals only"
+	case h.LandlockABI < policy.LandlockABIAuditFlags:
+		d.Reason = fmt.Sprintf("Landlock ABI %d logs no denials of exec'd tools (needs ABI %d)", h.LandlockABI, policy.LandlockABIAuditFlags)
+	case os.Geteuid() != 0:
+		d.Reason = "reading the audit stream needs root (CAP_AUDIT_READ, and CAP_AUDIT_CONTROL to turn audit on)"
+	default:
+		d.Available = true
+		d.Reason = "a runtime turns the host's audit on if it is off (host-wide: without auditd the kernel also logs the records) and restores it at Close"
+	}
+	if setting == policy.KernelDenialsRequire && !d.Available {
+		r.Problems = append(r.Problems, "kernel_denials: require: "+d.Reason)
+	}
+	r.KernelDenials = d
+	r.Egress.Tools = []string{}
+	for _, t := range p.Tools {
+		if t.Egress == nil {
+			continue
+		}
+		r.Egress.Tools = append(r.Egress.Tools, t.Name)
+		if t.Profile.Network.Isolated != "" {
+			r.Problems = append(r.Problems, fmt.Sprintf("tools.%s: network.allow and network.isolated: the egress proxy cannot be reached from an empty network namespace", t.Name))
+		}
+	}
 }

@@ -41,6 +41,7 @@ func (p *Process) finish() {
 	r.TimedOut, r.Canceled = p.timedOut, p.canceled
 	p.mu.Unlock()
 	p.releaseGroup(&r)
+	p.collectDenials(&r)
 	if err != nil {
 		p.waitErr = &LaunchError{Tool: p.tool, Op: "wait", Err: err}
 		r.ExitCode = -1

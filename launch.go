@@ -111,7 +111,11 @@ func (rt *Runtime) spawn(ctx context.Context, a *admission, g *grant, req *Reque
 		return nil, &LaunchError{Tool: t.Name, Op: "spawn", Err: err}
 	}
 	rt.countLaunch(child)
-	p := &Process{rt: rt, prt: prt, tool: t.Name, child: child, group: g.group, start: start, unenforced: g.unenforced}
+	p := &Process{rt: rt, prt: prt, tool: t.Name, child: child, group: g.group, start: start, unenforced: g.unenforced,
+		audit: g.audit, egress: g.egress}
+	if p.audit != nil {
+		p.audit.Attach(child.Pid)
+	}
 	limit := lowerLimit(t.OutputBytes, req.MaxOutputBytes)
 	p.stdout.Limit, p.stderr.Limit = limit, limit
 	if g.stdinW != nil {

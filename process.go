@@ -9,7 +9,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/agentexec/agentexec/internal/audit"
 	"github.com/agentexec/agentexec/internal/cgroup"
+	"github.com/agentexec/agentexec/internal/egress"
 	"github.com/agentexec/agentexec/internal/spawner"
 )
 
@@ -37,6 +39,10 @@ type Process struct {
 	ctxStop   func() bool
 	// unenforced is what the Result lists as not enforced for this launch.
 	unenforced []string
+	// audit collects the launch's kernel denials, egress is its proxy session
+	// (nil: none).
+	audit  *audit.Launch
+	egress *egress.Session
 }
 
 // endedProcess is a Process that has already ended with result and no output (a

@@ -58,6 +58,9 @@ func (rt *Runtime) startProfile(prof *policy.Profile) (*profileRT, error) {
 	for _, u := range plan.Unenforced {
 		prt.gap(rt, "not enforced on this host", "rule", u)
 	}
+	if err := rt.egressPlan(prof, &plan.ConnectTCP); err != nil {
+		return nil, err
+	}
 	if err := rt.profilePool(prt); err != nil {
 		return nil, err
 	}
@@ -68,7 +71,9 @@ func (rt *Runtime) startProfile(prof *policy.Profile) (*profileRT, error) {
 		KTCreate:        rt.host.KernelTemplates.Numbers.Create, KTSpawn: rt.host.KernelTemplates.Numbers.Spawn,
 		Launchers:     launcherThreads(prof.Concurrency, runtime.NumCPU()),
 		NoLaunchLayer: rt.opts.noLaunchIsolation, Stderr: rt.opts.spawnerErr,
+		KernelDenials: rt.audit != nil,
 	}
+	cfg.Containment.LogDenials = rt.audit != nil
 	if rt.opts.noLaunchIsolation {
 		cfg.Launchers = 1
 	}

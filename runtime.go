@@ -11,7 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/agentexec/agentexec/internal/audit"
 	"github.com/agentexec/agentexec/internal/cgroup"
+	"github.com/agentexec/agentexec/internal/egress"
 	"github.com/agentexec/agentexec/internal/templates"
 	"github.com/agentexec/agentexec/policy"
 )
@@ -35,6 +37,8 @@ type options struct {
 	noMountNS   string
 	noTemplates bool
 	spawnerErr  io.Writer
+	// kernelDenials: WithKernelDenials (denials.go).
+	kernelDenials bool
 }
 
 // WithSpawnerBinary runs spawners from an installed agentexec binary instead of the
@@ -75,6 +79,13 @@ type Runtime struct {
 	// tmpDir is the runtime's private ${TMPDIR} (tmpdir.go), removed at Close; ""
 	// when the policy has none or does not use it.
 	tmpDir string
+	// audit collects the kernel's denials (denials.go); nil when off or
+	// unavailable, and denialsOff then says why.
+	audit      *audit.Collector
+	denialsOff string
+	// egress is the egress proxy (egress.go), nil when no tool has network.allow.
+	egress    *egress.Proxy
+	launchSeq atomic.Uint64
 
 	mu     sync.Mutex
 	closed bool
@@ -143,6 +154,12 @@ func New(ctx context.Context, p *policy.Policy, opts ...Option) (*Runtime, error
 		return nil, err
 	}
 	if err := rt.setupCgroups(); err != nil {
+		return nil, err
+	}
+	if err := rt.setupDenials(); err != nil {
+		return nil, err
+	}
+	if err := rt.setupEgress(); err != nil {
 		return nil, err
 	}
 	for _, prof := range rt.pol.Profiles {
@@ -241,6 +258,10 @@ func (rt *Runtime) Close() error {
 	if rt.cg != nil {
 		errs = append(errs, rt.cg.Close())
 	}
+	if rt.egress != nil {
+		errs = append(errs, rt.egress.Close())
+	}
+	errs = append(errs, rt.closeDenials())
 	if rt.tmpDir != "" {
 		errs = append(errs, removeTmpDir(rt.tmpDir))
 	}

@@ -191,6 +191,8 @@ func helperMain(mode string, args []string) int {
 		return victimMain(args)
 	case "connect":
 		return connectMain(args)
+	case "proxyget":
+		return proxyGet(args[0])
 	case "env":
 		for _, e := range os.Environ() {
 			fmt.Println(e)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/agentexec/agentexec/internal/egress"
 	"github.com/agentexec/agentexec/internal/spawner"
 )
 
@@ -25,6 +26,14 @@ import (
 // not run at all); the New that started it fails within a second with an error
 // matching ErrSpawnerNotServed. At most one extra process ever runs.
 func ServeSpawner() {
+	if len(os.Args) == 4 && os.Args[1] == egressConnectCommand {
+		// ssh's ProxyCommand for network.ssh hosts (egress.go), run by a tool.
+		if err := egress.ConnectHelper(os.Getenv("HTTPS_PROXY"), os.Args[2], os.Args[3], os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "agentexec:", err)
+			os.Exit(255)
+		}
+		os.Exit(0)
+	}
 	if spawner.IsSpawnerInvocation(os.Args) {
 		spawner.SpawnerMain(os.Args)
 	}

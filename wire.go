@@ -7,6 +7,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/agentexec/agentexec/policy"
 )
 
 // Result statuses in the JSON form.
@@ -59,18 +61,26 @@ type ResultJSON struct {
 	Cgroup           string   `json:"cgroup,omitempty"`
 	Unenforced       []string `json:"unenforced"`
 	Containment      []string `json:"containment,omitempty"`
+	// Denials are what the sandbox refused the launch, each with a hint
+	// (docs/denials.md); DenialsStatus how complete the list is.
+	Denials       []policy.Denial `json:"denials,omitempty"`
+	DenialsStatus *DenialsStatus  `json:"denials_status,omitempty"`
+	// Egress is what the launch did through the egress proxy (docs/egress.md).
+	Egress *EgressReport `json:"egress,omitempty"`
 	// Error is the launch or request error (status error), or the denial's text.
 	Error string `json:"error,omitempty"`
 	// Denied says which rule refused what (status denied).
 	Denied *DeniedJSON `json:"denied,omitempty"`
 }
 
-// DeniedJSON is a DeniedError in JSON.
+// DeniedJSON is a DeniedError in JSON, with its hint (the policy change that
+// would allow the request, or that none should).
 type DeniedJSON struct {
-	Rule   string `json:"rule"`
-	Op     string `json:"op"`
-	Object string `json:"object"`
-	Reason string `json:"reason"`
+	Rule   string       `json:"rule"`
+	Op     string       `json:"op"`
+	Object string       `json:"object"`
+	Reason string       `json:"reason"`
+	Hint   *policy.Hint `json:"hint,omitempty"`
 }
 
 // NewResultJSON converts the outcome of Run (its Result and error) for request id.
@@ -80,7 +90,7 @@ func NewResultJSON(id string, r Result, err error) *ResultJSON {
 		var d *DeniedError
 		if errors.As(err, &d) {
 			out.Status = StatusDenied
-			out.Denied = &DeniedJSON{Rule: d.Rule, Op: d.Op, Object: d.Object, Reason: d.Reason}
+			out.Denied = &DeniedJSON{Rule: d.Rule, Op: d.Op, Object: d.Object, Reason: d.Reason, Hint: d.Hint}
 		} else {
 			out.Status = StatusError
 		}
@@ -105,6 +115,11 @@ func NewResultJSON(id string, r Result, err error) *ResultJSON {
 	out.Backend, out.Template = string(r.Backend), string(r.Template)
 	out.PlacementDelayUS = float64(r.PlacementDelay.Microseconds())
 	out.Cgroup, out.Containment = r.Cgroup, r.Containment
+	out.Denials, out.Egress = r.Denials, r.Egress
+	if r.DenialsStatus.State != "" {
+		ds := r.DenialsStatus
+		out.DenialsStatus = &ds
+	}
 	switch {
 	case r.TimedOut:
 		out.Status = StatusTimeout

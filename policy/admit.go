@@ -51,6 +51,9 @@ type Refusal struct {
 	Object string
 	// Reason says why, in a few words.
 	Reason string
+	// Hint is the smallest policy change that would allow the request, or says
+	// that none should (an explicit deny pattern).
+	Hint *Hint
 }
 
 func (r *Refusal) Error() string {
@@ -65,29 +68,46 @@ func (r *Refusal) Error() string {
 func (p *Policy) Admit(req LaunchRequest) (*Admission, *Refusal) {
 	t, ok := p.Tool(req.Tool)
 	if !ok {
-		return nil, &Refusal{Rule: "tools", Op: "launch", Object: fmt.Sprintf("%q", req.Tool), Reason: "no such tool in the policy"}
+		return nil, p.refuse(req.Tool, &Refusal{Rule: "tools", Op: "launch", Object: fmt.Sprintf("%q", req.Tool), Reason: "no such tool in the policy"},
+			DeniedObject{Name: req.Tool, Rule: "tools"})
 	}
 	if d := t.Args.Check(req.Args); d != nil {
 		reason := "no allow pattern matches"
 		if d.Index >= 0 {
 			reason = fmt.Sprintf("matches %q at argument %d", d.Pattern, d.Index+1)
 		}
-		return nil, &Refusal{Rule: d.Rule, Op: "argv", Object: fmt.Sprintf("%q", strings.Join(d.Args, " ")), Reason: reason}
+		return nil, p.refuse(t.Name, &Refusal{Rule: d.Rule, Op: "argv", Object: fmt.Sprintf("%q", strings.Join(d.Args, " ")), Reason: reason},
+			DeniedObject{Args: d.Args, Rule: d.Rule})
 	}
 	a := &Admission{Tool: t, Dir: p.workDir(req.Dir)}
 	fs := t.Profile.FS
 	if !beneathAny(a.Dir, fs.Read, fs.Write, fs.Exec) {
-		return nil, &Refusal{Rule: "tools." + t.Name + ".filesystem", Op: "dir", Object: a.Dir, Reason: "outside every read, write and exec root"}
+		rule := "tools." + t.Name + ".filesystem"
+		return nil, p.refuse(t.Name, &Refusal{Rule: rule, Op: "dir", Object: a.Dir, Reason: "outside every read, write and exec root"},
+			DeniedObject{Path: a.Dir, Rule: rule})
 	}
 	var r *Refusal
-	if a.Env, r = t.environment(req.Env); r != nil {
-		return nil, r
+	var obj DeniedObject
+	if a.Env, r, obj = t.environment(req.Env); r != nil {
+		return nil, p.refuse(t.Name, r, obj)
 	}
-	if a.Limits, r = t.lowerLimits(req.Limits); r != nil {
-		return nil, r
+	if a.Limits, r, obj = t.lowerLimits(req.Limits); r != nil {
+		return nil, p.refuse(t.Name, r, obj)
 	}
 	a.LimitsAsked = req.Limits != nil
 	return a, nil
+}
+
+// refuse adds its hint to a refusal of a request for tool.
+func (p *Policy) refuse(tool string, r *Refusal, obj DeniedObject) *Refusal {
+	r.Hint = p.Hint(tool, r.Denial(obj))
+	return r
+}
+
+// Denial is the refusal as one of a launch's denials (layer policy, access
+// "policy.<op>"), with obj naming what was refused.
+func (r *Refusal) Denial(obj DeniedObject) Denial {
+	return Denial{Layer: LayerPolicy, Access: "policy." + r.Op, Object: obj, Count: 1, Hint: r.Hint}
 }
 
 // workDir is the absolute, clean working directory of a request's Dir.
@@ -112,7 +132,7 @@ func beneathAny(path string, lists ...[]string) bool {
 
 // environment is the tool's environment for a request's variables: each must be on
 // the allow-list; the tool's fixed values (env.set) win.
-func (t *Tool) environment(vars map[string]string) ([]string, *Refusal) {
+func (t *Tool) environment(vars map[string]string) ([]string, *Refusal, DeniedObject) {
 	env := make([]string, 0, len(vars)+len(t.Env.Set))
 	keys := make([]string, 0, len(vars))
 	for k := range vars {
@@ -121,7 +141,8 @@ func (t *Tool) environment(vars map[string]string) ([]string, *Refusal) {
 	sort.Strings(keys)
 	for _, k := range keys {
 		if !t.Env.Allowed(k) {
-			return nil, &Refusal{Rule: "tools." + t.Name + ".env.allow", Op: "env", Object: k, Reason: "variable not on the allow-list"}
+			rule := "tools." + t.Name + ".env.allow"
+			return nil, &Refusal{Rule: rule, Op: "env", Object: k, Reason: "variable not on the allow-list"}, DeniedObject{Name: k, Rule: rule}
 		}
 		if slices.ContainsFunc(t.Env.Set, func(v EnvVar) bool { return v.Name == k }) {
 			continue // fixed values win
@@ -131,15 +152,15 @@ func (t *Tool) environment(vars map[string]string) ([]string, *Refusal) {
 	for _, v := range t.Env.Set {
 		env = append(env, v.Name+"="+v.Value)
 	}
-	return env, nil
+	return env, nil, DeniedObject{}
 }
 
 // lowerLimits merges a request's limits into the profile's: a request may only
 // lower them.
-func (t *Tool) lowerLimits(req *Limits) (Limits, *Refusal) {
+func (t *Tool) lowerLimits(req *Limits) (Limits, *Refusal, DeniedObject) {
 	lim := t.Profile.Limits
 	if req == nil {
-		return lim, nil
+		return lim, nil, DeniedObject{}
 	}
 	for _, l := range []struct {
 		name           string
@@ -154,10 +175,11 @@ func (t *Tool) lowerLimits(req *Limits) (Limits, *Refusal) {
 			continue
 		}
 		if l.allowed > 0 && l.asked > l.allowed {
-			return lim, &Refusal{Rule: "tools." + t.Name + ".limits." + l.name, Op: "limits", Object: fmt.Sprintf("%s %g", l.name, l.asked),
-				Reason: fmt.Sprintf("above the policy's %g", l.allowed)}
+			rule := "tools." + t.Name + ".limits." + l.name
+			return lim, &Refusal{Rule: rule, Op: "limits", Object: fmt.Sprintf("%s %g", l.name, l.asked),
+				Reason: fmt.Sprintf("above the policy's %g", l.allowed)}, DeniedObject{Name: l.name, Rule: rule}
 		}
 		l.set()
 	}
-	return lim, nil
+	return lim, nil, DeniedObject{}
 }

@@ -164,6 +164,7 @@ func parse(name string, data []byte, opts Options) (*Policy, error) {
 		{Name: "workspace", Fn: d.keep(top, "workspace")},
 		{Name: "path", Fn: d.keep(top, "path")},
 		{Name: "kernel_templates", Fn: d.keep(top, "kernel_templates")},
+		{Name: "kernel_denials", Fn: d.keep(top, "kernel_denials")},
 		{Name: "spawn_template_syscalls", Fn: d.keep(top, "spawn_template_syscalls")},
 		{Name: "shell", Fn: d.keep(top, "shell")},
 		{Name: "defaults", Fn: d.keep(top, "defaults")},
@@ -207,6 +208,11 @@ func parse(name string, data []byte, opts Options) (*Policy, error) {
 	if v, ok := top["kernel_templates"]; ok {
 		if s, ok := d.Enum(v.V, "kernel_templates", "auto", "off", "require"); ok {
 			p.KernelTemplates = KernelTemplates(s)
+		}
+	}
+	if v, ok := top["kernel_denials"]; ok {
+		if s, ok := d.Enum(v.V, "kernel_denials", "off", "on", "require"); ok {
+			p.KernelDenials = KernelDenials(s)
 		}
 	}
 	if v, ok := top["spawn_template_syscalls"]; ok {

@@ -51,6 +51,20 @@ const (
 	BestEffort Enforcement = "best_effort"
 )
 
+// KernelDenials says whether results carry the denials the kernel logged
+// (docs/denials.md): "off" (the default; only the policy's own refusals), "on"
+// (turn the host's audit on if it is off, restore it at Close; unavailable with
+// the reason where the host cannot), "require" (an error at start where the host
+// cannot).
+type KernelDenials string
+
+// KernelDenials settings.
+const (
+	KernelDenialsOff     KernelDenials = "off"
+	KernelDenialsOn      KernelDenials = "on"
+	KernelDenialsRequire KernelDenials = "require"
+)
+
 // KernelTemplates selects the spawn_template kernel backend.
 type KernelTemplates string
 
@@ -81,6 +95,8 @@ type Policy struct {
 	Profiles []*Profile
 	// KernelTemplates selects the spawn_template backend.
 	KernelTemplates KernelTemplates
+	// KernelDenials asks for the kernel's denials in every result (docs/denials.md).
+	KernelDenials KernelDenials
 	// SpawnTemplateSyscalls overrides the proposed syscall numbers (nil: defaults).
 	SpawnTemplateSyscalls *SyscallNumbers
 	// Shell is the name of the tool that runs `sh` scripts (agentexec ci); "" if none.

@@ -460,7 +460,13 @@ var ErrNoNewPrivs = errors.New("no_new_privs is not set (call SetNoNewPrivs firs
 // Install loads the filter into every thread of the process
 // (SECCOMP_FILTER_FLAG_TSYNC). no_new_privs must be set already (SetNoNewPrivs);
 // threads created later inherit the filter, as do all children. It cannot be undone.
-func (f *Filter) Install() error {
+func (f *Filter) Install() error { return f.install(0) }
+
+// InstallLogged is Install with SECCOMP_FILTER_FLAG_LOG: the filter's refusals
+// are logged to the audit stream (where the host's actions_logged has errno).
+func (f *Filter) InstallLogged() error { return f.install(sys.SeccompFilterFlagLog) }
+
+func (f *Filter) install(extra uintptr) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	nnp, err := sys.NoNewPrivs()
@@ -475,7 +481,7 @@ func (f *Filter) Install() error {
 	// for every tool, a cost on each context switch. Those mitigations protect the
 	// filtered process from in-process speculation attacks, which is not the
 	// threat here; they do not protect the agent from a tool.
-	if err := sys.SeccompSetModeFilter(sys.SeccompFilterFlagTSync|sys.SeccompFilterFlagSpecAllow, f.raw); err != nil {
+	if err := sys.SeccompSetModeFilter(sys.SeccompFilterFlagTSync|sys.SeccompFilterFlagSpecAllow|extra, f.raw); err != nil {
 		return fmt.Errorf("install seccomp filter: seccomp(SECCOMP_SET_MODE_FILTER, TSYNC|SPEC_ALLOW): %w", err)
 	}
 	return nil

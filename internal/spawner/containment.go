@@ -28,13 +28,16 @@ type Containment struct {
 	Seccomp bool            `json:"seccomp"`
 	Network contain.NetMode `json:"network"`
 	Unix    bool            `json:"unix"`
+	// LogDenials installs the filter with SECCOMP_FILTER_FLAG_LOG: its refusals
+	// reach the audit stream where the host's actions_logged has errno.
+	LogDenials bool `json:"log_denials,omitempty"`
 }
 
 // ContainmentFor derives a profile's containment.
 func ContainmentFor(p *policy.Profile) Containment {
 	c := Containment{DropCaps: true, Seccomp: true, Network: contain.NetNone, Unix: p.Network.Unix}
-	if len(p.Network.ConnectTCP) > 0 || len(p.Network.BindTCP) > 0 {
-		c.Network = contain.NetTCP
+	if len(p.Network.ConnectTCP) > 0 || len(p.Network.BindTCP) > 0 || p.Network.Egress {
+		c.Network = contain.NetTCP // the egress proxy is reached over loopback TCP
 	}
 	if p.User != nil && !p.User.Own {
 		c.User = &contain.User{UID: p.User.UID, GID: p.User.GID, Groups: p.User.Groups}
@@ -79,7 +82,11 @@ func (c *Containment) applySeccomp(launcherTIDs []int, agentPID int) ([]string, 
 	if err != nil {
 		return nil, fmt.Errorf("seccomp: %w", err)
 	}
-	if err := f.Install(); err != nil {
+	install := f.Install
+	if c.LogDenials {
+		install = f.InstallLogged
+	}
+	if err := install(); err != nil {
 		return nil, err
 	}
 	return []string{"seccomp"}, nil

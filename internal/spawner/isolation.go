@@ -30,7 +30,11 @@ import (
 type launchIsolation struct {
 	ruleset int // the per-launch layer (-1: none)
 	scoped  uint64
-	cred    *sys.Cred
+	// flags are landlock_restrict_self's: with kernel denials, the per-launch layer
+	// logs what it denies to the exec'd tool and mutes sandboxes the tool makes.
+	flags  uintptr
+	logged bool
+	cred   *sys.Cred
 	// missing says why there is no per-launch layer ("" when there is one).
 	missing string
 }
@@ -54,6 +58,9 @@ func newLaunchIsolation(h *hello) (launchIsolation, error) {
 		li.missing = "turned off (test control)"
 		return li, nil
 	}
+	if h.KernelDenials && h.Landlock.ABI >= policy.LandlockABIAuditFlags {
+		return li, li.loggedRuleset(h.Landlock)
+	}
 	attr := &ll.RulesetAttr{}
 	if h.Landlock.ABI >= policy.LandlockABIScope {
 		attr.Scoped = ll.ScopeSignal | ll.ScopeAbstractUnixSocket
@@ -69,9 +76,62 @@ func newLaunchIsolation(h *hello) (launchIsolation, error) {
 	return li, nil
 }
 
+// loggedRuleset makes the per-launch layer for kernel denials (docs/denials.md):
+// the profile's own filesystem and TCP rules again, with the scopes, enforced with
+// LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON and LOG_SUBDOMAINS_OFF. Landlock logs a
+// denial under the youngest layer that refused it, so with the same rules as the
+// spawner's layer this launch's own domain is named in every record of it and its
+// tree, and nothing a tool may do changes: the rules are the ones already in force.
+func (li *launchIsolation) loggedRuleset(pl *LandlockPlan) error {
+	attr := &ll.RulesetAttr{HandledAccessFS: pl.HandledFS, HandledAccessNet: pl.HandledNet,
+		Scoped: ll.ScopeSignal | ll.ScopeAbstractUnixSocket}
+	fd, err := ll.LandlockCreateRuleset(attr, 0)
+	if err != nil {
+		return fmt.Errorf("per-launch Landlock ruleset (logged): %w", err)
+	}
+	unix.CloseOnExec(fd)
+	rights, _, err := pl.pathRights()
+	if err != nil {
+		unix.Close(fd)
+		return err
+	}
+	for _, pr := range rights {
+		pfd, err := unix.Open(pr.path, unix.O_PATH|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue // gone since the spawner's own restriction: no access either way
+		}
+		err = ll.LandlockAddPathBeneathRule(fd, &ll.PathBeneathAttr{AllowedAccess: pr.access & pl.HandledFS, ParentFd: pfd}, 0)
+		unix.Close(pfd)
+		if err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("per-launch Landlock rule for %s: %w", pr.path, err)
+		}
+	}
+	for _, ports := range []struct {
+		access uint64
+		list   []uint16
+	}{{ll.AccessNetConnectTCP, pl.ConnectTCP}, {ll.AccessNetBindTCP, pl.BindTCP}} {
+		for _, port := range ports.list {
+			if pl.HandledNet&ports.access == 0 {
+				continue
+			}
+			if err := ll.LandlockAddNetPortRule(fd, &ll.NetPortAttr{AllowedAccess: ports.access, Port: uint64(port)}, 0); err != nil {
+				unix.Close(fd)
+				return fmt.Errorf("per-launch Landlock rule for port %d: %w", port, err)
+			}
+		}
+	}
+	li.ruleset, li.scoped, li.logged = fd, attr.Scoped, true
+	li.flags = sys.LandlockLogNewExecOn | unix.LANDLOCK_RESTRICT_SELF_LOG_SUBDOMAINS_OFF
+	return nil
+}
+
 // layers names what is in force, for ready.Layers.
 func (li *launchIsolation) layers() []string {
 	var l []string
+	if li.logged {
+		l = append(l, "landlock-per-launch-logged")
+	}
 	if li.ruleset >= 0 {
 		if li.scoped != 0 {
 			l = append(l, "landlock-per-launch")
@@ -101,6 +161,7 @@ func (li *launchIsolation) forkExec(path string, argv []string, dir string, env 
 		Pdeathsig:       syscall.SIGKILL,
 		CgroupFD:        cgroupFD,
 		LandlockRuleset: li.ruleset,
+		LandlockFlags:   li.flags,
 		Cred:            li.cred,
 	})
 }

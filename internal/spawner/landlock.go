@@ -156,19 +156,15 @@ func (pl *LandlockPlan) String() string {
 		pl.ABI, landlock.AccessFSSet(pl.HandledFS), landlock.AccessNetSet(pl.HandledNet), landlock.ScopedSet(pl.Scoped))
 }
 
-// restrictSelf enforces the plan on every thread of the calling process. It is
-// called only in a spawner process, never in the agent's own. Paths that do not exist
-// on this host are skipped and returned.
-func (pl *LandlockPlan) restrictSelf() (skipped []string, err error) {
-	if !pl.Enabled {
-		return nil, nil
-	}
-	cfg, err := landlock.NewConfig(landlock.AccessFSSet(pl.HandledFS), landlock.AccessNetSet(pl.HandledNet), landlock.ScopedSet(pl.Scoped))
-	if err != nil {
-		return nil, fmt.Errorf("landlock config: %w", err)
-	}
-	var rules []landlock.Rule
-	// Merge rights per path: a path listed as read and write gets both.
+type pathRight struct {
+	path   string
+	access uint64
+}
+
+// pathRights merges the plan's rules per path (a path listed as read and write
+// gets both), in path order, with file paths limited to the rights a file can
+// have; paths that do not exist on this host are skipped and returned.
+func (pl *LandlockPlan) pathRights() (rights []pathRight, skipped []string, err error) {
 	merged := map[string]uint64{}
 	for _, r := range pl.Rules {
 		for _, p := range r.Paths {
@@ -188,12 +184,34 @@ func (pl *LandlockPlan) restrictSelf() (skipped []string, err error) {
 				skipped = append(skipped, p)
 				continue
 			}
-			return skipped, fmt.Errorf("landlock rule for %s: %w", p, err)
+			return nil, skipped, fmt.Errorf("landlock rule for %s: %w", p, err)
 		}
 		if !st.IsDir() {
 			access &= fsFileOnly
 		}
-		rules = append(rules, landlock.PathAccess(landlock.AccessFSSet(access), p))
+		rights = append(rights, pathRight{path: p, access: access})
+	}
+	return rights, skipped, nil
+}
+
+// restrictSelf enforces the plan on every thread of the calling process. It is
+// called only in a spawner process, never in the agent's own. Paths that do not exist
+// on this host are skipped and returned.
+func (pl *LandlockPlan) restrictSelf() (skipped []string, err error) {
+	if !pl.Enabled {
+		return nil, nil
+	}
+	cfg, err := landlock.NewConfig(landlock.AccessFSSet(pl.HandledFS), landlock.AccessNetSet(pl.HandledNet), landlock.ScopedSet(pl.Scoped))
+	if err != nil {
+		return nil, fmt.Errorf("landlock config: %w", err)
+	}
+	var rules []landlock.Rule
+	paths, skipped, err := pl.pathRights()
+	if err != nil {
+		return skipped, err
+	}
+	for _, pr := range paths {
+		rules = append(rules, landlock.PathAccess(landlock.AccessFSSet(pr.access), pr.path))
 	}
 	for _, port := range pl.ConnectTCP {
 		rules = append(rules, landlock.ConnectTCP(port))

@@ -47,6 +47,9 @@ type hello struct {
 	View *ToolView `json:"view,omitempty"`
 	// NoLaunchLayer leaves out the per-launch Landlock layer (tests' controls only).
 	NoLaunchLayer bool `json:"no_launch_layer,omitempty"`
+	// KernelDenials makes each launch's Landlock layer, and the seccomp filter, log
+	// what they refuse to the audit stream (docs/denials.md).
+	KernelDenials bool `json:"kernel_denials,omitempty"`
 	// Mounts is applied in the spawner's private mount namespace (it was started
 	// with CLONE_NEWNS) before capabilities are dropped: repository metadata and
 	// protect: paths (mounts.go, protect.go). nil: nothing to mount.

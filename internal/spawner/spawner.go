@@ -39,6 +39,9 @@ type SpawnerConfig struct {
 	View *ToolView
 	// NoLaunchLayer leaves out the per-launch Landlock layer (tests' controls only).
 	NoLaunchLayer bool
+	// KernelDenials makes the launches' Landlock layers and the seccomp filter log
+	// their refusals (docs/denials.md).
+	KernelDenials bool
 	// Mounts, when set, starts the spawner in a private mount namespace
 	// (CLONE_NEWNS), where it applies the plan before it restricts itself.
 	Mounts *MountPlan
@@ -231,7 +234,7 @@ func (s *Spawner) start() (*spawnerConn, ready, error) {
 	}
 	h := hello{Profile: s.cfg.Profile, Landlock: s.cfg.Landlock, Containment: s.cfg.Containment, Tools: s.cfg.Tools,
 		KernelTemplates: s.cfg.KernelTemplates, KTCreate: s.cfg.KTCreate, KTSpawn: s.cfg.KTSpawn, Launchers: s.cfg.Launchers,
-		View: s.cfg.View, NoLaunchLayer: s.cfg.NoLaunchLayer, Mounts: s.cfg.Mounts}
+		View: s.cfg.View, NoLaunchLayer: s.cfg.NoLaunchLayer, Mounts: s.cfg.Mounts, KernelDenials: s.cfg.KernelDenials}
 	// stop ends the process, after grace when it should exit by itself (its
 	// status then says more than our SIGKILL would), and says how it ended.
 	stop := func(grace time.Duration) string {
