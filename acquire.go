@@ -2,11 +2,13 @@ package agentexec
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -21,8 +23,13 @@ import (
 // profile, a cgroup, and the pipes. The spec carries the child's ends; ours go to
 // the Process once the spawner has the child's.
 type grant struct {
-	prt        *profileRT
-	slot       bool
+	prt  *profileRT
+	tool string
+	slot bool
+	// queued is how long the launch waited for its slot; deadline is when its
+	// wall-clock limit ends (zero: none), counted from when it arrived.
+	queued     time.Duration
+	deadline   time.Time
 	group      *cgroup.Group
 	unenforced []string
 	spec       *spawner.LaunchSpec
@@ -35,11 +42,14 @@ type grant struct {
 	egress *egress.Session
 }
 
-// acquire is the second stop of a launch: a slot in the profile (waiting while
-// the profile's concurrency is used up, until ctx ends), the cgroup for the
-// launch's limits, and its pipes. On error nothing is left held.
-func (rt *Runtime) acquire(ctx context.Context, a *admission, req *Request) (g *grant, err error) {
-	g = &grant{prt: a.prt}
+// acquire is the second stop of a launch: a slot in the profile (lanes.go:
+// waiting while the profile's concurrency is used up, until ctx ends or the
+// request's deadline passes — a deadline is a deadline, queue included), the
+// cgroup for the launch's limits, and its pipes. On error nothing is left held;
+// a deadline passed in the queue is an earlyResult (status timeout, no launch).
+func (rt *Runtime) acquire(ctx context.Context, a *admission, req *Request, arrived time.Time) (g *grant, err error) {
+	t := a.Tool
+	g = &grant{prt: a.prt, tool: t.Name}
 	defer func() {
 		if err != nil {
 			g.closeChildEnds()
@@ -47,13 +57,19 @@ func (rt *Runtime) acquire(ctx context.Context, a *admission, req *Request) (g *
 			g = nil
 		}
 	}()
-	select {
-	case a.prt.sem <- struct{}{}:
-		g.slot = true
-	case <-ctx.Done():
-		return g, ctx.Err()
+	if timeout := lowerLimit(t.Timeout, req.Timeout); timeout > 0 {
+		g.deadline = arrived.Add(timeout)
 	}
-	t := a.Tool
+	g.queued, err = a.prt.lanes.acquire(ctx, t.Name, g.deadline)
+	if errors.Is(err, errQueueDeadline) {
+		return g, &earlyResult{result: Result{Tool: t.Name, ExitCode: -1, TimedOut: true, Queued: g.queued,
+			Backend: BackendNone, Template: TemplateNone, Unenforced: a.prt.unenforced, Containment: a.prt.layers,
+			DenialsStatus: DenialsStatus{State: "unavailable", Reason: "not launched: the deadline passed in the queue"}}}
+	}
+	if err != nil {
+		return g, err
+	}
+	g.slot = true
 	g.spec = &spawner.LaunchSpec{
 		Tool: t.Name, Argv: append([]string{filepath.Base(t.Exec)}, req.Args...), Env: a.Env, Dir: a.Dir,
 		Stdin: -1, CgroupFD: -1, StdinPath: req.StdinFile,
@@ -149,7 +165,7 @@ func (g *grant) release() {
 		g.group.Release()
 	}
 	if g.slot {
-		<-g.prt.sem
+		g.prt.lanes.release(g.tool)
 	}
 	if g.audit != nil {
 		g.audit.Finish(context.Background()) // never started: returns at once
@@ -216,10 +232,13 @@ func (rt *Runtime) requestPool(t *policy.Tool, prt *profileRT, lim policy.Limits
 	if len(prt.pools) >= maxRequestPools {
 		return nil, &LaunchError{Tool: t.Name, Op: "cgroup", Err: fmt.Errorf("more than %d distinct per-request limit sets in profile %s", maxRequestPools, prt.p.Name)}
 	}
-	p, err := rt.cg.NewPool(fmt.Sprintf("%s-l%d", prt.p.Name, len(prt.pools)), cgLimits(lim), 1, cap(prt.sem)*maxGroupsPerSlot)
+	p, err := rt.cg.NewPool(fmt.Sprintf("%s-l%d", prt.p.Name, len(prt.pools)), cgLimits(lim), 1, prt.lanes.cap*maxGroupsPerSlot)
 	if err != nil {
 		return nil, &LaunchError{Tool: t.Name, Op: "cgroup", Err: err}
 	}
 	prt.pools[lim] = p
 	return p, nil
 }
+
+// errQueueDeadline is a request whose deadline passed while it waited for a slot.
+var errQueueDeadline = errors.New("deadline passed while queued")

@@ -102,6 +102,9 @@ type Result struct {
 	PidsPeak int64
 	// Cgroup is the cgroup path the child ran in ("" without cgroup placement).
 	Cgroup string
+	// Queued is how long the request waited for a slot of its profile (its
+	// concurrency) before it launched; the wall-clock limit counts it.
+	Queued time.Duration
 	// Backend is how the child was launched, Template what happened to its template.
 	Backend  Backend
 	Template TemplateState

@@ -32,7 +32,7 @@ func (p *Process) finish() {
 	p.child.Release()
 	p.rt.sweepSentinels(p.prt)
 
-	r := Result{Tool: p.tool, Pid: p.child.Pid, Wall: wall, Backend: Backend(p.child.Backend), PlacementDelay: p.child.PlacementDelay,
+	r := Result{Tool: p.tool, Pid: p.child.Pid, Wall: wall, Queued: p.queued, Backend: Backend(p.child.Backend), PlacementDelay: p.child.PlacementDelay,
 		Template: TemplateState(p.child.Template), Unenforced: p.unenforced, Containment: p.prt.layers}
 	r.Stdout, r.StdoutDropped = p.stdout.Result()
 	r.Stderr, r.StderrDropped = p.stderr.Result()
@@ -58,7 +58,7 @@ func (p *Process) finish() {
 		}
 	}
 	p.result = r
-	<-p.prt.sem
+	p.prt.lanes.release(p.tool)
 	p.rt.leave(p)
 }
 

@@ -23,7 +23,7 @@ import (
 func (rt *Runtime) Run(ctx context.Context, req Request) (Result, error) {
 	p, err := rt.start(ctx, req, false)
 	if err != nil {
-		if ee, ok := errors.AsType[*execFailure](err); ok {
+		if ee, ok := errors.AsType[*earlyResult](err); ok {
 			return ee.result, nil
 		}
 		return Result{Tool: req.Tool}, err
@@ -37,7 +37,7 @@ func (rt *Runtime) Run(ctx context.Context, req Request) (Result, error) {
 func (rt *Runtime) Start(ctx context.Context, req Request) (*Process, error) {
 	p, err := rt.start(ctx, req, true)
 	if err != nil {
-		if ee, ok := errors.AsType[*execFailure](err); ok {
+		if ee, ok := errors.AsType[*earlyResult](err); ok {
 			// As for Run, an exec failure is the tool's: a Process that has already
 			// ended with exit status 127 or 126 and no output.
 			return endedProcess(rt, req.Tool, ee.result), nil
@@ -47,10 +47,11 @@ func (rt *Runtime) Start(ctx context.Context, req Request) (*Process, error) {
 	return p, nil
 }
 
-// execFailure carries the Result of a launch whose exec failed.
-type execFailure struct{ result Result }
+// earlyResult carries the Result of a launch that ended before it ran: its exec
+// failed, or its deadline passed while it was queued.
+type earlyResult struct{ result Result }
 
-func (e *execFailure) Error() string { return e.result.ExecError }
+func (e *earlyResult) Error() string { return e.result.ExecError }
 
 // start walks a request through admission, acquisition and the spawner. The
 // runtime's wait group counts it from here until its Process is waited for (or
@@ -59,12 +60,13 @@ func (rt *Runtime) start(ctx context.Context, req Request, stream bool) (*Proces
 	if err := rt.enter(); err != nil {
 		return nil, err
 	}
+	arrived := time.Now()
 	a, err := rt.admit(&req)
 	if err != nil {
 		rt.wg.Done()
 		return nil, err
 	}
-	g, err := rt.acquire(ctx, a, &req)
+	g, err := rt.acquire(ctx, a, &req, arrived)
 	if err != nil {
 		rt.wg.Done()
 		return nil, err
@@ -102,7 +104,7 @@ func (rt *Runtime) spawn(ctx context.Context, a *admission, g *grant, req *Reque
 		if le, ok := errors.AsType[*spawner.LaunchError](err); ok && le.Exec {
 			// The shell's statuses, as the kernel backend reports them.
 			code, msg := templates.ExitStatusForExecError(le.Errno)
-			return nil, &execFailure{result: Result{
+			return nil, &earlyResult{result: Result{
 				Tool: t.Name, ExitCode: code, ExecError: msg + ": " + le.Msg,
 				Backend: BackendUserspace, Template: TemplateNone,
 				Unenforced: g.unenforced, Containment: prt.layers,
@@ -112,7 +114,7 @@ func (rt *Runtime) spawn(ctx context.Context, a *admission, g *grant, req *Reque
 	}
 	rt.countLaunch(child)
 	p := &Process{rt: rt, prt: prt, tool: t.Name, child: child, group: g.group, start: start, unenforced: g.unenforced,
-		audit: g.audit, egress: g.egress}
+		audit: g.audit, egress: g.egress, queued: g.queued}
 	if p.audit != nil {
 		p.audit.Attach(child.Pid)
 	}
@@ -137,7 +139,7 @@ func (rt *Runtime) spawn(ctx context.Context, a *admission, g *grant, req *Reque
 	}
 	p.stdout.Drain(g.outR)
 	p.stderr.Drain(g.errR)
-	p.arm(ctx, lowerLimit(t.Timeout, req.Timeout))
+	p.arm(ctx, g.deadline)
 	rt.mu.Lock()
 	rt.live[p] = struct{}{}
 	rt.mu.Unlock()

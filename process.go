@@ -43,6 +43,8 @@ type Process struct {
 	// (nil: none).
 	audit  *audit.Launch
 	egress *egress.Session
+	// queued is how long the launch waited for its slot.
+	queued time.Duration
 }
 
 // endedProcess is a Process that has already ended with result and no output (a
@@ -87,11 +89,12 @@ func (p *Process) Kill() {
 	}
 }
 
-// arm sets the launch's wall-clock limit (0: none) and ties it to ctx: either ends
-// it with SIGTERM, then the kill of its tree after the runtime's grace.
-func (p *Process) arm(ctx context.Context, timeout time.Duration) {
-	if timeout > 0 {
-		timer := time.AfterFunc(timeout, func() {
+// arm sets the launch's deadline (zero: none; the wall-clock limit counted from
+// the request's arrival, so time in the queue counts) and ties the launch to ctx:
+// either ends it with SIGTERM, then the kill of its tree after the runtime's grace.
+func (p *Process) arm(ctx context.Context, deadline time.Time) {
+	if !deadline.IsZero() {
+		timer := time.AfterFunc(time.Until(deadline), func() {
 			p.mu.Lock()
 			p.timedOut = true
 			p.mu.Unlock()

@@ -24,8 +24,8 @@ type profileRT struct {
 	// pools holds the pools of requests with lower limits (Request.Limits).
 	poolsMu sync.Mutex
 	pools   map[policy.Limits]*cgroup.Pool
-	// sem holds one token per launch in flight (the profile's concurrency).
-	sem chan struct{}
+	// lanes are the profile's launch slots (its concurrency; lanes.go).
+	lanes *lanes
 	// unenforced lists what this host does not enforce of the profile (Result.Unenforced).
 	unenforced []string
 	// layers lists the containment layers in force (Result.Containment).
@@ -50,7 +50,7 @@ func cgLimits(l policy.Limits) cgroup.Limits { return cgroup.Limits(l) }
 // spawner. A `require` the host cannot meet is an error; best-effort gaps are
 // logged and listed in unenforced.
 func (rt *Runtime) startProfile(prof *policy.Profile) (*profileRT, error) {
-	prt := &profileRT{p: prof, sem: make(chan struct{}, max(prof.Concurrency, 1))}
+	prt := &profileRT{p: prof, lanes: newLanes(prof.Concurrency)}
 	plan, err := spawner.PlanLandlock(prof, rt.host.LandlockABI)
 	if err != nil {
 		return nil, err
@@ -117,7 +117,7 @@ func (rt *Runtime) profilePool(prt *profileRT) error {
 			prt.gap(rt, "limit not enforced on this host", "limit", "cgroup: "+u)
 		}
 	}
-	slots := cap(prt.sem)
+	slots := prt.lanes.cap
 	pool, err := rt.cg.NewPool(prof.Name, lim, min(initialPoolGroups, slots), slots*maxGroupsPerSlot)
 	if err != nil {
 		return fmt.Errorf("profile %s: cgroup pool: %w", prof.Name, err)

@@ -272,8 +272,13 @@ func (rt *Runtime) Close() error {
 
 // Stats are counters over the runtime's life.
 type Stats struct {
-	Launches, Failures, Denied           uint64
-	InFlight                             int64
+	Launches, Failures, Denied uint64
+	InFlight                   int64
+	// Queued counts requests waiting for a slot of their profile (its
+	// concurrency); they are not in InFlight.
+	Queued int64
+	// EgressAllowed and EgressDenied count the egress proxy's connections.
+	EgressAllowed, EgressDenied          uint64
 	TemplateHits, TemplatesCreated       uint64
 	TemplateRecreations, SpawnerRestarts uint64
 }
@@ -287,6 +292,12 @@ func (rt *Runtime) Stats() Stats {
 	}
 	for _, prt := range rt.order {
 		s.SpawnerRestarts += uint64(prt.spawner.Restarts())
+		_, q := prt.lanes.counts()
+		s.Queued += int64(q)
+	}
+	if rt.egress != nil {
+		es := rt.egress.Stats()
+		s.EgressAllowed, s.EgressDenied = uint64(es.Allowed), uint64(es.Denied)
 	}
 	return s
 }

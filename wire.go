@@ -37,15 +37,18 @@ type ResultJSON struct {
 	ExecError string `json:"exec_error,omitempty"`
 	// Stdout and Stderr are text when valid UTF-8, else base64 with the encoding field
 	// set to "base64".
-	Stdout           string   `json:"stdout"`
-	StdoutEncoding   string   `json:"stdout_encoding,omitempty"`
-	Stderr           string   `json:"stderr"`
-	StderrEncoding   string   `json:"stderr_encoding,omitempty"`
-	StdoutTruncated  bool     `json:"stdout_truncated"`
-	StderrTruncated  bool     `json:"stderr_truncated"`
-	StdoutDropped    int64    `json:"stdout_dropped_bytes,omitempty"`
-	StderrDropped    int64    `json:"stderr_dropped_bytes,omitempty"`
-	DurationMS       float64  `json:"duration_ms"`
+	Stdout          string  `json:"stdout"`
+	StdoutEncoding  string  `json:"stdout_encoding,omitempty"`
+	Stderr          string  `json:"stderr"`
+	StderrEncoding  string  `json:"stderr_encoding,omitempty"`
+	StdoutTruncated bool    `json:"stdout_truncated"`
+	StderrTruncated bool    `json:"stderr_truncated"`
+	StdoutDropped   int64   `json:"stdout_dropped_bytes,omitempty"`
+	StderrDropped   int64   `json:"stderr_dropped_bytes,omitempty"`
+	DurationMS      float64 `json:"duration_ms"`
+	// QueueMS is how long the request waited for a slot of its profile before it
+	// launched (its deadline counts it).
+	QueueMS          float64  `json:"queue_ms"`
 	CPUMS            float64  `json:"cpu_ms"`
 	UserCPUMS        float64  `json:"user_cpu_ms"`
 	SystemCPUMS      float64  `json:"system_cpu_ms"`
@@ -104,6 +107,7 @@ func NewResultJSON(id string, r Result, err error) *ResultJSON {
 	out.ExecError = r.ExecError
 	ms := DurationMS
 	out.DurationMS = ms(r.Wall)
+	out.QueueMS = ms(r.Queued)
 	out.UserCPUMS, out.SystemCPUMS = ms(r.UserCPU), ms(r.SystemCPU)
 	out.CPUMS = out.UserCPUMS + out.SystemCPUMS
 	out.CgroupCPUMS = ms(r.CgroupCPU)

@@ -121,10 +121,15 @@ type StatsLine struct {
 	// Statuses counts results by status: ok, denied, error, timeout, killed.
 	Statuses map[string]uint64 `json:"statuses"`
 	// Runtime counters.
-	Launches            uint64 `json:"launches"`
-	LaunchFailures      uint64 `json:"launch_failures"`
-	Denied              uint64 `json:"denied"`
-	LaunchesInFlight    int64  `json:"launches_in_flight"`
+	Launches         uint64 `json:"launches"`
+	LaunchFailures   uint64 `json:"launch_failures"`
+	Denied           uint64 `json:"denied"`
+	LaunchesInFlight int64  `json:"launches_in_flight"`
+	// LaunchesQueued counts requests the runtime holds waiting for a slot of
+	// their profile (its concurrency); they are running here, not launched yet.
+	LaunchesQueued      int64  `json:"launches_queued"`
+	EgressAllowed       uint64 `json:"egress_allowed"` // connections the egress proxy let through
+	EgressDenied        uint64 `json:"egress_denied"`  // connections it refused
 	TemplateHits        uint64 `json:"template_hits"`
 	TemplatesCreated    uint64 `json:"templates_created"`
 	TemplateRecreations uint64 `json:"template_recreations"`

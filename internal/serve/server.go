@@ -650,6 +650,7 @@ func (s *server) stats(id string) *StatsLine {
 		Type: TypeStats, ID: id, MaxInflight: s.cfg.MaxInflight,
 		UptimeMS: time.Since(s.start).Milliseconds(),
 		Launches: rs.Launches, LaunchFailures: rs.Failures, Denied: rs.Denied, LaunchesInFlight: rs.InFlight,
+		LaunchesQueued: rs.Queued, EgressAllowed: rs.EgressAllowed, EgressDenied: rs.EgressDenied,
 		TemplateHits: rs.TemplateHits, TemplatesCreated: rs.TemplatesCreated,
 		TemplateRecreations: rs.TemplateRecreations, SpawnerRestarts: rs.SpawnerRestarts,
 		Backends: map[string]uint64{}, Statuses: map[string]uint64{},
