@@ -279,7 +279,7 @@ func CheckHost(p *policy.Policy, h *Host) *Report {
 		for _, u := range cgroupUnenforced(h.Cgroup, prof.Limits) {
 			pr.Unenforced = append(pr.Unenforced, "cgroup: "+u)
 			if prof.Enforcement.Cgroup == policy.Require {
-				r.Problems = append(r.Problems, fmt.Sprintf("profile %s: cgroup: require: limit %s cannot be enforced on this host", prof.Name, u))
+				r.Problems = append(r.Problems, fmt.Sprintf("profile %s: cgroup: require: limit %s cannot be enforced on this host%s", prof.Name, u, cgroupWhy(h.Cgroup)))
 			}
 		}
 		for _, u := range pr.Unenforced {
@@ -539,4 +539,14 @@ func (r *Report) checkDenialsAndEgress(p *policy.Policy, h *Host) {
 			r.Problems = append(r.Problems, fmt.Sprintf("tools.%s: network.allow and network.isolated: the egress proxy cannot be reached from an empty network namespace", t.Name))
 		}
 	}
+}
+
+// cgroupWhy says why a limit cannot be enforced when the cause is that this
+// process may not create cgroups at all (permission, not a missing feature), with
+// the way to get a delegated subtree; "" otherwise.
+func cgroupWhy(info *cgroup.Info) string {
+	if info == nil || info.CanCreate || info.Mode == cgroup.ModeNone {
+		return ""
+	}
+	return fmt.Sprintf(": permission denied creating cgroups under %s (%s); run as root, or in a delegated subtree: systemd-run --user --scope -p Delegate=yes agentexec …", info.Dir, info.Reason)
 }

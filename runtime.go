@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"sync"
@@ -198,6 +199,11 @@ func (rt *Runtime) setupCgroups() error {
 			reason = info.Reason
 		}
 		if strict != nil {
+			if info != nil && info.Mode != cgroup.ModeNone {
+				// The hierarchy is there; this process may not create in it.
+				return fmt.Errorf("profile %s: cgroup: require: %w creating cgroups under %s: %s (run as root, or in a delegated subtree: systemd-run --user --scope -p Delegate=yes)",
+					strict.Name, fs.ErrPermission, info.Dir, reason)
+			}
 			return fmt.Errorf("profile %s: cgroup: require: cannot create cgroups: %s: %w", strict.Name, reason, ErrNotSupported)
 		}
 		if needCgroup {
