@@ -5,9 +5,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cgi"
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -98,5 +101,62 @@ func TestEgressAllowList(t *testing.T) {
 	// And a tool without egress gets no proxy at all.
 	if r := run(t, rt, "self", "-helper", "env"); strings.Contains(string(r.Stdout), "HTTP_PROXY=") {
 		t.Errorf("a tool without network.allow got a proxy: %q", r.Stdout)
+	}
+}
+
+// A real `git clone` over HTTP through the egress proxy: git's own http-backend
+// (served by net/http/cgi on loopback) is the origin, the policy lists it, and
+// the clone lands in the workspace; the control is the same clone by a tool
+// without the allow entry, which the proxy refuses.
+func TestEgressGitClone(t *testing.T) {
+	testutil.RequireLandlockABI(t, 4)
+	backend := "/usr/lib/git-core/git-http-backend"
+	if _, err := os.Stat(backend); err != nil {
+		t.Skipf("git's http-backend not installed (%v); make setup installs git", err)
+	}
+	root := t.TempDir()
+	src := filepath.Join(root, "src")
+	for _, args := range [][]string{
+		{"init", "-q", "-b", "main", src},
+		{"-C", src, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "first"},
+		{"clone", "-q", "--bare", src, filepath.Join(root, "repo.git")},
+	} {
+		if out, err := exec.Command("git", args...).CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "repo.git", "git-daemon-export-ok"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(&cgi.Handler{Path: backend, Env: []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"}})
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	p, ws := testPolicy(t, fmt.Sprintf(`  gitnet:
+    exec: /usr/bin/git
+    filesystem: {read+: [/dev/urandom]}
+    network:
+      allow: ["127.0.0.1:%s"]
+  gitother:
+    exec: /usr/bin/git
+    filesystem: {read+: [/dev/urandom]}
+    network:
+      allow: ["example.test"]
+`, port))
+	rt := newRuntime(t, p)
+	url := "http://127.0.0.1:" + port + "/repo.git"
+	r := run(t, rt, "gitnet", "clone", "-q", url, filepath.Join(ws, "out", "clone"))
+	if r.ExitCode != 0 {
+		t.Fatalf("git clone through the proxy: exit %d\n%s", r.ExitCode, r.Stderr)
+	}
+	if _, err := os.Stat(filepath.Join(ws, "out", "clone", ".git")); err != nil {
+		t.Fatalf("no clone in the workspace: %v", err)
+	}
+	if r.Egress == nil || len(r.Egress.Allowed) == 0 || r.Egress.Received == 0 {
+		t.Errorf("egress report %+v, want the clone's requests", r.Egress)
+	}
+	// Control: a tool whose list does not name the origin is refused by the proxy.
+	r = run(t, rt, "gitother", "clone", "-q", url, filepath.Join(ws, "out", "clone2"))
+	if r.ExitCode == 0 || !slices.ContainsFunc(r.Denials, func(d policy.Denial) bool { return d.Layer == policy.LayerNetwork }) {
+		t.Errorf("unlisted origin: exit %d, denials %+v", r.ExitCode, r.Denials)
 	}
 }
