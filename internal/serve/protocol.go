@@ -150,7 +150,9 @@ type PolicyLine struct {
 // at most once and of its type, every string valid UTF-8.
 func DecodeMessage(line []byte) (*Message, *ProtocolError) {
 	var m Message
-	trimmed := bytes.TrimSpace(line)
+	// JSON whitespace only (RFC 8259): not \f, \v or Unicode spaces, which
+	// bytes.TrimSpace would drop and a JSON parser refuses.
+	trimmed := bytes.Trim(line, " \t\r\n")
 	if len(trimmed) == 0 {
 		return nil, &ProtocolError{Code: CodeInvalidJSON, Msg: "empty line, want a JSON object"}
 	}
