@@ -50,6 +50,14 @@ func TestRequireErrorsMatchErrNotSupported(t *testing.T) {
 			} else {
 				p, _ = testPolicyTop(t, c.yaml)
 			}
+			if c.name == "kernel_templates" {
+				// Without user:, a root runtime runs tools as its tool identity,
+				// which kernel templates cannot switch to: require is refused by
+				// design there. The control needs the runtime's own identity.
+				for _, pr := range p.Profiles {
+					pr.User = &policy.User{Own: true}
+				}
+			}
 			rt, err := agentexec.New(context.Background(), p)
 			if c.met(agentexec.ProbeHost(p)) {
 				// The control: a host that has the feature starts the runtime.

@@ -299,27 +299,34 @@ func run(t testing.TB, rt *agentexec.Runtime, tool string, args ...string) agent
 	return r
 }
 
+// On both backends (backend-aware: sh is not hot and takes the userspace path with
+// either; self, a hot ELF tool, reports its profile's backend).
 func TestRunEchoAndExitCodes(t *testing.T) {
-	p, _ := testPolicy(t, "")
-	rt := newRuntime(t, p)
-	r := run(t, rt, "sh", "-c", "echo hello; echo oops >&2; exit 3")
-	if string(r.Stdout) != "hello\n" || string(r.Stderr) != "oops\n" || r.ExitCode != 3 {
-		t.Fatalf("got stdout %q stderr %q exit %d", r.Stdout, r.Stderr, r.ExitCode)
-	}
-	if r.Backend != agentexec.BackendUserspace {
-		t.Errorf("backend %q, want userspace", r.Backend)
-	}
-	for _, code := range []int{0, 1} {
-		if r := run(t, rt, "self", "-helper", "exit", strconv.Itoa(code)); r.ExitCode != code {
-			t.Errorf("exit %d: got %d", code, r.ExitCode)
-		}
-	}
-	if r := run(t, rt, "self", "-helper", "signal"); r.Signal != syscall.SIGKILL || r.ExitCode != -1 {
-		t.Errorf("signal: got signal %v exit %d", r.Signal, r.ExitCode)
-	}
-	// 126 and 127 come from the shell inside the sandbox and from exec itself.
-	if r := run(t, rt, "sh", "-c", "/nonexistent"); r.ExitCode != 127 {
-		t.Errorf("sh not found: %d", r.ExitCode)
+	for _, b := range testBackends() {
+		t.Run(b.name, func(t *testing.T) {
+			p, _ := b.policy(t, "")
+			rt := newRuntime(t, p)
+			r := run(t, rt, "sh", "-c", "echo hello; echo oops >&2; exit 3")
+			if string(r.Stdout) != "hello\n" || string(r.Stderr) != "oops\n" || r.ExitCode != 3 {
+				t.Fatalf("got stdout %q stderr %q exit %d", r.Stdout, r.Stderr, r.ExitCode)
+			}
+			if r.Backend != agentexec.BackendUserspace {
+				t.Errorf("sh (not hot): backend %q, want userspace", r.Backend)
+			}
+			for _, code := range []int{0, 1} {
+				r := run(t, rt, "self", "-helper", "exit", strconv.Itoa(code))
+				if r.ExitCode != code || r.Backend != b.hot {
+					t.Errorf("exit %d: got %d from the %s backend, want the %s backend", code, r.ExitCode, r.Backend, b.hot)
+				}
+			}
+			if r := run(t, rt, "self", "-helper", "signal"); r.Signal != syscall.SIGKILL || r.ExitCode != -1 || r.Backend != b.hot {
+				t.Errorf("signal: got signal %v exit %d backend %q", r.Signal, r.ExitCode, r.Backend)
+			}
+			// 126 and 127 come from the shell inside the sandbox and from exec itself.
+			if r := run(t, rt, "sh", "-c", "/nonexistent"); r.ExitCode != 127 {
+				t.Errorf("sh not found: %d", r.ExitCode)
+			}
+		})
 	}
 }
 
@@ -627,38 +634,46 @@ func TestWithoutTemplates(t *testing.T) {
 	}
 }
 
+// On both backends: a rename-replaced binary is picked up. With the kernel backend
+// the script that replaces the ELF tool cannot have a kernel template, so it runs
+// from the userspace path (recreated there, then a hit).
 func TestTemplateRecreatedAfterReplace(t *testing.T) {
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "tool")
-	replace := func(content []byte) {
-		tmp := bin + ".new"
-		if err := os.WriteFile(tmp, content, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, bin); err != nil { // as a package manager does
-			t.Fatal(err)
-		}
-	}
-	exe, _ := os.Executable()
-	self, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	replace(self)
-	p, _ := testPolicy(t, fmt.Sprintf("  tool: {exec: %s, hot: true, filesystem: {exec+: [%s]}}\n", bin, dir))
-	rt := newRuntime(t, p)
-	if r := run(t, rt, "tool", "-helper", "exit", "3"); r.ExitCode != 3 || r.Template != agentexec.TemplateHit {
-		t.Fatalf("first: exit %d template %q", r.ExitCode, r.Template)
-	}
-	replace([]byte("#!/bin/sh\nexit 5\n"))
-	if r := run(t, rt, "tool", "-helper", "exit", "3"); r.ExitCode != 5 || r.Template != agentexec.TemplateRecreated {
-		t.Fatalf("after replace: exit %d template %q, want 5 (the new binary) and recreated", r.ExitCode, r.Template)
-	}
-	if r := run(t, rt, "tool"); r.Template != agentexec.TemplateHit || r.ExitCode != 5 {
-		t.Fatalf("then: exit %d template %q, want 5 and hit", r.ExitCode, r.Template)
-	}
-	if s := rt.Stats(); s.TemplateRecreations != 1 {
-		t.Errorf("recreations %d, want 1", s.TemplateRecreations)
+	for _, b := range testBackends() {
+		t.Run(b.name, func(t *testing.T) {
+			dir := t.TempDir()
+			bin := filepath.Join(dir, "tool")
+			replace := func(content []byte) {
+				tmp := bin + ".new"
+				if err := os.WriteFile(tmp, content, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Rename(tmp, bin); err != nil { // as a package manager does
+					t.Fatal(err)
+				}
+			}
+			exe, _ := os.Executable()
+			self, err := os.ReadFile(exe)
+			if err != nil {
+				t.Fatal(err)
+			}
+			replace(self)
+			p, _ := b.policy(t, fmt.Sprintf("  tool: {exec: %s, hot: true, filesystem: {exec+: [%s]}}\n", bin, dir))
+			rt := newRuntime(t, p)
+			if r := run(t, rt, "tool", "-helper", "exit", "3"); r.ExitCode != 3 || r.Template != agentexec.TemplateHit || r.Backend != b.hot {
+				t.Fatalf("first: exit %d template %q backend %q", r.ExitCode, r.Template, r.Backend)
+			}
+			replace([]byte("#!/bin/sh\nexit 5\n"))
+			if r := run(t, rt, "tool", "-helper", "exit", "3"); r.ExitCode != 5 || r.Template != agentexec.TemplateRecreated || r.Backend != agentexec.BackendUserspace {
+				t.Fatalf("after replace: exit %d template %q backend %q (%s), want 5 (the new binary), recreated, userspace",
+					r.ExitCode, r.Template, r.Backend, r.ExecError)
+			}
+			if r := run(t, rt, "tool"); r.Template != agentexec.TemplateHit || r.ExitCode != 5 || r.Backend != agentexec.BackendUserspace {
+				t.Fatalf("then: exit %d template %q backend %q, want 5, hit, userspace", r.ExitCode, r.Template, r.Backend)
+			}
+			if s := rt.Stats(); s.TemplateRecreations != 1 {
+				t.Errorf("recreations %d, want 1", s.TemplateRecreations)
+			}
+		})
 	}
 }
 

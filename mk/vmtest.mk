@@ -4,6 +4,7 @@
 #   make -f mk/vmtest.mk vmtest         # or `make vmtest` from the top-level Makefile
 #   make vmtest VMTEST_PKGS=./internal/cgroup VMTEST_RUN=TestMemory VMTEST_KERNELS=6.1
 #   make vmtest-deps                    # install/fetch/build prerequisites only
+#   make vmtest-rfc                     # the spawn_template RFC kernel tier (docs/vmtest.md)
 #
 # Exit status of the harness: 0 pass, 1 fail, 2 usage, 3 skipped (prerequisites
 # cannot be had; 0 with VMTEST_ALLOW_SKIP=1). make itself reports any of 1-3 as
@@ -17,7 +18,13 @@ VMTEST_GO ?= go
 VMTEST_ARGS ?= -test.short
 export VMTEST_ARGS
 
-.PHONY: vmtest vmtest-deps vmtest-harness
+# The RFC tier boots the test kernel that carries the spawn_template RFC series. Only
+# its image is taken from outside the checkout; without it the tier says
+# "SKIP: no RFC kernel image at PATH" and exits 0, except under CI=true, where a
+# missing image fails (the tier must not skip in CI).
+VMTEST_RFC_KERNEL ?= $(abspath $(CURDIR)/../shared/rfc-kernel/bzImage)
+
+.PHONY: vmtest vmtest-deps vmtest-harness vmtest-rfc
 
 vmtest-harness:
 	@mkdir -p "$(dir $(VMTEST_HARNESS))"
@@ -28,3 +35,7 @@ vmtest: vmtest-harness
 
 vmtest-deps: vmtest-harness
 	VMTEST_CACHE="$(VMTEST_CACHE)" "$(VMTEST_HARNESS)" deps
+
+vmtest-rfc: vmtest-harness
+	VMTEST_CACHE="$(VMTEST_CACHE)" VMTEST_KERNELS=rfc VMTEST_RFC_KERNEL="$(VMTEST_RFC_KERNEL)" \
+	  VMTEST_ALLOW_SKIP="$(if $(filter true,$(CI)),,1)" "$(VMTEST_HARNESS)" run

@@ -78,6 +78,17 @@ type spawnerState struct {
 	kernelInUse bool
 	// kernelBusy is held while a kernel-template child lives (see launchKernel).
 	kernelBusy atomic.Bool
+	// kernelDirty: what the last kernel child left running could not all be
+	// killed (killKernelLeftovers); the next kernel launch sweeps again first.
+	kernelDirty atomic.Bool
+	// ksys is the spawn_template syscall surface; ktools the kernel launcher's
+	// state of each tool's kernel template (kernel.go). Used on launcher 0 only.
+	ksys   templates.KernelSys
+	ktools map[string]*kernelTool
+	// procDir is /proc, opened before the restriction when kernel templates may be
+	// used: where the orphan list is missing (no CONFIG_PROC_CHILDREN),
+	// killKernelLeftovers looks for them there. -1: none.
+	procDir int
 	// orphans reaps what the launches leave behind: the spawner is their subreaper
 	// (orphans.go). nil if it could not be set up.
 	orphans *orphanReaper
@@ -218,6 +229,12 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 		return fmt.Errorf("open /dev/null: %w", err)
 	}
 	st.devNull = nul
+	st.procDir = -1
+	if h.KernelTemplates != string(policy.KernelTemplatesOff) && st.orphans == nil {
+		if fd, err := unix.Open("/proc", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+			st.procDir = fd
+		}
+	}
 	// Open each tool's template before the restriction: the exec roots may not grant
 	// the spawner itself what preparing needs, and revalidation later uses one statx.
 	for _, t := range h.Tools {
@@ -326,10 +343,16 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 		if err != nil {
 			return err
 		}
-		// Created on launcher thread 0, the only one when kernel templates may be used,
-		// which also serves every kernel launch (launchKernel). A failure (scripts, or
-		// any create error) leaves the tool on the userspace backend.
+		st.ksys, st.ktools = ks, map[string]*kernelTool{}
+		// Created on launcher thread 0, which serves every kernel launch
+		// (launchKernel) and nothing else, after it has taken the per-launch
+		// Landlock layer (kernel children keep its credentials). A failure
+		// (scripts, or any create error) leaves the tool on the userspace backend.
+		var rerr error
 		st.launchers[0].Do(func() {
+			if rerr = st.isolation.restrictKernelLauncher(); rerr != nil {
+				return
+			}
 			for _, t := range h.Tools {
 				tool := st.tools[t.Name]
 				if !t.Hot || tool.tmpl == nil || !tool.tmpl.ELF {
@@ -338,6 +361,9 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 				tool.kt, tool.ktErr = templates.NewKernel(ks, tool.tmpl.Path)
 			}
 		})
+		if rerr != nil {
+			return rerr
+		}
 	}
 	for _, t := range h.Tools {
 		tool := st.tools[t.Name]
@@ -413,12 +439,31 @@ func (st *spawnerState) launch(m *launchMsg, fds []int) {
 		files = append(files, uintptr(fd))
 	}
 
-	if m.Kernel && st.kernelInUse && st.kernelBusy.CompareAndSwap(false, true) {
-		// One kernel-template child at a time: they all share launcher 0's domain.
-		// While one lives, the next launch takes the userspace path below.
-		st.kernelLauncher().Do(func() { st.launchKernel(m, tool, files, cgroupFD) })
-		return
+	if m.Kernel {
+		handled := false
+		if st.kernelInUse && st.kernelBusy.CompareAndSwap(false, true) {
+			// One kernel-template child at a time: they all share launcher 0's
+			// domain. While one lives, the next launch takes the userspace path
+			// below, as does a launch the kernel backend cannot take (launchKernel).
+			st.kernelLauncher().Do(func() { handled = st.launchKernel(m, tool, files, cgroupFD) })
+		}
+		if handled {
+			return
+		}
+		if m.Cgroup {
+			// The main process sent the cgroup's cgroup.procs for the kernel backend;
+			// clone3 needs the directory.
+			dfd, err := cgroupDirOfProcs(cgroupFD)
+			if err != nil {
+				fail(errnoOf(err), false, "launch %d: userspace path for a kernel-backend tool: %v", m.ID, err)
+				return
+			}
+			defer unix.Close(dfd)
+			cgroupFD = dfd
+		}
 	}
+	// Never on the kernel launcher: a userspace child forked there would be nested
+	// below the kernel children's domain.
 	path, state := tool.resolve()
 	pid, pidfd, err := st.isolation.forkExec(path, m.Argv, m.Dir, m.Env, files, cgroupFD) // on a launcher thread (serve)
 	if err != nil {
@@ -451,9 +496,20 @@ func (st *spawnerState) waitFor(c reaped) {
 // reaped reports a child the reaper collected.
 func (st *spawnerState) reaped(c reaped, ws unix.WaitStatus, ru *unix.Rusage, err error) {
 	if c.kernel {
-		st.kernelBusy.Store(false)
+		st.kernelDone()
 	}
 	st.reply(exitReply(c.id, c.pid, c.kernel, ws, ru, err), nil)
+}
+
+// kernelDone frees the kernel launcher after its child was reaped, once what the
+// child left running is gone (killKernelLeftovers), before the exit is reported.
+func (st *spawnerState) kernelDone() {
+	clean := true
+	if !st.closing.Load() { // at shutdown the orphan reaper kills everything
+		st.kernelLauncher().Do(func() { clean = st.killKernelLeftovers() })
+	}
+	st.kernelDirty.Store(!clean)
+	st.kernelBusy.Store(false)
 }
 
 // reap waits for the child in wait4 and reports its status and rusage (the fallback
@@ -463,7 +519,7 @@ func (st *spawnerState) reap(id uint64, pid int, kernel bool) {
 	var ru unix.Rusage
 	_, err := wait4(pid, &ws, 0, &ru)
 	if kernel {
-		st.kernelBusy.Store(false)
+		st.kernelDone()
 	}
 	st.reply(exitReply(id, pid, kernel, ws, &ru, err), nil)
 }
@@ -493,47 +549,62 @@ func exitReply(id uint64, pid int, kernel bool, ws unix.WaitStatus, ru *unix.Rus
 	return r
 }
 
-// launchKernel launches through the tool's kernel template. cgroupFD, when set, is the
-// launch cgroup's cgroup.procs, opened by the main process.
-func (st *spawnerState) launchKernel(m *launchMsg, tool *spawnTool, files []uintptr, cgroupFD int) {
-	fail := func(errno syscall.Errno, format string, args ...any) {
-		st.reply(&reply{ID: m.ID, Kind: replyFailed, Errno: int(errno), Err: fmt.Sprintf(format, args...)}, nil)
-	}
+// launchKernel launches through the tool's kernel template, on the kernel launcher
+// (launcher 0), holding kernelBusy. cgroupFD, when set, is the launch cgroup's
+// cgroup.procs, opened by the main process. It returns false, with no child made,
+// nothing replied and kernelBusy released, when the launch must take the userspace
+// path instead: the tool has no usable kernel template (lost when its binary was
+// removed or replaced by a script; kernelPath brings it back), the working
+// directory cannot be opened for FCHDIR, what the last kernel child left could not
+// be killed, or the spawn failed in a way the userspace path does not (fallsBack).
+func (st *spawnerState) launchKernel(m *launchMsg, tool *spawnTool, files []uintptr, cgroupFD int) (handled bool) {
 	started := false
 	defer func() {
 		if !started {
 			st.kernelBusy.Store(false)
 		}
 	}()
-	if tool.kt == nil { // set only when kernel templates are in use (setup)
-		fail(unix.EINVAL, "launch %d: tool %q has no kernel template", m.ID, m.Tool)
-		return
+	if st.kernelDirty.Load() {
+		if !st.killKernelLeftovers() {
+			return false
+		}
+		st.kernelDirty.Store(false)
 	}
-	dirfd, err := unix.Open(m.Dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	kt, back := st.kernelPath(tool)
+	if kt == nil {
+		return false
+	}
+	dirfd, err := openKernelDir(m.Dir)
 	if err != nil {
-		fail(errnoOf(err), "open working directory %s: %v", m.Dir, err)
-		return
+		return false
 	}
-	defer unix.Close(dirfd)
+	if dirfd >= 0 {
+		defer unix.Close(dirfd)
+	}
 	spec := templates.SpawnSpec{Argv: m.Argv, Envp: m.Env, Stdin: int(files[0]), Stdout: int(files[1]), Stderr: int(files[2]),
 		StdinPath: m.StdinPath, DirFD: dirfd, ResetSignals: true}
 	for _, f := range files[3:] {
 		spec.ExtraFDs = append(spec.ExtraFDs, int(f))
 	}
-	// On launcher thread 0, the thread that created the template (the only launcher
-	// when kernel templates may be used).
-	pid, pidfd, recreated, delay, err := spawnKernel(tool.kt, kernelSpawn{spec: spec, procsFD: cgroupFD})
+	pid, pidfd, recreated, delay, err := spawnKernel(kt, kernelSpawn{spec: spec, procsFD: cgroupFD})
 	if err != nil {
-		fail(errnoOf(err), "%s: %v", tool.path, err)
-		return
+		if lost, ok := fallsBack(err); ok {
+			if lost {
+				st.kernelLost(tool, err)
+			}
+			return false
+		}
+		st.reply(&reply{ID: m.ID, Kind: replyFailed, Errno: int(errnoOf(err)), Err: fmt.Sprintf("%s: %v", kt.Path(), err)}, nil)
+		return true
 	}
 	state := templates.StateHit
-	if recreated {
+	if recreated || back {
 		state = templates.StateRecreated
 	}
 	started = true // kernelBusy is released when the child is reaped (reaped)
 	st.reply(&reply{ID: m.ID, Kind: replyStarted, Pid: pid, Backend: templates.BackendKernel, Template: state, PlacementNS: delay.Nanoseconds()}, []int{pidfd})
 	st.waitFor(reaped{id: m.ID, pid: pid, pidfd: pidfd, kernel: true})
+	return true
 }
 
 // kernelLauncher is the launcher thread that holds the kernel templates and runs

@@ -82,7 +82,7 @@ func TestForkExecRunsAndWires(t *testing.T) {
 	attr.Dir = "/usr"
 	attr.Env = []string{"A=1", "PATH=/usr/bin:/bin"}
 	attr.Setsid = true
-	out, ws := spawn(t, attr, "/bin/sh", "-c", `echo "$A $(pwd)"; echo err >&2; [ "$(ps -o sid= $$ | tr -d ' ')" = "$$" ] && echo leader; exit 7`)
+	out, ws := spawn(t, attr, "/bin/sh", "-c", `echo "$A $(pwd)"; echo err >&2; [ "$(cut -d' ' -f6 /proc/$$/stat)" = "$$" ] && echo leader; exit 7`)
 	if ws.ExitStatus() != 7 {
 		t.Errorf("exit status %d, want 7 (out %q)", ws.ExitStatus(), out)
 	}

@@ -36,6 +36,12 @@ var ErrNotSpawnTemplate = errors.New("fd is not a spawn template")
 // the one that created it (the kernel would refuse another thread's credentials).
 var ErrWrongThread = errors.New("kernel template used from another thread")
 
+// ErrDirFDPath is matched by Spawn's error when SpawnSpec.DirFD is an O_PATH fd. The
+// RFC's FCHDIR looks its fd up with fdget, which skips O_PATH files (fchdir(2)
+// itself accepts them): the child would die before exec with the raw status 1,
+// which reads as "killed by SIGHUP". Open the directory O_RDONLY|O_DIRECTORY.
+var ErrDirFDPath = errors.New("an O_PATH fd: the RFC's FCHDIR refuses it (open the directory O_RDONLY|O_DIRECTORY)")
+
 // KernelCreateError is NewKernel's error. Every create failure means: use the
 // userspace backend for this tool (and report it in `agentexec check`).
 type KernelCreateError struct {
@@ -172,7 +178,8 @@ type SpawnSpec struct {
 	// a relative path resolves against DirFD) and Stdin is ignored.
 	StdinPath string
 	// DirFD is a directory fd to FCHDIR into (first of all actions); NoFD keeps the
-	// caller's working directory.
+	// caller's working directory. It must be a real open (O_RDONLY|O_DIRECTORY), not
+	// O_PATH: Spawn refuses that (ErrDirFDPath), as the RFC's FCHDIR would.
 	DirFD int
 	// ExtraFDs are installed at 3, 4, … (INHERIT_FDS plus a CLOSE_RANGE above them).
 	// Without them every fd above 2 is closed (the kernel default).
@@ -315,6 +322,16 @@ func (k *KernelTemplate) Spawn(s SpawnSpec) (pid, pidfd int, recreated bool, err
 	}
 	if tid := k.ks.Gettid(); tid != k.tid {
 		return -1, -1, false, &KernelSpawnError{Path: k.path, Err: fmt.Errorf("%w: created on thread %d, called on %d", ErrWrongThread, k.tid, tid)}
+	}
+	if s.DirFD >= 0 {
+		// One fcntl: the kernel would report an O_PATH fd only as a dead child.
+		fl, err := unix.FcntlInt(uintptr(s.DirFD), unix.F_GETFL, 0)
+		switch {
+		case err != nil:
+			return -1, -1, false, &KernelSpawnError{Path: k.path, Field: "SpawnSpec.DirFD", Err: err}
+		case fl&unix.O_PATH != 0:
+			return -1, -1, false, &KernelSpawnError{Path: k.path, Field: "SpawnSpec.DirFD", Err: fmt.Errorf("fd %d is %w", s.DirFD, ErrDirFDPath)}
+		}
 	}
 	c, err := encodeSpawn(s)
 	if err != nil {

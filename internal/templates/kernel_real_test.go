@@ -17,6 +17,9 @@ func requireKernelTemplates(t testing.TB) KernelSys {
 	t.Helper()
 	p := ProbeKernel(0, 0)
 	if !p.Available {
+		if kernelTemplatesRequired() {
+			t.Fatalf("%s=1 (the VM tier's RFC kernel): the spawn_template syscalls must be usable: %s", requireKernelTemplatesEnv, p.Reason)
+		}
 		t.Skipf("requires the spawn_template syscalls (Linux RFC series): %s", p.Reason)
 	}
 	ks, err := p.Syscalls()

@@ -27,6 +27,11 @@ type fakeSys struct {
 	closed   []int
 	open     map[int]bool
 	lastCall *sys.SpawnTemplateSpawnCall
+	// childDied is the raw status the last spawned child died with before exec
+	// (0: it exec'd), as the RFC reports a failed action: the fake applies the RFC's
+	// FCHDIR rule (the fd is looked up with fdget, which skips O_PATH files, so an
+	// O_PATH directory fd, or a closed one, kills the child with status 1).
+	childDied int
 }
 
 func newFakeSys() *fakeSys {
@@ -62,6 +67,17 @@ func (f *fakeSys) Spawn(fd int, c *sys.SpawnTemplateSpawnCall) (int, int, error)
 		f.spawnErrs = f.spawnErrs[1:]
 		if err != nil {
 			return -1, -1, err
+		}
+	}
+	f.childDied = 0
+	for _, a := range c.Actions() {
+		if a.Type != sys.SPAWN_TEMPLATE_ACTION_FCHDIR {
+			continue
+		}
+		fl, err := unix.FcntlInt(uintptr(a.Fd), unix.F_GETFL, 0)
+		if err != nil || fl&unix.O_PATH != 0 {
+			f.childDied = 1
+			break
 		}
 	}
 	return 4242, 77, nil

@@ -49,10 +49,14 @@ func copyFile(t testing.TB, src, dst string, mode os.FileMode) string {
 	return dst
 }
 
-// run execs path and returns its exit status.
-func run(t testing.TB, path string) int {
+// run execs path with argv[0] set to name and returns its exit status. A tool is
+// launched by its name, and a multi-call binary (busybox, whose copied "true" is a
+// copy of busybox) chooses what to be by it.
+func run(t testing.TB, path, name string) int {
 	t.Helper()
-	err := exec.Command(path).Run()
+	cmd := exec.Command(path)
+	cmd.Args[0] = name
+	err := cmd.Run()
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -114,7 +118,7 @@ func TestRevalidateRenameReplaced(t *testing.T) {
 	}
 	defer tm.Close()
 	oldID, oldFD := tm.ID, tm.FD
-	if got := run(t, tm.Path); got != 0 {
+	if got := run(t, tm.Path, "true"); got != 0 {
 		t.Fatalf("true exited %d", got)
 	}
 
@@ -137,7 +141,7 @@ func TestRevalidateRenameReplaced(t *testing.T) {
 	if _, err := unix.FcntlInt(uintptr(oldFD), unix.F_GETFD, 0); err == nil && oldFD != tm.FD {
 		t.Fatalf("old fd %d is still open", oldFD)
 	}
-	if got := run(t, tm.Snapshot().Path); got != 1 {
+	if got := run(t, tm.Snapshot().Path, "false"); got != 1 {
 		t.Fatalf("launch after recreate exited %d, want 1 (the new binary is false)", got)
 	}
 	if recreated, err := tm.Revalidate(); err != nil || recreated {
@@ -257,7 +261,7 @@ func TestNewErrors(t *testing.T) {
 	if tm.ELF {
 		t.Error("script: ELF = true")
 	}
-	if got := run(t, tm.Path); got != 3 {
+	if got := run(t, tm.Path, "script"); got != 3 {
 		t.Errorf("script exited %d, want 3", got)
 	}
 }

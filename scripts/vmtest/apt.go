@@ -139,7 +139,10 @@ type kernel struct {
 	Series  string // as asked for: "6.12", "6.1"
 	Package string // linux-image-6.12.57+deb13-cloud-amd64
 	Release string // uname -r: 6.12.57+deb13-cloud-amd64
-	Vmlinuz string // path in the cache
+	Vmlinuz string // path in the cache (for the RFC kernel: the image file)
+	// Env is exported in this kernel's guests (NAME=VALUE words without spaces,
+	// passed as vmtest.env= on the kernel command line and exported by /init).
+	Env []string
 }
 
 const kernelFlavor = "cloud-amd64"

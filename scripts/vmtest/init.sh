@@ -19,9 +19,11 @@ report() { # report <exit code> <message>: last words, then power off.
 	echo "VMTEST-END" >"$out"
 	echo "VMTEST-EXIT $1" >/dev/ttyS2
 	sync
-	poweroff -f
+	# qemu runs with -no-reboot: a reboot ends it. (poweroff -f would hang a
+	# kernel without ACPI power-off, such as the RFC test kernel.)
+	reboot -f
 	sleep 5
-	echo o >/proc/sysrq-trigger
+	echo b >/proc/sysrq-trigger
 }
 
 setup_err=""
@@ -46,9 +48,15 @@ for t in /dev/ttyS1 /dev/ttyS2 /dev/ttyS3; do
 	must stty -F "$t" raw -echo
 done
 
-# cgroup v2 only, at the usual place, with every controller delegated to children.
+# cgroup v2 only, at the usual place, with every controller the kernel has (of
+# cpuset, cpu, io, memory, pids) delegated to children. (The RFC test kernel has no
+# io controller; guestcheck asserts all five on the Debian kernels.)
 must mount -t cgroup2 cgroup2 /sys/fs/cgroup
-must sh -c 'echo "+cpuset +cpu +io +memory +pids" >/sys/fs/cgroup/cgroup.subtree_control'
+ctrls=""
+for c in $(cat /sys/fs/cgroup/cgroup.controllers 2>/dev/null); do
+	case "$c" in cpuset|cpu|io|memory|pids) ctrls="$ctrls +$c" ;; esac
+done
+must sh -c "echo '${ctrls# }' >/sys/fs/cgroup/cgroup.subtree_control"
 
 hostname vmtest 2>/dev/null
 ip link set lo up 2>/dev/null
@@ -67,6 +75,11 @@ export AGENTEXEC_VM_KERNEL
 export VMTEST_OUTDIR=/tmp/vmtest-out
 mkdir -p "$VMTEST_OUTDIR"
 [ -f /vmtest/env ] && . /vmtest/env
+# Per-kernel variables from the harness (kernel command line: vmtest.env=NAME=VALUE).
+for w in $(cat /proc/cmdline); do
+	case "$w" in vmtest.env=*=*) export "${w#vmtest.env=}" ;; esac
+done
+export PATH="$PATH:/vmtest/bin"
 
 # One test-binary argument per line.
 set --

@@ -111,12 +111,28 @@ func writeBase(w io.Writer, busybox string, applets []string) error {
 
 // writePackageArchive writes the per-package archive that is appended to the base:
 // /vmtest/testbin, /vmtest/args (one argument per line), /vmtest/env (shell export
-// lines) and the package's testdata directory under /vmtest/pkg.
-func writePackageArchive(w io.Writer, testbin string, args, env []string, pkgDir string) error {
+// lines), the package's testdata directory under /vmtest/pkg, and extra files
+// (guest path under /vmtest/bin → host path; executables).
+func writePackageArchive(w io.Writer, testbin string, args, env []string, pkgDir string, extra map[string]string) error {
 	c := newCPIOWriter(w)
 	c.Dir("vmtest", 0o755)
 	c.Dir("vmtest/pkg", 0o755)
 	c.FileFrom("vmtest/testbin", 0o755, testbin)
+	if len(extra) > 0 {
+		c.Dir("vmtest/bin", 0o755)
+		var names []string
+		for g := range extra {
+			names = append(names, g)
+		}
+		sort.Strings(names)
+		for _, g := range names {
+			rel, ok := strings.CutPrefix(g, "/vmtest/bin/")
+			if !ok || rel == "" || strings.Contains(rel, "/") {
+				return fmt.Errorf("extra guest file %q is not directly under /vmtest/bin", g)
+			}
+			c.FileFrom("vmtest/bin/"+rel, 0o755, extra[g])
+		}
+	}
 	var a bytes.Buffer
 	for _, s := range args {
 		if strings.ContainsAny(s, "\n") {

@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -63,6 +64,10 @@ type config struct {
 	jobs         int
 	out          string
 	quiet        bool
+	// rfcKernel is the image of the spawn_template RFC test kernel (kernel "rfc").
+	rfcKernel string
+	// ci: CI=true, where a missing RFC kernel image fails the run instead of skipping.
+	ci bool
 }
 
 func getenv(k, def string) string {
@@ -89,17 +94,29 @@ func loadConfig() (*config, error) {
 	if abs, err := filepath.Abs(c.cache); err == nil {
 		c.cache = abs
 	}
+	c.kernels = strings.Fields(getenv("VMTEST_KERNELS", strings.Join(defaultKernels, " ")))
+	onlyRFC := true
+	for _, k := range c.kernels {
+		if k == rfcSeries {
+			continue
+		}
+		onlyRFC = false
+		if !regexp.MustCompile(`^[0-9]+\.[0-9]+$`).MatchString(k) {
+			return nil, fmt.Errorf("VMTEST_KERNELS: %q is not a kernel series like 6.12 (or %q, the spawn_template RFC test kernel)", k, rfcSeries)
+		}
+	}
 	if v := os.Getenv("VMTEST_PKGS"); strings.TrimSpace(v) != "" {
 		c.pkgs, c.pkgsExplicit = strings.Fields(v), true
+	} else if onlyRFC {
+		c.pkgs = rfcDefaultPkgs
 	} else {
 		c.pkgs = defaultPkgs
 	}
-	c.kernels = strings.Fields(getenv("VMTEST_KERNELS", strings.Join(defaultKernels, " ")))
-	for _, k := range c.kernels {
-		if !regexp.MustCompile(`^[0-9]+\.[0-9]+$`).MatchString(k) {
-			return nil, fmt.Errorf("VMTEST_KERNELS: %q is not a kernel series like 6.12", k)
-		}
+	c.rfcKernel = os.Getenv("VMTEST_RFC_KERNEL")
+	if c.rfcKernel == "" {
+		c.rfcKernel = defaultRFCKernel()
 	}
+	c.ci = os.Getenv("CI") == "true"
 	c.run = os.Getenv("VMTEST_RUN")
 	c.args = strings.Fields(os.Getenv("VMTEST_ARGS"))
 	c.env = strings.Fields(os.Getenv("VMTEST_ENV"))
@@ -177,7 +194,7 @@ func realMain() int {
 	case errors.As(err, &skip):
 		fmt.Printf("SKIP: %s\n", skip.reason)
 		if cfg.allowSkip {
-			fmt.Printf("vmtest: VMTEST_ALLOW_SKIP=1, exiting 0 (total %s)\n", time.Since(start).Round(100*time.Millisecond))
+			fmt.Printf("vmtest: skipped: %s; VMTEST_ALLOW_SKIP=1, exiting 0 (total %s)\n", skip.reason, time.Since(start).Round(100*time.Millisecond))
 			return exitPass
 		}
 		fmt.Printf("vmtest: exiting %d (skipped); set VMTEST_ALLOW_SKIP=1 to exit 0 instead\n", exitSkip)
@@ -197,6 +214,17 @@ type pkgBuild struct {
 	testbin  string
 	initrd   string
 	buildErr error
+	// run is the package's own -test.run (from PKG@FILES), unless VMTEST_RUN is
+	// set; entry is the VMTEST_PKGS word then.
+	run, entry string
+}
+
+// label is how the summary names the package.
+func (p *pkgBuild) label() string {
+	if p.entry != "" {
+		return p.entry
+	}
+	return p.arg
 }
 
 // runResult is one (kernel, package) row of the summary.
@@ -213,6 +241,12 @@ func runTier(ctx context.Context, cfg *config, mode string, start time.Time) (in
 	if err := os.MkdirAll(cfg.cache, 0o755); err != nil {
 		return 0, skipf("cannot create cache dir %s: %v", cfg.cache, err)
 	}
+	// The RFC kernel's image first: without it an RFC-only run has nothing to do.
+	if slices.Contains(cfg.kernels, rfcSeries) && (cfg.ci || len(cfg.kernels) == 1) {
+		if _, err := cfg.rfcImage(); err != nil {
+			return 0, err
+		}
+	}
 	a := &apt{log: logf}
 
 	// 1. Host tools and kernels.
@@ -222,9 +256,19 @@ func runTier(ctx context.Context, cfg *config, mode string, start time.Time) (in
 		return 0, err
 	}
 	var kernels []kernel
+	rfc := false
 	for _, s := range cfg.kernels {
-		k, err := resolveKernel(ctx, a, cfg.cache, s)
-		if err != nil {
+		var k kernel
+		var err error
+		if s == rfcSeries {
+			if k, err = cfg.rfcImage(); err != nil {
+				return 0, err
+			}
+			if k.Vmlinuz == "" {
+				continue // absent, and the run has other kernels
+			}
+			rfc = true
+		} else if k, err = resolveKernel(ctx, a, cfg.cache, s); err != nil {
 			return 0, err
 		}
 		logf("kernel %s: %s (%s)", s, k.Release, k.Vmlinuz)
@@ -271,8 +315,25 @@ func runTier(ctx context.Context, cfg *config, mode string, start time.Time) (in
 		testArgs = append(testArgs, "-test.run="+cfg.run)
 	}
 	testArgs = append(testArgs, cfg.args...)
+	// RFC guests carry a static agentexec (the end-to-end tests run it).
+	var extra map[string]string
+	if rfc {
+		dir := filepath.Join(runDir, "build", ".bin") // beside the packages' build dirs
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return 0, err
+		}
+		bin, err := buildAgentexec(dir)
+		if err != nil {
+			return 0, fmt.Errorf("RFC tier: %w", err)
+		}
+		extra = map[string]string{guestAgentexec: bin}
+	}
 	for _, p := range pkgs {
-		p.buildErr = buildPkg(ctx, p, runDir, base, testArgs, cfg.env)
+		args := testArgs
+		if p.run != "" && cfg.run == "" {
+			args = append(append([]string(nil), testArgs...), "-test.run="+p.run)
+		}
+		p.buildErr = buildPkg(ctx, p, runDir, base, args, cfg.env, extra)
 		if p.buildErr != nil {
 			logf("build %s: %v", p.arg, p.buildErr)
 		}
@@ -354,7 +415,9 @@ func testTimeout(guest time.Duration) time.Duration {
 func listPkgs(ctx context.Context, cfg *config) ([]*pkgBuild, error) {
 	var pkgs []*pkgBuild
 	seen := map[string]bool{}
-	for _, arg := range cfg.pkgs {
+	for _, entry := range cfg.pkgs {
+		// PKG@GLOB,GLOB: only the tests declared in those files of the package.
+		arg, files, _ := strings.Cut(entry, "@")
 		out, err := exec.CommandContext(ctx, "go", "list", "-e", "-f",
 			"{{.ImportPath}}\t{{.Dir}}\t{{len .TestGoFiles}}\t{{len .XTestGoFiles}}", arg).CombinedOutput()
 		fields := strings.Split(strings.TrimSpace(string(out)), "\t")
@@ -376,7 +439,15 @@ func listPkgs(ctx context.Context, cfg *config) ([]*pkgBuild, error) {
 			continue
 		}
 		seen[fields[0]] = true
-		pkgs = append(pkgs, &pkgBuild{arg: arg, name: pkgLabel(arg, fields[0]), dir: fields[1]})
+		p := &pkgBuild{arg: arg, name: pkgLabel(arg, fields[0]), dir: fields[1]}
+		if files != "" {
+			re, err := testsIn(p.dir, strings.Split(files, ","))
+			if err != nil {
+				return nil, fmt.Errorf("VMTEST_PKGS: %s: %w", entry, err)
+			}
+			p.run, p.entry = re, entry
+		}
+		pkgs = append(pkgs, p)
 	}
 	if len(pkgs) == 0 {
 		return nil, fmt.Errorf("no test packages to run (VMTEST_PKGS=%q)", strings.Join(cfg.pkgs, " "))
@@ -395,7 +466,7 @@ func pkgLabel(arg, importPath string) string {
 
 // buildPkg builds the static test binary and the package's initramfs (base + one
 // appended archive).
-func buildPkg(ctx context.Context, p *pkgBuild, runDir, base string, testArgs, env []string) error {
+func buildPkg(ctx context.Context, p *pkgBuild, runDir, base string, testArgs, env []string, extra map[string]string) error {
 	dir := filepath.Join(runDir, "build", p.name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -417,7 +488,7 @@ func buildPkg(ctx context.Context, p *pkgBuild, runDir, base string, testArgs, e
 	if err != nil {
 		return err
 	}
-	werr := writePackageArchive(f, p.testbin, testArgs, env, p.dir)
+	werr := writePackageArchive(f, p.testbin, testArgs, env, p.dir, extra)
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
 	}
@@ -482,7 +553,7 @@ func printSummary(results []*runResult, accel, runDir string, start time.Time) (
 				detail = fmt.Sprintf("test binary exit status %d", r.res.ExitCode)
 			}
 		}
-		fmt.Fprintf(w, "%-6s %-28s %-36s %-6s %8s", r.kernel.Series, r.kernel.Release, r.pkg.arg, status,
+		fmt.Fprintf(w, "%-6s %-28s %-36s %-6s %8s", r.kernel.Series, r.kernel.Release, r.pkg.label(), status,
 			r.res.Elapsed.Round(100*time.Millisecond))
 		if detail != "" {
 			if i := strings.IndexByte(detail, '\n'); i >= 0 {

@@ -72,7 +72,7 @@ func (g *guest) args() []string {
 	a = append(a,
 		"-kernel", g.kernel.Vmlinuz,
 		"-initrd", g.initrd,
-		"-append", "console=ttyS0 rdinit=/init panic=-1 quiet loglevel=4 mitigations=off 8250.nr_uarts=4",
+		"-append", g.cmdline(),
 		// Relative paths: qemu runs in g.dir, and -serial file: would need commas in
 		// paths escaped.
 		"-serial", "file:"+consoleLog,
@@ -81,6 +81,17 @@ func (g *guest) args() []string {
 		"-serial", "file:"+filesTar,
 	)
 	return a
+}
+
+// cmdline is the kernel command line: the console, four serial ports, and one
+// vmtest.env=NAME=VALUE word per variable of the kernel's Env, which /init exports
+// (the kernel ignores dotted words it does not know; /init reads /proc/cmdline).
+func (g *guest) cmdline() string {
+	c := "console=ttyS0 rdinit=/init panic=-1 quiet loglevel=4 mitigations=off 8250.nr_uarts=4"
+	for _, kv := range g.kernel.Env {
+		c += " vmtest.env=" + kv
+	}
+	return c
 }
 
 // errTimeout and errInterrupted end a run that did not finish by itself.

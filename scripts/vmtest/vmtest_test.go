@@ -151,7 +151,7 @@ func TestPackageArchiveArgsAndEnv(t *testing.T) {
 	var buf bytes.Buffer
 	args := []string{"-test.v", "-test.run=^Test(A|B)$", "it's a test"}
 	env := []string{"X=it's $HOME", "Y=a b"}
-	if err := writePackageArchive(&buf, bin, args, env, pkg); err != nil {
+	if err := writePackageArchive(&buf, bin, args, env, pkg, nil); err != nil {
 		t.Fatal(err)
 	}
 	ents, _ := readCPIO(t, buf.Bytes())
@@ -176,7 +176,7 @@ func TestPackageArchiveArgsAndEnv(t *testing.T) {
 	if string(out) != want {
 		t.Errorf("guest would see %q, want %q", out, want)
 	}
-	if err := writePackageArchive(&bytes.Buffer{}, bin, []string{"a\nb"}, nil, ""); err == nil {
+	if err := writePackageArchive(&bytes.Buffer{}, bin, []string{"a\nb"}, nil, "", nil); err == nil {
 		t.Error("an argument with a newline was accepted")
 	}
 }
