@@ -77,6 +77,14 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./policy
 	$(GO) test -run '^$$' -fuzz '^FuzzParseJob$$' -fuzztime $(FUZZTIME) ./internal/ci
 
+# The NATS fleet tests (docs/fleet.md): a real 3-node nats-server cluster embedded in
+# the test binary on loopback, `agentexec worker` processes killed with SIGKILL, a
+# node stopped, durable CI jobs through JetStream. Under a minute on 2 cores; the
+# timeout holds it to 5. (Plain `make test` runs only the package's one-node tests.)
+.PHONY: fleet-test
+fleet-test: build
+	AGENTEXEC_FLEET=1 AGENTEXEC_STRICT=$${AGENTEXEC_STRICT:-1} AGENTEXEC_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 5m -v ./internal/fleet
+
 bench: build
 	AGENTEXEC_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime=200x ./...
 

@@ -31,6 +31,7 @@ commands:
   check   validate a policy and report what this host enforces
   run     launch one tool under the policy: agentexec run [flags] -- TOOL ARGS...
   serve   JSON-lines executor on stdin/stdout (docs/protocol.md)
+  worker  serve the same protocol on a NATS cluster's pool (docs/fleet.md)
   mcp     Model Context Protocol server on stdio or HTTP (docs/mcp.md)
   ci      run a CI job file under a policy (docs/ci.md)
   bench   benchmark the agent tool mix against baselines (docs/performance.md)
@@ -52,6 +53,8 @@ func realMain(args []string) int {
 		return cmdRun(rest)
 	case "serve":
 		return cmdServe(rest)
+	case "worker":
+		return cmdWorker(rest)
 	case "mcp":
 		return cmdMCP(rest)
 	case "ci":
