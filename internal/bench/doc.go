@@ -27,4 +27,9 @@
 //   - forkexec (builds without cgo, like `make build`): syscall.ForkExec (clone with
 //     CLONE_VFORK|CLONE_VM, then execve: what glibc's posix_spawn does) with two
 //     pipes and wait4; no sandbox. The baseline when posix_spawn is not built in.
+//
+// It owns the tool-mix benchmark and its baselines. It drives the root's exported
+// API, serve (the serve round trip) and policy; its tests use internal/spawner
+// for component measurements; the cgo posix_spawn baseline is its one use of
+// unsafe (excluded in .golangci.yml). It must not import cgroup, contain or sys.
 package bench

@@ -33,4 +33,8 @@
 // cgroup.procs/cgroup.events/cpu.stat/memory.peak (cgroup2 re-opens files by path per
 // call and returns 0 on read errors), the fd-local memory.peak reset (Linux 6.12),
 // waiting for "populated 0" with poll(2), stale-directory recovery, and the pool.
+//
+// It owns cgroup v2 discovery, delegation, the per-launch pools, usage and kill. It
+// must not import agentexec's root, spawner or policy packages (it knows limits as
+// its own Limits type); raw syscalls go through x/sys/unix's typed wrappers.
 package cgroup

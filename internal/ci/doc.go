@@ -13,4 +13,8 @@
 // cgroups), its output streamed to the display and saved as artifacts. At the end
 // it prints a summary table and writes the JSON report (docs/ci-report.schema.json)
 // and JUnit XML requested.
+//
+// It owns job files and their runner, reports and display. It uses only the root
+// package's exported API, policy and yamlnode; it must not import spawner,
+// cgroup, contain, templates or sys.
 package ci

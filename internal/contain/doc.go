@@ -50,4 +50,8 @@
 // preemption) and signal 33 (AllThreadsSyscall, libpsx, glibc's setxid). Go's os
 // package finds pidfd_open(getpid()) refused and falls back to its non-pidfd path
 // for os.Process; SysProcAttr.PidFD (CLONE_PIDFD) is unaffected.
+//
+// It owns the spawner's capability, no_new_privs and seccomp layers and the
+// netns probe. It must not import the root, spawner or policy packages; unsafe
+// and raw syscalls go through internal/sys.
 package contain

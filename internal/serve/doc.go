@@ -24,4 +24,8 @@
 //     taken off the input without an answer.
 //   - Decoding is strict: field names are case-sensitive, a key may appear once,
 //     strings must be valid UTF-8 (strict.go).
+//
+// It owns the JSON-lines protocol (decoding, framing, results, stats) and its
+// server. It uses only the root package's exported API and policy; it must not
+// import spawner, cgroup, contain, templates or sys.
 package serve

@@ -33,4 +33,8 @@
 // by writing its pid into the cgroup's cgroup.procs, and its exec failures arrive as
 // raw statuses that read as signals ([DecodeKernelWaitStatus] for a wait4 status,
 // [DecodeKernelChildStatus] for waitid's CLD_KILLED).
+//
+// It owns the templates (userspace and kernel), the spawn_template probe and the
+// backend and template-state names (Backend, State). It must not import the root
+// or spawner packages; the RFC's structs and syscalls live in internal/sys.
 package templates

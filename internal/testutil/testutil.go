@@ -5,6 +5,8 @@
 // what the test needs. When AGENTEXEC_STRICT=1 is set (as .ci/run does on the CI
 // machine, which is root with Landlock), a missing requirement that the CI machine is
 // known to have fails the test instead, so that a skip cannot hide a regression.
+//
+// It imports no agentexec package but itself (helpers only, no engine code).
 package testutil
 
 import (
