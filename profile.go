@@ -72,6 +72,7 @@ func (rt *Runtime) startProfile(prof *policy.Profile) (*profileRT, error) {
 		Launchers:     launcherThreads(prof.Concurrency, runtime.NumCPU()),
 		NoLaunchLayer: rt.opts.noLaunchIsolation, Stderr: rt.opts.spawnerErr,
 		KernelDenials: rt.audit != nil,
+		Logger:        rt.opts.logger,
 	}
 	cfg.Containment.LogDenials = rt.audit != nil
 	if rt.opts.noLaunchIsolation {

@@ -215,6 +215,13 @@ func landlockHint(t *Tool, d Denial) *Hint {
 	if path == "" || !strings.HasPrefix(path, "/") {
 		return &Hint{Text: fmt.Sprintf("the record names no path for %s", d.Access)}
 	}
+	// /proc/PID/… names one process, which the next launch will not be: the
+	// change that would allow the same access again is /proc itself.
+	if rest, ok := strings.CutPrefix(path, "/proc/"); ok {
+		if pid, _, _ := strings.Cut(rest, "/"); pid != "" && strings.Trim(pid, "0123456789") == "" {
+			path = "/proc"
+		}
+	}
 	switch {
 	case oneOf(d.Access, readAccess):
 		if r, ok := rootOf(path, append(append(append([]string(nil), fs.Read...), fs.Write...), fs.Exec...)); ok {

@@ -245,3 +245,20 @@ func TestHintPolicyLayer(t *testing.T) {
 		t.Errorf("unknown tool: %+v", h)
 	}
 }
+
+// A denial under /proc/PID/… hints at /proc: the pid is the launch's own and
+// will differ next time. Control: another path is hinted as it is.
+func TestHintProcPID(t *testing.T) {
+	p, err := Parse("p.yaml", []byte("version: 1\nworkspace: /ws\ntools:\n  sh: {exec: /bin/sh}\n"), Options{Workspace: "/ws", Home: "/root", CPUs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := p.Hint("sh", Denial{Layer: LayerLandlock, Access: "fs.read_file", Object: DeniedObject{Path: "/proc/15895/mounts"}, Count: 1})
+	if h == nil || len(h.Patch) != 1 || h.Patch[0].Add != "/proc" {
+		t.Errorf("hint %+v, want /proc added", h)
+	}
+	h = p.Hint("sh", Denial{Layer: LayerLandlock, Access: "fs.read_file", Object: DeniedObject{Path: "/procfoo/1"}, Count: 1})
+	if h == nil || len(h.Patch) != 1 || h.Patch[0].Add != "/procfoo/1" {
+		t.Errorf("control hint %+v", h)
+	}
+}

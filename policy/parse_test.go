@@ -110,7 +110,7 @@ tools:
 		{"relative exec", base + "  rg: {exec: ./bin/rg}\n",
 			[]string{`p.yaml:8:14: tools.rg.exec: "./bin/rg" is a relative path; give an absolute path or a bare name looked up in path:`}},
 		{"yaml syntax", "version: 1\ntools:\n  cat: {\n",
-			[]string{`p.yaml:3: YAML syntax error: did not find expected node content`}},
+			[]string{`p.yaml:3:8: YAML syntax error: did not find expected node content: the '{' here is never closed`}},
 		{"two documents", base + "---\nversion: 1\n",
 			[]string{`p.yaml:8:1: a policy is a single YAML document; found another one here`}},
 		{"user missing gid", base + "  git:\n    user: {uid: 1000}\n",

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/agentexec/agentexec"
 	"github.com/agentexec/agentexec/internal/ci"
 )
 
@@ -24,6 +25,7 @@ func cmdCI(args []string) int {
 	report := fs.String("report", "", "write a JSON report to `FILE` (schema: docs/ci-report.schema.json)")
 	workspace := fs.String("workspace", "", "workspace `DIR` (default: the job file's workspace:, or its directory)")
 	progress := fs.String("progress", "auto", "progress display: auto (live on a terminal unless CI=true), tty or plain")
+	kernelDenials := fs.Bool("kernel-denials", false, "report what the kernel refused each step (Landlock, seccomp), as the policy's kernel_denials: on (docs/denials.md)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: agentexec ci [flags] JOB.yaml [flags]   (docs/ci.md)")
 		fs.PrintDefaults()
@@ -71,6 +73,9 @@ func cmdCI(args []string) int {
 		return ci.ExitUsage
 	}
 	cfg.Color = os.Getenv("NO_COLOR") == ""
+	if *kernelDenials {
+		cfg.RuntimeOptions = append(cfg.RuntimeOptions, agentexec.WithKernelDenials())
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return ci.Run(ctx, cfg)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/agentexec/agentexec"
+	"github.com/agentexec/agentexec/internal/ci"
+	"github.com/agentexec/agentexec/policy"
 )
 
 // Exit statuses of `agentexec run`, after env(1), timeout(1) and chroot(1)
@@ -34,7 +36,8 @@ func cmdRun(args []string) int {
 	asJSON := fs.Bool("json", false, "collect the output and print the result object (as serve does) instead of streaming")
 	timeout := fs.Duration("timeout", 0, "wall-clock limit (shorter than the policy's wins)")
 	dir := fs.String("C", "", "working `DIR` (default: the workspace)")
-	quiet := fs.Bool("q", false, "quiet: do not list the policy's limits this host does not enforce on stderr")
+	quiet := fs.Bool("q", false, "quiet: no notes on stderr (limits this host does not enforce, denials, egress)")
+	kernelDenials := fs.Bool("kernel-denials", false, "report what the kernel refused the tool (Landlock, seccomp), as the policy's kernel_denials: on (docs/denials.md)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `usage: agentexec run [flags] -- TOOL ARGS...
 
@@ -64,7 +67,11 @@ flags:
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	rt, err := agentexec.New(ctx, p)
+	var opts []agentexec.Option
+	if *kernelDenials {
+		opts = append(opts, agentexec.WithKernelDenials())
+	}
+	rt, err := agentexec.New(ctx, p, opts...)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "agentexec run: %v\n", err)
 		return exitRunFailed
@@ -91,6 +98,12 @@ flags:
 	proc, err := rt.Start(ctx, req)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "agentexec run: %v\n", err)
+		var de *agentexec.DeniedError
+		if errors.As(err, &de) {
+			if h := ci.HintText(de.Hint); h != "" {
+				fmt.Fprintf(os.Stderr, "agentexec run: %s\n", h)
+			}
+		}
 		return exitRunFailed
 	}
 	var wg sync.WaitGroup
@@ -113,7 +126,26 @@ flags:
 	if res.StdoutTruncated || res.StderrTruncated {
 		fmt.Fprintf(os.Stderr, "agentexec run: output truncated at the policy's cap (%d stdout, %d stderr bytes dropped)\n", res.StdoutDropped, res.StderrDropped)
 	}
+	if !*quiet {
+		writeDenials(os.Stderr, res, *kernelDenials || p.KernelDenials != policy.KernelDenialsOff && p.KernelDenials != "")
+	}
 	return exitStatus(res, nil)
+}
+
+// writeDenials prints, after the tool's own output, one line per denial the
+// launch met (layer, access, object, count, hint), a note when the list may be
+// incomplete (or kernel denials were asked for and are unavailable), and the
+// egress summary when the tool used the proxy (docs/cli.md).
+func writeDenials(w io.Writer, res agentexec.Result, asked bool) {
+	for _, d := range res.Denials {
+		fmt.Fprintf(w, "agentexec run: denied: %s\n", ci.DenialLine(d))
+	}
+	if note := ci.StatusNote(res.DenialsStatus, asked); note != "" {
+		fmt.Fprintf(w, "agentexec run: %s\n", note)
+	}
+	if e := ci.EgressLine(res.Egress, res.Denials); e != "" {
+		fmt.Fprintf(w, "agentexec run: %s\n", e)
+	}
 }
 
 // exitStatus maps a launch's outcome to run's exit status (the constants above).

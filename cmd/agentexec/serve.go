@@ -28,6 +28,7 @@ func cmdServe(args []string) int {
 	grace := fs.Duration("kill-grace", 0, "time between SIGTERM and the kill of a canceled or timed-out launch's tree (default: the runtime's, 1s)")
 	level := fs.String("log-level", "info", "stderr log level: debug, info, warn, error")
 	format := fs.String("log-format", "text", "stderr log format: text or json")
+	kernelDenials := fs.Bool("kernel-denials", false, "report what the kernel refused each launch (Landlock, seccomp) in its result, as the policy's kernel_denials: on (docs/denials.md)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: agentexec serve [flags]   (protocol: docs/protocol.md)")
 		fs.PrintDefaults()
@@ -72,6 +73,9 @@ func cmdServe(args []string) int {
 	opts := []agentexec.Option{agentexec.WithLogger(logger)}
 	if *grace > 0 {
 		opts = append(opts, agentexec.WithKillGrace(*grace))
+	}
+	if *kernelDenials {
+		opts = append(opts, agentexec.WithKernelDenials())
 	}
 	in, restore := pollableStdin()
 	defer restore()

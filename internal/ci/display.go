@@ -80,9 +80,20 @@ func (p *plainDisplay) finished(r *StepResult) {
 	}
 	if r.Start.IsZero() {
 		p.printf(at, r.Step.Name, "%s", statusText(r))
-		return
+	} else {
+		p.printf(at, r.Step.Name, "%s (%s)", statusText(r), fmtDur(r.End.Sub(r.Start)))
 	}
-	p.printf(at, r.Step.Name, "%s (%s)", statusText(r), fmtDur(r.End.Sub(r.Start)))
+	if failedStep(r) {
+		for _, l := range denialLines(r) {
+			p.printf(at, r.Step.Name, "%s", l)
+		}
+	}
+}
+
+// failedStep reports whether a step's display shows why it failed: its output's
+// tail and its denials.
+func failedStep(r *StepResult) bool {
+	return r.Status != StatusPassed && r.Status != StatusSkipped
 }
 
 func (p *plainDisplay) close() {}
@@ -232,6 +243,12 @@ func (t *ttyDisplay) finished(r *StepResult) {
 		}
 		for _, l := range tail {
 			t.pending.WriteString(t.paint("2", clip("    │ "+sanitize(l), t.width-1)) + "\n")
+		}
+	}
+	if failedStep(r) {
+		for _, l := range denialLines(r) {
+			// Not clipped: a hint is read in full (a long line wraps above the live region).
+			t.pending.WriteString(t.paint("33", "    ! "+sanitize(l)) + "\n")
 		}
 	}
 	t.redraw()

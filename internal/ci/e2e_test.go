@@ -478,12 +478,12 @@ func TestE2EMalformedJob(t *testing.T) {
 	if r.report != nil || r.junit != nil {
 		t.Error("reports were written for a job that did not run")
 	}
-	// A YAML syntax error names the line.
+	// A YAML syntax error names the line and column of the offending bracket.
 	if err := os.WriteFile(d.file, []byte("name: x\npolicy: p.yaml\nsteps:\n  - name: [a\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	r = runCI(t, d)
-	if r.exit != 2 || !regexp.MustCompile(`job\.yaml:\d+: YAML syntax error`).MatchString(r.stderr) {
+	if r.exit != 2 || !strings.Contains(r.stderr, "job.yaml:4:11: YAML syntax error: did not find expected ',' or ']': the '[' here is never closed") {
 		t.Errorf("syntax error: exit %d stderr %q", r.exit, r.stderr)
 	}
 	// An inline policy's errors point at the job file's lines.

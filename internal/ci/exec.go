@@ -121,6 +121,12 @@ func (sr *stepRunner) run(ctx context.Context, s *Step) *StepResult {
 	if err := errors.Join(outErr, errErr); err != nil && r.Status == StatusPassed {
 		r.Status, r.Message = StatusError, "saving output: "+err.Error()
 	}
+	if m := denialsMessage(res.Denials); m != "" && r.Status != StatusPassed {
+		if r.Message != "" {
+			m = r.Message + "; " + m
+		}
+		r.Message = m
+	}
 	if res.StdoutTruncated || res.StderrTruncated {
 		note := fmt.Sprintf("output truncated at the cap (%d stdout, %d stderr bytes dropped)", res.StdoutDropped, res.StderrDropped)
 		if r.Message != "" {

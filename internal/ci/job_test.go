@@ -92,7 +92,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad env", "policy: p\nenv: {1X: a, Y: [b]}\nsteps: [{name: a, run: [x]}]\n", []string{`2:7 env.1X "1X" is not a valid`, "2:17 env.Y expected a string value"}},
 		{"coe type", "policy: p\nsteps:\n  - {name: a, run: [x], continue_on_error: yes please}\n", []string{"3:44 steps[0].continue_on_error expected true or false"}},
 		{"dup key", "policy: p\npolicy: q\nsteps: [{name: a, run: [x]}]\n", []string{"2:1 policy duplicate key"}},
-		{"syntax", "policy: p\nsteps:\n  - name: [a\n", []string{"2:0  YAML syntax error"}},
+		{"syntax", "policy: p\nsteps:\n  - name: [a\n", []string{"3:11  YAML syntax error: did not find expected ',' or ']': the '[' here is never closed"}},
 		{"two docs", "policy: p\nsteps: [{name: a, run: [x]}]\n---\na: 1\n", []string{"3:1  a single YAML document"}},
 	}
 	for _, tc := range tests {

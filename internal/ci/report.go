@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/agentexec/agentexec"
+	"github.com/agentexec/agentexec/policy"
 )
 
 // ReportVersion is the version of the JSON report format (docs/ci-report.schema.json).
@@ -89,14 +90,24 @@ type ReportStep struct {
 	Unenforced      []string `json:"unenforced"`
 	Containment     []string `json:"containment"`
 	Denied          *Denial  `json:"denied,omitempty"`
+	// Denials are what the sandbox refused the step while it ran (kernel denials
+	// under the policy's kernel_denials, the egress proxy's refusals), each with
+	// its hint; DenialsStatus says how complete the list is; Egress is what the
+	// step did through the egress proxy. Same shapes as in `serve`'s results
+	// (docs/denials.md, docs/egress.md). Absent for steps that did not launch.
+	Denials       []policy.Denial          `json:"denials,omitempty"`
+	DenialsStatus *agentexec.DenialsStatus `json:"denials_status,omitempty"`
+	Egress        *agentexec.EgressReport  `json:"egress,omitempty"`
 }
 
-// Denial is the policy rule that refused a step.
+// Denial is the policy rule that refused a step, with the hint: the policy
+// change that would allow it, or that none should.
 type Denial struct {
-	Rule   string `json:"rule"`
-	Op     string `json:"op"`
-	Object string `json:"object"`
-	Reason string `json:"reason"`
+	Rule   string       `json:"rule"`
+	Op     string       `json:"op"`
+	Object string       `json:"object"`
+	Reason string       `json:"reason"`
+	Hint   *policy.Hint `json:"hint,omitempty"`
 }
 
 func ms(d time.Duration) float64 { return agentexec.DurationMS(d) }
@@ -156,9 +167,14 @@ func buildReport(j *Job, policySrc, workspace string, o ReportOptions, start, en
 				c := res.ExitCode
 				rs.ExitCode = &c
 			}
+			rs.Denials, rs.Egress = res.Denials, res.Egress
+			if res.DenialsStatus.State != "" {
+				st := res.DenialsStatus
+				rs.DenialsStatus = &st
+			}
 		}
 		if r.Denied != nil {
-			rs.Denied = &Denial{Rule: r.Denied.Rule, Op: r.Denied.Op, Object: r.Denied.Object, Reason: r.Denied.Reason}
+			rs.Denied = &Denial{Rule: r.Denied.Rule, Op: r.Denied.Op, Object: r.Denied.Object, Reason: r.Denied.Reason, Hint: r.Denied.Hint}
 		}
 		rep.Steps = append(rep.Steps, rs)
 		rep.Summary.Total++
@@ -328,8 +344,11 @@ func writeJUnit(path string, rep *Report) error {
 			msg += " (continue_on_error: allowed to fail)"
 		}
 		body := ""
+		// What the sandbox refused comes first: it explains a "Permission denied"
+		// in the output below.
+		denials := reportDenialText(s)
 		if s.Status != StatusPassed && s.Status != StatusSkipped {
-			body = readCapped(s.StderrArtifact, 64<<10)
+			body = denials + readCapped(s.StderrArtifact, 64<<10)
 		}
 		switch s.Status {
 		case StatusFailed, StatusTimedOut:
@@ -338,6 +357,9 @@ func writeJUnit(path string, rep *Report) error {
 		case StatusDenied, StatusError:
 			if s.Denied != nil {
 				body = fmt.Sprintf("rule %s: %s %s: %s\n", s.Denied.Rule, s.Denied.Op, s.Denied.Object, s.Denied.Reason)
+				if h := HintText(s.Denied.Hint); h != "" {
+					body += h + "\n"
+				}
 			}
 			c.Error = &junitProblem{Message: msg, Type: string(s.Status), Text: body}
 			suite.Errors++
@@ -347,6 +369,13 @@ func writeJUnit(path string, rep *Report) error {
 		}
 		c.SystemOut = readCapped(s.StdoutArtifact, maxJUnitOutput)
 		c.SystemErr = readCapped(s.StderrArtifact, maxJUnitOutput)
+		if denials != "" {
+			// A step that passed may have met refusals too (a tool that tolerates them).
+			if c.SystemErr != "" && !strings.HasSuffix(c.SystemErr, "\n") {
+				c.SystemErr += "\n"
+			}
+			c.SystemErr += "[agentexec] " + strings.ReplaceAll(strings.TrimSuffix(denials, "\n"), "\n", "\n[agentexec] ") + "\n"
+		}
 		suite.Cases = append(suite.Cases, c)
 		suite.Tests++
 	}
@@ -394,4 +423,22 @@ func writeSummary(w io.Writer, rep *Report, results []*StepResult) {
 	fmt.Fprintf(w, "job %s %s in %s: %d passed, %d failed, %d timed out, %d denied, %d error, %d skipped\n",
 		rep.Job, rep.Status, fmtDur(time.Duration(rep.DurationMS*float64(time.Millisecond))),
 		sm.Passed, sm.Failed, sm.TimedOut, sm.Denied, sm.Error, sm.Skipped)
+}
+
+// reportDenialText is a step's refusals in the JUnit texts: one line per denial
+// with its hint, the completeness note and the egress summary ("" for none).
+func reportDenialText(s ReportStep) string {
+	var b strings.Builder
+	for _, d := range s.Denials {
+		b.WriteString("denied: " + DenialLine(d) + "\n")
+	}
+	if s.DenialsStatus != nil {
+		if note := StatusNote(*s.DenialsStatus, false); note != "" {
+			b.WriteString(note + "\n")
+		}
+	}
+	if e := EgressLine(s.Egress, s.Denials); e != "" {
+		b.WriteString(e + "\n")
+	}
+	return b.String()
 }

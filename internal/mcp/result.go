@@ -3,10 +3,13 @@ package mcp
 import (
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/agentexec/agentexec"
+	"github.com/agentexec/agentexec/policy"
 )
 
 // Output is a call's structured content. The exit code comes first; the fields
@@ -44,8 +47,15 @@ type Output struct {
 	ExecError string `json:"exec_error,omitempty"`
 	// Error is the launch's or the request's error, or the denial's text.
 	Error string `json:"error,omitempty"`
-	// Denials say which rule refused what, and what would allow it.
+	// Denials say what was refused, by which layer and rule, and what would allow
+	// it: the policy's refusal of the call (nothing ran), or what the sandbox
+	// refused the tool while it ran (kernel denials, the egress proxy's refusals).
 	Denials []Denial `json:"denials,omitempty"`
+	// DenialsStatus says how complete the kernel's part of Denials is: complete,
+	// incomplete or unavailable, with the reason (docs/denials.md).
+	DenialsStatus *agentexec.DenialsStatus `json:"denials_status,omitempty"`
+	// Egress is what the tool did through the egress proxy (docs/egress.md).
+	Egress *agentexec.EgressReport `json:"egress,omitempty"`
 	// Unenforced lists what the policy asks for and this host could not enforce.
 	Unenforced []string `json:"unenforced,omitempty"`
 }
@@ -53,13 +63,27 @@ type Output struct {
 // Denial is one refusal: the rule, the operation, the object and why (as
 // agentexec.DeniedError has them), with a hint saying what would allow it.
 type Denial struct {
-	// Source is who refused: "policy" (agentexec's check before launch).
+	// Source is who refused: "policy" (agentexec's check before launch, nothing
+	// ran), "kernel" (Landlock or seccomp while the tool ran) or "network" (the
+	// egress proxy while the tool ran).
 	Source string `json:"source"`
-	Rule   string `json:"rule"`
+	// Layer is the sandbox layer (policy.Denial's): policy, landlock, seccomp or network.
+	Layer string `json:"layer,omitempty"`
+	// Rule is the policy field that refused, or that the hint would change.
+	Rule string `json:"rule"`
+	// Op is the refused operation: launch, argv, dir, env, limits for the policy;
+	// the access for the others (fs.read_file, net.connect_tcp, seccomp.socket,
+	// net.egress.destination, …).
 	Op     string `json:"op"`
 	Object string `json:"object"`
 	Reason string `json:"reason"`
 	Hint   string `json:"hint"`
+	// Count is how many times the tool met this denial (kernel and network).
+	Count int `json:"count,omitempty"`
+	// ByDesign marks a refusal no policy change should lift; Patch is otherwise the
+	// policy change that would allow it (docs/denials.md).
+	ByDesign bool            `json:"by_design,omitempty"`
+	Patch    []policy.Change `json:"patch,omitempty"`
 }
 
 // callInfo is what the text rendering needs besides the result.
@@ -88,6 +112,7 @@ func render(ci callInfo, res agentexec.Result, err error) (*Output, string, bool
 		out.OutputCapBytes = ci.cap
 	}
 	out.Denials = denials(res, err)
+	out.DenialsStatus, out.Egress = rj.DenialsStatus, rj.Egress
 	if len(out.Unenforced) == 0 {
 		out.Unenforced = nil
 	}
@@ -98,7 +123,7 @@ func render(ci callInfo, res agentexec.Result, err error) (*Output, string, bool
 	var b strings.Builder
 	isError := true
 	switch {
-	case len(out.Denials) > 0:
+	case rj.Status == agentexec.StatusDenied:
 		b.WriteString("denied by the policy, nothing was run:\n")
 		for _, d := range out.Denials {
 			fmt.Fprintf(&b, "- rule %s refused %s %s: %s\n  to allow it: %s\n", d.Rule, d.Op, d.Object, d.Reason, d.Hint)
@@ -122,6 +147,7 @@ func render(ci callInfo, res agentexec.Result, err error) (*Output, string, bool
 		fmt.Fprintf(&b, "exit code %d (%s, %s)\n", *out.ExitCode, ci.tool, durationText(res.Wall))
 	}
 	if err == nil {
+		sandboxDenials(&b, out)
 		stream(&b, "stdout", out.Stdout, out.StdoutEncoding, out.StdoutTruncated, out.StdoutDropped, ci.cap)
 		stream(&b, "stderr", out.Stderr, out.StderrEncoding, out.StderrTruncated, out.StderrDropped, ci.cap)
 	}
@@ -154,18 +180,108 @@ func stream(b *strings.Builder, name, text, enc string, truncated bool, dropped,
 	}
 }
 
-// denials lists the refusals of a launch. Today these are the policy's (a
-// *agentexec.DeniedError before launch).
-//
-// Hook (issue 16): when agentexec.Result carries the kernel's denials (Landlock
-// audit records of a launch that ran), append them here with Source "kernel";
-// Output, the text rendering and docs/mcp.md already have their shape.
-func denials(_ agentexec.Result, err error) []Denial {
+// denials lists the refusals of a launch: the policy's (a *agentexec.DeniedError
+// before launch), or those of the launch that ran (Result.Denials: the kernel's,
+// under the policy's kernel_denials, and the egress proxy's).
+func denials(res agentexec.Result, err error) []Denial {
 	var d *agentexec.DeniedError
-	if !errors.As(err, &d) {
-		return nil
+	if errors.As(err, &d) {
+		return []Denial{{Source: "policy", Layer: policy.LayerPolicy, Rule: d.Rule, Op: d.Op, Object: d.Object, Reason: d.Reason, Hint: hint(d)}}
 	}
-	return []Denial{{Source: "policy", Rule: d.Rule, Op: d.Op, Object: d.Object, Reason: d.Reason, Hint: hint(d)}}
+	var out []Denial
+	for _, rd := range res.Denials {
+		out = append(out, sandboxDenial(rd))
+	}
+	return out
+}
+
+// sandboxDenial converts a denial of a launch that ran.
+func sandboxDenial(d policy.Denial) Denial {
+	out := Denial{Source: "kernel", Layer: d.Layer, Op: d.Access, Object: objectText(d), Count: d.Count}
+	switch d.Layer {
+	case policy.LayerLandlock:
+		out.Reason = "refused by Landlock while the tool ran"
+	case policy.LayerSeccomp:
+		out.Reason = "refused by the seccomp filter while the tool ran"
+	case policy.LayerNetwork:
+		out.Source, out.Rule = "network", d.Object.Rule
+		out.Reason = "refused by the egress proxy while the tool ran"
+	case policy.LayerPolicy:
+		out.Source, out.Rule = "policy", d.Object.Rule
+		out.Reason = "refused by the policy"
+	default:
+		out.Reason = "refused by the " + d.Layer + " layer"
+	}
+	if d.Hint != nil {
+		out.Hint, out.ByDesign, out.Patch = d.Hint.Text, d.Hint.ByDesign, d.Hint.Patch
+		if len(d.Hint.Patch) > 0 && out.Rule == "" {
+			out.Rule = d.Hint.Patch[0].Field
+		}
+	}
+	if out.Hint == "" {
+		out.Hint = "no hint: the policy has no field for this"
+	}
+	return out
+}
+
+// objectText words a denial's object in a few characters: a path, host:port,
+// addr:port, a process, a syscall.
+func objectText(d policy.Denial) string {
+	o := d.Object
+	switch {
+	case o.Path != "":
+		return o.Path
+	case o.Name != "" && o.Port != 0:
+		s := net.JoinHostPort(o.Name, strconv.Itoa(int(o.Port)))
+		if o.Addr != "" && o.Addr != o.Name {
+			s += " (" + o.Addr + ")"
+		}
+		return s
+	case o.Port != 0:
+		if o.Addr == "" {
+			return "port " + strconv.Itoa(int(o.Port))
+		}
+		return net.JoinHostPort(o.Addr, strconv.Itoa(int(o.Port)))
+	case o.PID != 0:
+		if o.Comm != "" {
+			return fmt.Sprintf("pid %d (%s)", o.PID, o.Comm)
+		}
+		return fmt.Sprintf("pid %d", o.PID)
+	case o.Syscall != "":
+		return o.Syscall
+	case o.Name != "":
+		return o.Name
+	case o.Addr != "":
+		return o.Addr
+	case len(o.Args) > 0:
+		return strconv.Quote(strings.Join(o.Args, " "))
+	}
+	return "-"
+}
+
+// sandboxDenials lists in the text what the sandbox refused the tool while it
+// ran, so that the model does not take a "Permission denied" for the file's own.
+func sandboxDenials(b *strings.Builder, out *Output) {
+	if len(out.Denials) > 0 {
+		fmt.Fprintf(b, "the sandbox refused the tool %d kind(s) of access while it ran:\n", len(out.Denials))
+		for _, d := range out.Denials {
+			times := ""
+			if d.Count > 1 {
+				times = fmt.Sprintf(" (%d times)", d.Count)
+			}
+			fmt.Fprintf(b, "- %s %s %s%s\n  %s\n", d.Layer, d.Op, d.Object, times, hintLine(d))
+		}
+	}
+	if st := out.DenialsStatus; st != nil && st.State == "incomplete" {
+		fmt.Fprintf(b, "(the sandbox's list of refusals may be incomplete: %s)\n", st.Reason)
+	}
+}
+
+func hintLine(d Denial) string {
+	if d.ByDesign || strings.HasPrefix(d.Hint, "not allowed by design") {
+		return d.Hint
+	}
+	return "to allow it: " + d.Hint
 }
 
 // hint says what would allow a refused request.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/agentexec/agentexec"
+	"github.com/agentexec/agentexec/policy"
 )
 
 func TestRender(t *testing.T) {
@@ -83,5 +84,70 @@ func TestRenderDenialHints(t *testing.T) {
 		if !strings.Contains(text, "to allow it: ") || !strings.Contains(text, d.Rule) {
 			t.Errorf("%s: text %q", d.Rule, text)
 		}
+	}
+}
+
+// A launch that ran carries the sandbox's denials (Result.Denials): kernel ones
+// with source "kernel" and their layer, the egress proxy's with source "network";
+// each with its hint, and the status. They do not make the result an error (the
+// tool's exit is its answer) but the text names them before the output. Control:
+// the same result without denials says nothing of the sandbox.
+func TestRenderSandboxDenials(t *testing.T) {
+	res := agentexec.Result{Tool: "cat", ExitCode: 1, Stderr: []byte("cat: /etc/shadow: Permission denied\n"),
+		Denials: []policy.Denial{
+			{Layer: policy.LayerLandlock, Access: "fs.read_file", Object: policy.DeniedObject{Path: "/etc/shadow"}, Count: 2,
+				Hint: &policy.Hint{Patch: []policy.Change{{Field: "tools.cat.filesystem.read", Add: "/etc/shadow"}}, Text: `add "/etc/shadow" to tools.cat.filesystem.read`}},
+			{Layer: policy.LayerLandlock, Access: "scope.signal", Object: policy.DeniedObject{PID: 42, Comm: "agent"}, Count: 1,
+				Hint: &policy.Hint{ByDesign: true, Text: "not allowed by design: a launch may signal only its own processes"}},
+			{Layer: policy.LayerNetwork, Access: "net.egress.destination", Object: policy.DeniedObject{Name: "evil.example", Port: 443, Rule: "tools.cat.network.allow"}, Count: 1,
+				Hint: &policy.Hint{Patch: []policy.Change{{Field: "tools.cat.network.allow", Add: "evil.example"}}, Text: `add "evil.example" to tools.cat.network.allow`}},
+		},
+		DenialsStatus: agentexec.DenialsStatus{State: "incomplete", Reason: "netlink ENOBUFS"},
+	}
+	out, text, isErr := render(callInfo{tool: "cat"}, res, nil)
+	if isErr || out.Status != "ok" || out.ExitCode == nil || *out.ExitCode != 1 {
+		t.Errorf("isError %v status %q exit %v", isErr, out.Status, out.ExitCode)
+	}
+	if len(out.Denials) != 3 {
+		t.Fatalf("denials %+v", out.Denials)
+	}
+	if d := out.Denials[0]; d.Source != "kernel" || d.Layer != "landlock" || d.Op != "fs.read_file" || d.Object != "/etc/shadow" ||
+		d.Count != 2 || d.Rule != "tools.cat.filesystem.read" || len(d.Patch) != 1 || d.ByDesign || !strings.Contains(d.Hint, "add \"/etc/shadow\"") {
+		t.Errorf("landlock denial %+v", d)
+	}
+	if d := out.Denials[1]; d.Object != "pid 42 (agent)" || !d.ByDesign || d.Rule != "" {
+		t.Errorf("signal denial %+v", d)
+	}
+	if d := out.Denials[2]; d.Source != "network" || d.Layer != "network" || d.Object != "evil.example:443" || d.Rule != "tools.cat.network.allow" {
+		t.Errorf("network denial %+v", d)
+	}
+	if out.DenialsStatus == nil || out.DenialsStatus.State != "incomplete" {
+		t.Errorf("denials_status %+v", out.DenialsStatus)
+	}
+	for _, want := range []string{
+		"exit code 1 (cat",
+		"the sandbox refused the tool 3 kind(s) of access while it ran:",
+		"- landlock fs.read_file /etc/shadow (2 times)\n  to allow it: add \"/etc/shadow\" to tools.cat.filesystem.read",
+		"- landlock scope.signal pid 42 (agent)\n  not allowed by design",
+		"- network net.egress.destination evil.example:443\n  to allow it: add \"evil.example\"",
+		"may be incomplete: netlink ENOBUFS",
+		"--- stderr ---\ncat: /etc/shadow: Permission denied",
+	} {
+		i := strings.Index(text, want)
+		if i < 0 {
+			t.Fatalf("text lacks %q (in order):\n%s", want, text)
+		}
+		text = text[i+len(want):]
+	}
+	b, _ := json.Marshal(out)
+	if !strings.Contains(string(b), `"denials_status":{"state":"incomplete","reason":"netlink ENOBUFS"}`) ||
+		!strings.Contains(string(b), `"patch":[{"field":"tools.cat.filesystem.read","add":"/etc/shadow"}]`) {
+		t.Errorf("structured content: %s", b)
+	}
+
+	res.Denials, res.DenialsStatus = nil, agentexec.DenialsStatus{State: "unavailable", Reason: "kernel_denials: off"}
+	out, text, _ = render(callInfo{tool: "cat"}, res, nil)
+	if len(out.Denials) != 0 || strings.Contains(text, "sandbox") || out.DenialsStatus == nil || out.DenialsStatus.State != "unavailable" {
+		t.Errorf("without denials: %+v\n%s", out.Denials, text)
 	}
 }

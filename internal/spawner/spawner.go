@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -55,6 +56,9 @@ type SpawnerConfig struct {
 	Launchers int
 	// Stderr receives the spawner's own diagnostics (nil: discarded).
 	Stderr io.Writer
+	// Logger receives one line per spawner death (profile, pid, cause, launches
+	// failed); nil: not logged. A spawner ended by Close is not a death.
+	Logger *slog.Logger
 	// AckTimeout bounds the wait for the spawner's first answer, which it sends as
 	// soon as it runs (default DefaultAckTimeout): a binary that does not answer by
 	// then is not serving as a spawner (ErrNotServed). StartTimeout bounds the rest
@@ -225,6 +229,8 @@ func (s *Spawner) start() (*spawnerConn, ready, error) {
 		return nil, r, fmt.Errorf("exec %s: %w", s.cfg.Binary, err)
 	}
 	c := &spawnerConn{
+		profile: s.cfg.Profile,
+		logger:  s.cfg.Logger,
 		pid:     cmd.Process.Pid,
 		cmd:     cmd,
 		conn:    conn,
@@ -336,14 +342,18 @@ func (s *Spawner) Kill() {
 
 // spawnerConn is one running spawner process and its socket.
 type spawnerConn struct {
-	pid  int
-	cmd  *exec.Cmd
-	conn *net.UnixConn
+	profile string
+	logger  *slog.Logger
+	pid     int
+	cmd     *exec.Cmd
+	conn    *net.UnixConn
 
 	mu      sync.Mutex
 	pending map[uint64]*Child
 	dead    chan struct{}
 	err     error
+	// closing is set by close: the end that follows is not a death.
+	closing bool
 	// exited is closed when the spawner process has exited and been waited for.
 	exited chan struct{}
 }
@@ -355,6 +365,9 @@ type spawnerConn struct {
 const closeGrace = 2 * time.Second
 
 func (c *spawnerConn) close() {
+	c.mu.Lock()
+	c.closing = true
+	c.mu.Unlock()
 	c.conn.Close()
 	select {
 	case <-c.exited:
@@ -376,10 +389,29 @@ func (c *spawnerConn) markDead(err error) {
 	c.err = err
 	close(c.dead)
 	c.conn.Close()
+	failed := len(c.pending)
 	for id, ch := range c.pending {
 		delete(c.pending, id)
 		ch.finish(reply{Kind: replyFailed}, fmt.Errorf("launch %d: %w", id, err))
 	}
+	if !c.closing && c.logger != nil {
+		go c.logDeath(err, failed)
+	}
+}
+
+// logDeath logs a spawner's death in one line: the profile, the pid, the cause
+// (how the process ended, once it has been waited for; else the socket's error)
+// and the launches in flight that failed with it. The next launch starts a new
+// spawner.
+func (c *spawnerConn) logDeath(err error, failed int) {
+	cause := err.Error()
+	select {
+	case <-c.exited:
+		cause = c.cmd.ProcessState.String() // "signal: killed", "exit status 2"
+	case <-time.After(closeGrace):
+	}
+	c.logger.Warn("spawner died; the next launch starts a new one",
+		"profile", c.profile, "pid", c.pid, "cause", cause, "launches_failed", failed)
 }
 
 func (c *spawnerConn) readLoop() {

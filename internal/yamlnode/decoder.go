@@ -65,13 +65,24 @@ func (d *Decoder) Err() error {
 var yamlLineRE = regexp.MustCompile(`^yaml: line ([0-9]+): (.*)$`)
 
 // SyntaxError turns a yaml.v3 parse error into a *FieldError. yaml.v3 has no typed
-// syntax error, so its "yaml: line N: msg" text is the only place the line is found.
+// syntax error, so its "yaml: line N: msg" text is the only place the line is found
+// (the line of the construct it was reading, not the offending one: SyntaxErrorIn
+// finds that one).
 func (d *Decoder) SyntaxError(err error) error {
 	fe := &FieldError{File: d.File, Msg: "YAML syntax error: " + strings.TrimPrefix(err.Error(), "yaml: "), Err: err}
 	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
 		fe.Line, _ = strconv.Atoi(m[1])
 		fe.Msg = "YAML syntax error: " + m[2]
 	}
+	return fe
+}
+
+// SyntaxErrorIn is SyntaxError for a parse error of data: it locates the offending
+// line and column by a scan of data (syntax.go) and says what is wrong there,
+// keeping yaml.v3's line (and no column) where the scan finds nothing that fits.
+func (d *Decoder) SyntaxErrorIn(data []byte, err error) error {
+	fe := &FieldError{File: d.File, Err: err}
+	fe.Line, fe.Col, fe.Msg = located(data, err.Error())
 	return fe
 }
 
@@ -85,14 +96,14 @@ func (d *Decoder) Single(data []byte, what string) (*yaml.Node, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, nil
 		}
-		return nil, d.SyntaxError(err)
+		return nil, d.SyntaxErrorIn(data, err)
 	}
 	var extra yaml.Node
 	switch err := dec.Decode(&extra); {
 	case err == nil:
 		return nil, &FieldError{File: d.File, Line: extra.Line, Col: extra.Column, Msg: what + " is a single YAML document; found another one here"}
 	case !errors.Is(err, io.EOF):
-		return nil, d.SyntaxError(err)
+		return nil, d.SyntaxErrorIn(data, err)
 	}
 	return &doc, nil
 }

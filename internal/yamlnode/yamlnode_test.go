@@ -104,9 +104,9 @@ func TestSingle(t *testing.T) {
 	}
 	for _, tc := range []struct{ src, want string }{
 		{"a: 1\n---\nb: 2\n", "f.yaml:2:1: a thing is a single YAML document; found another one here"},
-		{"a: [1\n", "f.yaml:1: YAML syntax error: did not find expected ',' or ']'"},
-		{"a: 1\n---\n\tb: [\n", "f.yaml:3: YAML syntax error: found character that cannot start any token"},
-		{"a: *x\n", "f.yaml: YAML syntax error: unknown anchor 'x' referenced"},
+		{"a: [1\n", "f.yaml:1:4: YAML syntax error: did not find expected ',' or ']': the '[' here is never closed"},
+		{"a: 1\n---\n\tb: [\n", "f.yaml:3:1: YAML syntax error: found character that cannot start any token: a tab in the indentation: YAML indents with spaces only"},
+		{"a: *x\n", "f.yaml:1:4: YAML syntax error: unknown anchor 'x' referenced: no anchor &x comes before this alias"},
 	} {
 		_, err := d.Single([]byte(tc.src), "a thing")
 		var fe *FieldError
