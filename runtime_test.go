@@ -193,6 +193,8 @@ func helperMain(mode string, args []string) int {
 		return connectMain(args)
 	case "proxyget":
 		return proxyGet(args[0])
+	case "denials": // denials_more_test.go
+		return denialsHelper(args)
 	case "env":
 		for _, e := range os.Environ() {
 			fmt.Println(e)

@@ -35,6 +35,7 @@ commands:
   mcp     Model Context Protocol server on stdio or HTTP (docs/mcp.md)
   ci      run a CI job file under a policy (docs/ci.md)
   bench   benchmark the agent tool mix against baselines (docs/performance.md)
+  explain print the denials of results and what would allow each: agentexec explain RESULT.json (docs/denials.md)
   version print the version
 
 Run 'agentexec COMMAND -h' for a command's flags.
@@ -59,6 +60,8 @@ func realMain(args []string) int {
 		return cmdMCP(rest)
 	case "ci":
 		return cmdCI(rest)
+	case "explain":
+		return cmdExplain(rest)
 	case "bench":
 		return cmdBench(rest)
 	case "version", "--version":
