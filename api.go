@@ -131,7 +131,8 @@ type Result struct {
 // DenialsStatus says how far a Result's Denials can be trusted: State is
 // "complete", "incomplete" (records may be missing; Reason says why) or
 // "unavailable" (no kernel denials: Reason says why, such as kernel_denials: off);
-// Omitted counts distinct denials left out past the per-launch cap.
+// Omitted counts the denial records left out past the per-launch cap of distinct
+// denials (each record once).
 type DenialsStatus struct {
 	State   string `json:"state"`
 	Reason  string `json:"reason,omitempty"`

@@ -280,13 +280,21 @@ func seccompHint(t *Tool, d Denial) *Hint {
 	switch sc {
 	case "socket", "socketpair":
 		n := &t.Profile.Network
+		// The record carries no arguments: the family is unknown. AF_UNIX and TCP
+		// are the families policy fields grant; a tool without TCP ports (or an
+		// egress allow-list) has no TCP socket at all.
+		tcp := ""
+		if len(n.ConnectTCP)+len(n.BindTCP) == 0 && !n.Egress {
+			tcp = fmt.Sprintf("if it was a TCP socket: add the port to tools.%s.network.connect_tcp (or the host to network.allow); ", t.Name)
+		}
 		if !n.Unix {
-			// The record carries no arguments: the family is unknown. AF_UNIX is the
-			// one family a policy field grants by itself.
 			if runsAsUID0(t.Profile.User) {
-				return &Hint{Text: fmt.Sprintf("if it was an AF_UNIX socket: name the sockets in tools.%s.network.unix_sockets (tools running as uid 0 may not have network.unix alone); other families (UDP, raw, netlink) are refused by design", t.Name)}
+				return &Hint{Text: fmt.Sprintf("%sif it was an AF_UNIX socket: name the sockets in tools.%s.network.unix_sockets (tools running as uid 0 may not have network.unix alone); other families (UDP, raw, netlink) are refused by design", tcp, t.Name)}
 			}
-			return &Hint{Text: fmt.Sprintf("if it was an AF_UNIX socket: set tools.%s.network.unix: true; other families (UDP, raw, netlink) are refused by design", t.Name)}
+			return &Hint{Text: fmt.Sprintf("%sif it was an AF_UNIX socket: set tools.%s.network.unix: true; other families (UDP, raw, netlink) are refused by design", tcp, t.Name)}
+		}
+		if tcp != "" {
+			return &Hint{Text: tcp + "other families (UDP, raw, netlink) are refused by design"}
 		}
 		return byDesign("the seccomp filter allows only AF_UNIX and TCP sockets the policy grants (no UDP, raw or netlink)")
 	}

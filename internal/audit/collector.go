@@ -92,8 +92,9 @@ type Status struct {
 	// Unavailable (no kernel denials at all: Reason says why).
 	State  string `json:"state"`
 	Reason string `json:"reason,omitempty"`
-	// Omitted counts denials (distinct layer, access and object) left out past
-	// the per-launch cap; their records were read and counted, not kept.
+	// Omitted counts the denial records left out past the per-launch cap of
+	// distinct denials (each record once, not each distinct kind); they were read
+	// and counted, not kept.
 	Omitted int `json:"omitted,omitempty"`
 }
 
