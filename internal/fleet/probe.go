@@ -46,7 +46,7 @@ func Probe(ctx context.Context, nc *nats.Conn, service string, wait time.Duratio
 	if err != nil {
 		return r, err
 	}
-	defer sub.Unsubscribe()
+	defer func() { _ = sub.Unsubscribe() }()
 	subject, err := micro.ControlSubject(micro.PingVerb, service, "")
 	if err != nil {
 		return r, err
