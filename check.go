@@ -300,7 +300,10 @@ func CheckHost(p *policy.Policy, h *Host) *Report {
 				tr.Backend = string(BackendUserspace)
 				if tm.ELF {
 					tr.Kind = "elf"
-					if kt.Available && p.KernelTemplates != policy.KernelTemplatesOff {
+					// What the spawner will really use: kernel templates are made for hot
+					// ELF tools only, and not for a profile whose tools run as the tool
+					// identity (spawn_template cannot switch a child's credentials).
+					if kt.Available && p.KernelTemplates != policy.KernelTemplatesOff && t.Hot && !needsToolIdentity(t.Profile) {
 						tr.Backend = string(BackendKernel)
 					}
 				}
