@@ -88,6 +88,20 @@ fleet-test: build
 bench: build
 	AGENTEXEC_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime=200x ./...
 
+# The peers `make bench-run` compares `agentexec run` with: bubblewrap from Debian
+# (landrun is used when it is on PATH). Not part of `make setup`; needs root.
+.PHONY: bench-setup bench-run
+bench-setup:
+	@command -v bwrap >/dev/null 2>&1 || { echo "bench-setup: installing bubblewrap"; \
+		(apt-get install -y --no-install-recommends bubblewrap || (apt-get update && apt-get install -y --no-install-recommends bubblewrap)) >/dev/null; }
+
+# `agentexec run`, one process per call, against a direct launch, bubblewrap,
+# landrun and run's Runtime path, interleaved (docs/performance.md, "agentexec run,
+# one-shot").
+RUNBENCH_CALLS ?= 40
+bench-run: bench-setup build
+	$(GO) run ./scripts/runbench -bin $(BIN) -workspace . -calls $(RUNBENCH_CALLS)
+
 ci: test vmtest
 
 # The official MCP conformance suite (server scenarios, over streamable HTTP) and

@@ -30,6 +30,9 @@ const (
 )
 
 func cmdRun(args []string) int {
+	if code, handled := runOneShot(args); handled { // runfast.go: the one-shot path
+		return code
+	}
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	var pf policyFlags
 	pf.register(fs)
@@ -38,6 +41,7 @@ func cmdRun(args []string) int {
 	dir := fs.String("C", "", "working `DIR` (default: the workspace)")
 	quiet := fs.Bool("q", false, "quiet: no notes on stderr (limits this host does not enforce, denials, egress)")
 	kernelDenials := fs.Bool("kernel-denials", false, "report what the kernel refused the tool (Landlock, seccomp), as the policy's kernel_denials: on (docs/denials.md)")
+	fs.Bool("no-fast", false, "always start a full runtime (spawner, pools), never the one-shot path (also "+noFastEnv+"=1)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `usage: agentexec run [flags] -- TOOL ARGS...
 

@@ -52,7 +52,11 @@ func (c *Containment) applyCreds() ([]string, error) {
 	if c.DropCaps || c.User != nil {
 		spec := contain.CapsSpec{User: c.User}
 		if c.ToolCred != nil && c.User == nil {
-			spec.Effective = []uintptr{unix.CAP_SETUID, unix.CAP_SETGID}
+			// CAP_KILL: the kernel sends a tool its Pdeathsig with the launcher
+			// thread's credentials, checked as kill(2): without it a tool of the
+			// tool identity outlives a SIGKILLed runtime. The child's setuid
+			// clears every capability before exec.
+			spec.Effective = []uintptr{unix.CAP_SETUID, unix.CAP_SETGID, unix.CAP_KILL}
 		}
 		if err := contain.DropCapabilities(spec); err != nil {
 			return nil, err
