@@ -21,7 +21,7 @@ var ErrNotSupported = sys.ErrNotSupported
 
 // ErrSpawnerNotServed is matched by New's error when the spawner binary did not
 // answer as a spawner: most often an embedding program whose main does not call
-// ServeSpawner first thing (see ServeSpawner), which New detects within a second.
+// ServeSpawner first thing (see ServeSpawner), which New detects within five seconds.
 var ErrSpawnerNotServed = spawner.ErrNotServed
 
 // ErrClosed is returned by a Runtime after Close.

@@ -23,7 +23,7 @@ import (
 // A program that forgets it fails fast rather than re-executing itself: its copy
 // started as a spawner runs main, and when that calls New, New prints why to
 // stderr and exits with status 2 before it starts anything (a spawner's main must
-// not run at all); the New that started it fails within a second with an error
+// not run at all); the New that started it fails within five seconds with an error
 // matching ErrSpawnerNotServed. At most one extra process ever runs.
 func ServeSpawner() {
 	if len(os.Args) == 4 && os.Args[1] == egressConnectCommand {

@@ -34,7 +34,7 @@ func TestUnservedSpawner(t *testing.T) {
 		max        time.Duration
 	}{
 		{"new", "it ended without answering (exit status 2)", time.Second},
-		{"sleep", "no answer within 1s", 1500 * time.Millisecond},
+		{"sleep", "no answer within 5s", 5500 * time.Millisecond},
 	} {
 		t.Run(c.mode, func(t *testing.T) {
 			if err := os.WriteFile(bin+".mode", []byte(c.mode), 0o600); err != nil {

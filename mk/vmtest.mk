@@ -39,3 +39,11 @@ vmtest-deps: vmtest-harness
 vmtest-rfc: vmtest-harness
 	VMTEST_CACHE="$(VMTEST_CACHE)" VMTEST_KERNELS=rfc VMTEST_RFC_KERNEL="$(VMTEST_RFC_KERNEL)" \
 	  VMTEST_ALLOW_SKIP="$(if $(filter true,$(CI)),,1)" "$(VMTEST_HARNESS)" run
+
+# Issue 21's guest benchmark: `true` through the whole runtime, kernel vs userspace
+# backend, interleaved in 5 rounds (BenchmarkKernelVsUserspace; docs/performance.md).
+.PHONY: vmtest-rfc-bench
+vmtest-rfc-bench: vmtest-harness
+	VMTEST_CACHE="$(VMTEST_CACHE)" VMTEST_KERNELS=rfc VMTEST_RFC_KERNEL="$(VMTEST_RFC_KERNEL)" \
+	  VMTEST_PKGS=. VMTEST_RUN='^$$' VMTEST_ARGS='-test.bench=^BenchmarkKernelVsUserspace$$ -test.benchtime=1x' \
+	  "$(VMTEST_HARNESS)" run

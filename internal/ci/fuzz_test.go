@@ -52,7 +52,9 @@ func FuzzParseJob(f *testing.F) {
 			if strings.Contains(err.Error(), "panicked") {
 				t.Fatal(err)
 			}
-			lines := strings.Count(string(data), "\n") + 1
+			// Lines as YAML counts them: \n, \r\n and a lone \r each end one.
+			lines := strings.Count(strings.ReplaceAll(string(data), "\r\n", "\n"), "\n") +
+				strings.Count(strings.ReplaceAll(string(data), "\r\n", ""), "\r") + 1
 			for _, e := range unjoin(err) {
 				var fe *policy.FieldError
 				if !errors.As(e, &fe) {

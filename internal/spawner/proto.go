@@ -72,7 +72,7 @@ type ToolSpec struct {
 
 // ack is the spawner's first message, sent as soon as it has read hello and before
 // anything slow: it shows that the binary runs as a spawner, so that the main
-// process can tell within a second a program that never serves (an embedding
+// process can tell within seconds a program that never serves (an embedding
 // program without agentexec.ServeSpawner) from a spawner whose setup takes time.
 type ack struct {
 	// Spawner is SpawnerCommand; anything else is not an agentexec spawner of this

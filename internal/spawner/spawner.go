@@ -68,7 +68,10 @@ type SpawnerConfig struct {
 }
 
 // DefaultAckTimeout is SpawnerConfig.AckTimeout's default.
-const DefaultAckTimeout = time.Second
+// Five seconds: a test binary of tens of megabytes started in a loaded emulated
+// guest took over one (the RFC kernel tier); the wait only matters on the error
+// path (a program that never serves).
+const DefaultAckTimeout = 5 * time.Second
 
 // ErrNotServed is returned when the spawner binary did not answer as a spawner: an
 // embedding program that does not call agentexec.ServeSpawner first thing in main,

@@ -145,6 +145,7 @@ type AuditConn struct {
 	rc  syscall.RawConn
 	mu  sync.Mutex // one request at a time
 	seq uint32
+	buf []byte // request's receive buffer, reused under mu
 }
 
 // OpenAudit opens a NETLINK_AUDIT socket. With groups != 0 it joins those multicast
@@ -243,7 +244,10 @@ func (c *AuditConn) request(typ uint16, payload []byte, want uint16, timeout tim
 	defer func() { _ = c.f.SetReadDeadline(time.Time{}) }()
 	var reply []byte
 	acked, replied := false, want == 0
-	buf := make([]byte, 16384)
+	if c.buf == nil {
+		c.buf = make([]byte, 16384)
+	}
+	buf := c.buf
 	for !acked || !replied {
 		n, err := c.Recv(buf)
 		if err != nil {
