@@ -40,7 +40,7 @@ vmtest-rfc: vmtest-harness
 	VMTEST_CACHE="$(VMTEST_CACHE)" VMTEST_KERNELS=rfc VMTEST_RFC_KERNEL="$(VMTEST_RFC_KERNEL)" \
 	  VMTEST_ALLOW_SKIP="$(if $(filter true,$(CI)),,1)" "$(VMTEST_HARNESS)" run
 
-# Issue 21's guest benchmark: `true` through the whole runtime, kernel vs userspace
+# Issue 21's guest benchmark: `cat /dev/null` through the whole runtime, kernel vs userspace
 # backend, interleaved in 5 rounds (BenchmarkKernelVsUserspace; docs/performance.md).
 .PHONY: vmtest-rfc-bench
 vmtest-rfc-bench: vmtest-harness
