@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 )
@@ -60,6 +61,40 @@ type DeniedObject struct {
 	Name string   `json:"name,omitempty"`
 	Args []string `json:"args,omitempty"`
 	Rule string   `json:"rule,omitempty"`
+}
+
+// String words the object in a few characters: a path, host:port (with the
+// address dialled), addr:port, a process, a syscall, a name, the arguments.
+func (o DeniedObject) String() string {
+	switch {
+	case o.Path != "":
+		return o.Path
+	case o.Name != "" && o.Port != 0:
+		s := net.JoinHostPort(o.Name, strconv.Itoa(int(o.Port)))
+		if o.Addr != "" && o.Addr != o.Name {
+			s += " (" + o.Addr + ")"
+		}
+		return s
+	case o.Port != 0:
+		if o.Addr == "" {
+			return "port " + strconv.Itoa(int(o.Port))
+		}
+		return net.JoinHostPort(o.Addr, strconv.Itoa(int(o.Port)))
+	case o.PID != 0:
+		if o.Comm != "" {
+			return fmt.Sprintf("pid %d (%s)", o.PID, o.Comm)
+		}
+		return fmt.Sprintf("pid %d", o.PID)
+	case o.Syscall != "":
+		return o.Syscall
+	case o.Name != "":
+		return o.Name
+	case o.Addr != "":
+		return o.Addr
+	case len(o.Args) > 0:
+		return strconv.Quote(strings.Join(o.Args, " "))
+	}
+	return "-"
 }
 
 // Hint is the smallest policy change that would allow a denial, or says that none

@@ -193,7 +193,7 @@ func writeExplanation(w io.Writer, r *agentexec.ResultJSON) {
 	}
 	for _, d := range r.Denials {
 		i++
-		fmt.Fprintf(w, "\n%d. %s %s %s\n", i, d.Layer, d.Access, objectText(d))
+		fmt.Fprintf(w, "\n%d. %s %s %s\n", i, d.Layer, d.Access, d.Object.String())
 		fmt.Fprintf(w, "   what:  %s\n", whatText(d))
 		if d.Count > 1 {
 			fmt.Fprintf(w, "   count: %d times\n", d.Count)
@@ -256,45 +256,6 @@ func statusText(r *agentexec.ResultJSON) string {
 		s += fmt.Sprintf("; %d more refusals of other kinds were counted but not listed (the per-launch cap)", st.Omitted)
 	}
 	return s
-}
-
-// objectText words what a denial was about.
-func objectText(d policy.Denial) string {
-	o := d.Object
-	switch {
-	case o.Path != "":
-		return o.Path
-	case o.Port != 0:
-		host := o.Addr
-		if o.Name != "" {
-			host = o.Name
-		}
-		if host == "" {
-			return "port " + strconv.Itoa(int(o.Port))
-		}
-		s := host + ":" + strconv.Itoa(int(o.Port))
-		if strings.Contains(host, ":") {
-			s = "[" + host + "]:" + strconv.Itoa(int(o.Port))
-		}
-		if o.Name != "" && o.Addr != "" && o.Addr != o.Name {
-			s += " (" + o.Addr + ")"
-		}
-		return s
-	case o.PID != 0:
-		if o.Comm != "" {
-			return fmt.Sprintf("pid %d (%s)", o.PID, o.Comm)
-		}
-		return fmt.Sprintf("pid %d", o.PID)
-	case o.Syscall != "":
-		return o.Syscall + "()"
-	case o.Name != "":
-		return o.Name
-	case len(o.Args) > 0:
-		return strconv.Quote(strings.Join(o.Args, " "))
-	case o.Addr != "":
-		return o.Addr
-	}
-	return "-"
 }
 
 // accessText words the Landlock accesses (the kernel's blocker names).

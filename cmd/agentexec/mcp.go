@@ -48,20 +48,11 @@ func cmdMCP(args []string) int {
 		fmt.Fprintf(os.Stderr, "agentexec mcp: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(*level)); err != nil {
-		fmt.Fprintf(os.Stderr, "agentexec mcp: --log-level: %v\n", err)
+	logger, err := stderrLogger(*level, *format)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "agentexec mcp: %v\n", err)
 		return 2
 	}
-	hopts := &slog.HandlerOptions{Level: lv}
-	var h slog.Handler = slog.NewTextHandler(os.Stderr, hopts)
-	if *format == "json" {
-		h = slog.NewJSONHandler(os.Stderr, hopts)
-	} else if *format != "text" {
-		fmt.Fprintf(os.Stderr, "agentexec mcp: --log-format: %q, want text or json\n", *format)
-		return 2
-	}
-	logger := slog.New(h)
 
 	hc := mcp.HTTPConfig{AllowedOrigins: origins, SessionTimeout: *sessionTimeout}
 	if *listen != "" {

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -40,20 +39,11 @@ func cmdServe(args []string) int {
 		fmt.Fprintf(os.Stderr, "agentexec serve: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(*level)); err != nil {
-		fmt.Fprintf(os.Stderr, "agentexec serve: --log-level: %v\n", err)
+	logger, err := stderrLogger(*level, *format)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "agentexec serve: %v\n", err)
 		return 2
 	}
-	hopts := &slog.HandlerOptions{Level: lv}
-	var h slog.Handler = slog.NewTextHandler(os.Stderr, hopts)
-	if *format == "json" {
-		h = slog.NewJSONHandler(os.Stderr, hopts)
-	} else if *format != "text" {
-		fmt.Fprintf(os.Stderr, "agentexec serve: --log-format: %q, want text or json\n", *format)
-		return 2
-	}
-	logger := slog.New(h)
 	cfg.Logger, cfg.Version = logger, version
 
 	p, err := pf.load()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -57,20 +56,11 @@ func cmdWorker(args []string) int {
 		fmt.Fprintln(os.Stderr, "agentexec worker: --nats URL (or $NATS_URL) is required")
 		return 2
 	}
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(*level)); err != nil {
-		fmt.Fprintf(os.Stderr, "agentexec worker: --log-level: %v\n", err)
+	logger, err := stderrLogger(*level, *format)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "agentexec worker: %v\n", err)
 		return 2
 	}
-	hopts := &slog.HandlerOptions{Level: lv}
-	var h slog.Handler = slog.NewTextHandler(os.Stderr, hopts)
-	if *format == "json" {
-		h = slog.NewJSONHandler(os.Stderr, hopts)
-	} else if *format != "text" {
-		fmt.Fprintf(os.Stderr, "agentexec worker: --log-format: %q, want text or json\n", *format)
-		return 2
-	}
-	logger := slog.New(h)
 	cfg.Logger, cfg.Version, co.Logger = logger, version, logger
 	opts := []agentexec.Option{agentexec.WithLogger(logger)}
 	if *grace > 0 {

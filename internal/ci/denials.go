@@ -2,8 +2,6 @@ package ci
 
 import (
 	"fmt"
-	"net"
-	"strconv"
 	"strings"
 
 	"github.com/agentexec/agentexec"
@@ -39,40 +37,8 @@ func HintText(h *policy.Hint) string {
 	return "to allow it: " + h.Text
 }
 
-// DenialObject words a denial's object: a path, host:port, addr:port, a process,
-// a syscall, a name.
-func DenialObject(d policy.Denial) string {
-	o := d.Object
-	switch {
-	case o.Path != "":
-		return o.Path
-	case o.Name != "" && o.Port != 0:
-		s := net.JoinHostPort(o.Name, strconv.Itoa(int(o.Port)))
-		if o.Addr != "" && o.Addr != o.Name {
-			s += " (" + o.Addr + ")"
-		}
-		return s
-	case o.Port != 0:
-		if o.Addr == "" {
-			return "port " + strconv.Itoa(int(o.Port))
-		}
-		return net.JoinHostPort(o.Addr, strconv.Itoa(int(o.Port)))
-	case o.PID != 0:
-		if o.Comm != "" {
-			return fmt.Sprintf("pid %d (%s)", o.PID, o.Comm)
-		}
-		return fmt.Sprintf("pid %d", o.PID)
-	case o.Syscall != "":
-		return o.Syscall
-	case o.Name != "":
-		return o.Name
-	case o.Addr != "":
-		return o.Addr
-	case len(o.Args) > 0:
-		return strconv.Quote(strings.Join(o.Args, " "))
-	}
-	return "-"
-}
+// DenialObject words a denial's object (policy.DeniedObject.String).
+func DenialObject(d policy.Denial) string { return d.Object.String() }
 
 // EgressLine sums up what a launch did through the egress proxy: the
 // connections allowed, the bytes each way, and the refusals (network-layer

@@ -3,8 +3,6 @@ package mcp
 import (
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"strings"
 	"time"
 
@@ -197,7 +195,7 @@ func denials(res agentexec.Result, err error) []Denial {
 
 // sandboxDenial converts a denial of a launch that ran.
 func sandboxDenial(d policy.Denial) Denial {
-	out := Denial{Source: "kernel", Layer: d.Layer, Op: d.Access, Object: objectText(d), Count: d.Count}
+	out := Denial{Source: "kernel", Layer: d.Layer, Op: d.Access, Object: d.Object.String(), Count: d.Count}
 	switch d.Layer {
 	case policy.LayerLandlock:
 		out.Reason = "refused by Landlock while the tool ran"
@@ -222,41 +220,6 @@ func sandboxDenial(d policy.Denial) Denial {
 		out.Hint = "no hint: the policy has no field for this"
 	}
 	return out
-}
-
-// objectText words a denial's object in a few characters: a path, host:port,
-// addr:port, a process, a syscall.
-func objectText(d policy.Denial) string {
-	o := d.Object
-	switch {
-	case o.Path != "":
-		return o.Path
-	case o.Name != "" && o.Port != 0:
-		s := net.JoinHostPort(o.Name, strconv.Itoa(int(o.Port)))
-		if o.Addr != "" && o.Addr != o.Name {
-			s += " (" + o.Addr + ")"
-		}
-		return s
-	case o.Port != 0:
-		if o.Addr == "" {
-			return "port " + strconv.Itoa(int(o.Port))
-		}
-		return net.JoinHostPort(o.Addr, strconv.Itoa(int(o.Port)))
-	case o.PID != 0:
-		if o.Comm != "" {
-			return fmt.Sprintf("pid %d (%s)", o.PID, o.Comm)
-		}
-		return fmt.Sprintf("pid %d", o.PID)
-	case o.Syscall != "":
-		return o.Syscall
-	case o.Name != "":
-		return o.Name
-	case o.Addr != "":
-		return o.Addr
-	case len(o.Args) > 0:
-		return strconv.Quote(strings.Join(o.Args, " "))
-	}
-	return "-"
 }
 
 // sandboxDenials lists in the text what the sandbox refused the tool while it

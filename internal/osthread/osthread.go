@@ -13,9 +13,12 @@
 package osthread
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -93,4 +96,30 @@ func (t *Thread) Do(f func()) {
 func (t *Thread) Close() {
 	t.once.Do(func() { close(t.work) })
 	<-t.done
+}
+
+// Throwaway runs f on a fresh locked OS thread that then exits, and returns f's
+// error once that thread is gone (waiting at most a second for the kernel to
+// remove it): for probes that change per-thread state, such as unsharing a
+// namespace, and must leave the process as it was.
+func Throwaway(f func() error) error {
+	var tid int
+	t, err := Start(func() error {
+		tid = unix.Gettid()
+		return f()
+	})
+	if err == nil {
+		t.Close()
+	}
+	task := fmt.Sprintf("/proc/self/task/%d", tid)
+	for range 1000 {
+		if _, serr := os.Stat(task); serr != nil {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err != nil {
+		return errors.Unwrap(err) // f's own error, without Start's "thread setup:"
+	}
+	return nil
 }

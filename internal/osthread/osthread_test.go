@@ -56,3 +56,21 @@ func TestThreadSetupError(t *testing.T) {
 		t.Errorf("Start: %v, want boom", err)
 	}
 }
+
+// Throwaway runs f on a thread that is gone when it returns, and returns f's error.
+func TestThrowaway(t *testing.T) {
+	var tid int
+	if err := Throwaway(func() error {
+		tid = unix.Gettid()
+		return os.WriteFile("/proc/thread-self/comm", []byte("throwaway"), 0)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", tid)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("thread %d still exists after Throwaway: %v", tid, err)
+	}
+	boom := errors.New("boom")
+	if err := Throwaway(func() error { return boom }); !errors.Is(err, boom) {
+		t.Errorf("Throwaway: %v, want f's error", err)
+	}
+}

@@ -8,14 +8,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/agentexec/agentexec/internal/osthread"
 	"github.com/agentexec/agentexec/policy"
 )
 
@@ -577,49 +576,22 @@ var mountNS = sync.OnceValues(probeMountNS)
 func MountNSAvailable() (bool, string) { return mountNS() }
 
 func probeMountNS() (bool, string) {
-	type result struct {
-		ok  bool
-		why string
-		tid int
-	}
-	ch := make(chan result, 1)
-	probe := func() {
-		runtime.LockOSThread()
-		// No UnlockOSThread: the thread's mount namespace changes, so it must die
-		// with this goroutine.
-		tid := unix.Gettid()
+	var why string
+	err := osthread.Throwaway(func() error {
 		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-			ch <- result{false, fmt.Sprintf("unshare(CLONE_NEWNS): %v (needs CAP_SYS_ADMIN: run as root)", err), tid}
-			return
+			why = fmt.Sprintf("unshare(CLONE_NEWNS): %v (needs CAP_SYS_ADMIN: run as root)", err)
+			return err
 		}
 		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
-			ch <- result{false, fmt.Sprintf("mount --make-rslave / in a new mount namespace: %v", err), tid}
-			return
+			why = fmt.Sprintf("mount --make-rslave / in a new mount namespace: %v", err)
+			return err
 		}
-		ch <- result{true, "unshare(CLONE_NEWNS) works", tid}
+		return nil
+	})
+	if err != nil {
+		return false, why
 	}
-	go func() {
-		runtime.LockOSThread()
-		if unix.Gettid() != unix.Getpid() {
-			probe()
-			return
-		}
-		// The main thread, which Go never terminates: probe on another one.
-		done := make(chan struct{})
-		go func() { defer close(done); probe() }()
-		<-done
-		runtime.UnlockOSThread()
-	}()
-	r := <-ch
-	// Wait (briefly) until the probing thread is gone.
-	task := fmt.Sprintf("/proc/self/task/%d", r.tid)
-	for range 1000 {
-		if _, err := os.Stat(task); err != nil {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
-	return r.ok, r.why
+	return true, "unshare(CLONE_NEWNS) works"
 }
 
 // EnsureHookDirs creates the hooks/ and info/ directories that a repository's git
