@@ -21,7 +21,11 @@ func (rt *Runtime) setupEgress() error {
 	if !slices.ContainsFunc(rt.pol.Tools, func(t *policy.Tool) bool { return t.Egress != nil }) {
 		return nil
 	}
-	p, err := egress.New(egress.Config{SSHProxyCommand: rt.opts.binary + " " + egressConnectCommand + " %h %p"})
+	cfg := egress.Config{SSHProxyCommand: rt.opts.binary + " " + egressConnectCommand + " %h %p"}
+	if rt.opts.egressTest != nil {
+		rt.opts.egressTest(&cfg)
+	}
+	p, err := egress.New(cfg)
 	if err != nil {
 		return fmt.Errorf("agentexec: egress proxy: %w", err)
 	}

@@ -1,5 +1,7 @@
 package agentexec
 
+import "github.com/agentexec/agentexec/internal/egress"
+
 // KillSpawnerForTest kills the spawner process of tool's profile.
 func KillSpawnerForTest(rt *Runtime, tool string) {
 	t, _ := rt.pol.Tool(tool)
@@ -38,3 +40,10 @@ func WithoutProtectionForTest() Option { return func(o *options) { o.noProtect =
 // WithoutMountNSForTest makes the runtime act as if it could not give spawners a
 // private mount namespace (why says why).
 func WithoutMountNSForTest(why string) Option { return func(o *options) { o.noMountNS = why } }
+
+// WithEgressConfigForTest edits the egress proxy's configuration before it starts
+// (a hosts map as its resolver, the test servers' roots), so that tests reach
+// named servers on this machine's loopback.
+func WithEgressConfigForTest(f func(*egress.Config)) Option {
+	return func(o *options) { o.egressTest = f }
+}

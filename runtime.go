@@ -40,6 +40,10 @@ type options struct {
 	spawnerErr  io.Writer
 	// kernelDenials: WithKernelDenials (denials.go).
 	kernelDenials bool
+	// egressTest replaces parts of the egress proxy's configuration (its resolver,
+	// the roots it verifies intercepted servers with): tests only (export_test.go),
+	// so that names like registry.test reach servers on this machine's loopback.
+	egressTest func(*egress.Config)
 }
 
 // WithSpawnerBinary runs spawners from an installed agentexec binary instead of the
