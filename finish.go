@@ -26,7 +26,11 @@ func (p *Process) finish() {
 	// our pipes) goes with it.
 	p.mu.Lock()
 	p.killTreeLocked(false)
+	gone := p.denialsTreeGoneLocked()
 	p.mu.Unlock()
+	if gone {
+		p.audit.Ended() // the denials' sync marker, logged now to come back while the rest runs
+	}
 	p.stdout.Wait()
 	p.stderr.Wait()
 	p.child.Release()

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/elastic/go-seccomp-bpf/arch"
@@ -100,13 +101,18 @@ type Status struct {
 
 // Collector reads the audit stream and attributes records to launches.
 type Collector struct {
-	opts  Options
-	ctl   *sys.AuditConn // requests: status, markers
-	mc    *sys.AuditConn // the readlog multicast group
-	host  hostSwitch
-	state HostState
-	nonce string
-	done  chan struct{}
+	opts Options
+	ctl  *sys.AuditConn // requests: status, markers
+	mc   *sys.AuditConn // the readlog multicast group
+	// sendUser and getStatus are ctl's SendUser and GetStatus (tests replace them).
+	sendUser  func(text string) error
+	getStatus func() (sys.AuditStatus, error)
+	// awaiting, when set (tests), is called each time await is about to block.
+	awaiting func()
+	host     hostSwitch
+	state    HostState
+	nonce    string
+	done     chan struct{}
 	// reading says the reader goroutine runs (it closes done when it ends).
 	reading bool
 
@@ -126,14 +132,29 @@ type Collector struct {
 	// Loss epochs: a launch whose window saw one is incomplete.
 	enobufs, evicted, unattributed uint64
 	readErr                        error
-	// Markers.
-	markerSent, markerSeen uint64
-	markerCh               chan struct{}
-	// Sync rounds shared by concurrent Finish calls.
-	roundsStarted, roundsDone uint64
-	roundRunning              bool
-	roundCh                   chan struct{}
-	round                     roundResult
+	// Markers (stream.go, mark): markerNext numbers the next one to log,
+	// markerWanted the highest a launch waits for, markerSeen the highest read
+	// back; sending says a goroutine is logging them. sendFailed is the last
+	// marker that could not be logged, sendErr why.
+	markerNext, markerWanted, markerSeen uint64
+	sending                              bool
+	sendFailed                           uint64
+	sendErr                              string
+	markerCh                             chan struct{}
+	// Loss detection without an AUDIT_GET per launch (stream.go, lossPossible):
+	// records read from the group (every type), the kernel's limits as the last
+	// status and the config-change records since set them, how many such records
+	// changed a limit, how many turned audit off, and the kernel's lost count at
+	// the last AUDIT_GET.
+	recvd                   atomic.Uint64
+	rateLimit, backlogLimit uint32
+	limitsSet, disabled     uint64
+	lost                    uint32
+	// Status reads (AUDIT_GET) shared by concurrent Finish calls.
+	statusStarted, statusDone uint64
+	statusRunning             bool
+	statusCh                  chan struct{}
+	status                    roundResult
 }
 
 type parkedRec struct {
@@ -175,6 +196,8 @@ func Open(opts Options) (*Collector, error) {
 		return nil, unavailableFor("join the audit log multicast group", "CAP_AUDIT_READ", err)
 	}
 	c.ctl, c.mc = ctl, mc
+	c.sendUser = func(text string) error { return ctl.SendUser(text, ctlTimeout) }
+	c.getStatus = func() (sys.AuditStatus, error) { return ctl.GetStatus(ctlTimeout) }
 	if st.Enabled == 0 && !opts.Enable {
 		c.close()
 		return nil, &UnavailableError{Reason: "audit is off on this host (enabled 0) and agentexec was not asked to turn it on"}
@@ -197,8 +220,13 @@ func Open(opts Options) (*Collector, error) {
 	c.reading = true
 	go c.read()
 	// One round end to end: the marker (CAP_AUDIT_WRITE) must come back through
-	// the multicast group.
-	if r := c.syncRound(context.Background()); !r.ok {
+	// the multicast group. Then the status: the lost count and the limits that
+	// the config-change records read from now on keep up to date.
+	if ok, reason := c.await(context.Background(), c.mark(false)); !ok {
+		c.Close()
+		return nil, &UnavailableError{Reason: "the audit stream does not deliver: " + reason}
+	}
+	if r := c.readStatus(context.Background()); !r.ok {
 		c.Close()
 		return nil, &UnavailableError{Reason: "the audit stream does not deliver: " + r.reason}
 	}
@@ -229,7 +257,7 @@ func newCollector(opts Options) *Collector {
 		opts: opts, done: make(chan struct{}),
 		byPID: map[int]*Launch{}, byDomain: map[uint64]*Launch{}, spawners: map[int]bool{},
 		spawnerDomains: map[uint64]bool{}, parked: map[uint64][]parkedRec{}, domainOwner: map[uint64]int{},
-		markerCh: make(chan struct{}), roundCh: make(chan struct{}),
+		markerNext: 1, markerCh: make(chan struct{}), statusCh: make(chan struct{}),
 	}
 	var nb [6]byte
 	rand.Read(nb[:])
@@ -300,7 +328,9 @@ type Launch struct {
 	// Loss epochs at Begin.
 	enobufs, evicted, unattributed uint64
 	lostAt                         uint32
-	rounds                         uint64
+	recvd, limitsSet, disabled     uint64
+	// marker is the sync marker Ended logged for the launch (0: none yet).
+	marker uint64
 }
 
 type denialKey struct {
@@ -315,7 +345,8 @@ func (c *Collector) Begin() *Launch {
 	defer c.mu.Unlock()
 	c.pending++
 	return &Launch{c: c, index: map[denialKey]int{}, enobufs: c.enobufs, evicted: c.evicted,
-		unattributed: c.unattributed, lostAt: c.round.lost, rounds: c.roundsDone}
+		unattributed: c.unattributed, lostAt: c.lost, recvd: c.recvd.Load(), limitsSet: c.limitsSet,
+		disabled: c.disabled}
 }
 
 // Attach gives the launch's pid (the process whose per-launch Landlock layer was
@@ -353,11 +384,32 @@ func (l *Launch) Attach(pid int) {
 	}
 }
 
+// Ended says the launch's whole tree has exited (its cgroup is empty): every
+// record of the launch is queued in the kernel by now, so the sync marker Finish
+// waits for can be logged at once, and the wait overlaps the rest of the
+// launch's teardown. Optional (Finish logs the marker itself when Ended was not
+// called); calls after the first, or on a launch never attached, do nothing.
+func (l *Launch) Ended() {
+	c := l.c
+	c.mu.Lock()
+	if !l.attached || l.finished || l.marker != 0 {
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	n := c.mark(true)
+	c.mu.Lock()
+	if l.marker == 0 {
+		l.marker = n
+	}
+	c.mu.Unlock()
+}
+
 // Finish waits, at most Options.SyncTimeout (or until ctx ends), for the records
 // still in flight, then returns the launch's denials (without hints: the engine
 // adds policy.Policy.Hint) and their status. Call it once the launch's whole tree
 // has exited (its cgroup empty): every record of the launch was queued before then,
-// and a marker record sent now comes after all of them.
+// and a marker record logged now (or at Ended) comes after all of them.
 func (l *Launch) Finish(ctx context.Context) ([]policy.Denial, Status) {
 	c := l.c
 	c.mu.Lock()
@@ -375,8 +427,19 @@ func (l *Launch) Finish(ctx context.Context) ([]policy.Denial, Status) {
 		c.mu.Unlock()
 		return nil, Status{State: Complete}
 	}
+	n := l.marker
 	c.mu.Unlock()
-	r := c.syncRound(ctx)
+	if n == 0 {
+		n = c.mark(false)
+	}
+	var r roundResult
+	if ok, reason := c.await(ctx, n); !ok {
+		r.reason = reason
+	} else if c.lossPossible(l) {
+		r = c.readStatus(ctx)
+	} else {
+		r = roundResult{ok: true, lost: l.lostAt}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	l.finished = true
@@ -389,8 +452,11 @@ func (l *Launch) Finish(ctx context.Context) ([]policy.Denial, Status) {
 	if !r.ok {
 		why = append(why, r.reason)
 	}
-	if r.ok && r.lost > l.lostAt {
+	if r.ok && r.lost != l.lostAt {
 		why = append(why, fmt.Sprintf("the kernel lost %d audit records (backlog or rate limit) while the launch ran", r.lost-l.lostAt))
+	}
+	if c.disabled != l.disabled {
+		why = append(why, "the host's audit was turned off while the launch ran")
 	}
 	if c.enobufs > l.enobufs {
 		why = append(why, "the audit socket's receive buffer overflowed (ENOBUFS) while the launch ran")

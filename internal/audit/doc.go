@@ -8,6 +8,7 @@
 //	defer c.Close()                                   // restores the host's audit state
 //	l := c.Begin()                                    // before the launch is sent
 //	l.Attach(pid)                                     // when the spawner reports the pid
+//	l.Ended()                                         // optional: the tree is gone, log the sync marker now
 //	ds, st := l.Finish(ctx)                           // after the launch's tree is gone
 //
 // It owns: the audit sockets, the host's audit switch while a runtime needs it on

@@ -56,8 +56,10 @@ func (c *Collector) read() {
 // denial) AUDIT_LANDLOCK_DOMAIN allocated, then AUDIT_SYSCALL, AUDIT_PROCTITLE and
 // AUDIT_EOE. Records that cannot be placed yet wait for the rest of their event.
 func (c *Collector) handle(typ uint16, text string) {
+	c.recvd.Add(1)
 	switch typ {
-	case sys.AuditLandlockAccess, sys.AuditLandlockDomain, sys.AuditSyscall, sys.AuditSeccomp, sys.AuditEOE, sys.AuditUser:
+	case sys.AuditLandlockAccess, sys.AuditLandlockDomain, sys.AuditSyscall, sys.AuditSeccomp, sys.AuditEOE, sys.AuditUser,
+		sys.AuditConfigChange:
 	default:
 		return
 	}
@@ -135,6 +137,8 @@ func (c *Collector) handle(typ uint16, text string) {
 		c.park(p)
 	case sys.AuditEOE:
 		c.settle(r.Serial, true)
+	case sys.AuditConfigChange:
+		c.configChange(r)
 	case sys.AuditUser:
 		msg, _ := r.Get("msg")
 		rest, ok := strings.CutPrefix(msg, "agentexec-sync "+c.nonce+" ")
@@ -154,8 +158,7 @@ func (c *Collector) handle(typ uint16, text string) {
 		}
 		if n > c.markerSeen {
 			c.markerSeen = n
-			close(c.markerCh)
-			c.markerCh = make(chan struct{})
+			c.wakeLocked()
 		}
 	}
 }
@@ -228,74 +231,195 @@ func (c *Collector) settle(serial uint64, final bool) {
 	}
 }
 
-// syncRound makes sure every record queued before it started has been handled:
-// it logs a marker record and waits for it to come back (the kernel's queue keeps
-// its order), then reads the kernel's lost-record count. Concurrent callers share
-// rounds: each waits for a round that started after it called.
-func (c *Collector) syncRound(ctx context.Context) roundResult {
+// mark returns the number of a marker record logged after the call, for await.
+// One goroutine at a time logs markers (sendMarkers): a call while it is busy
+// leaves the next marker to it (the one being logged may have reached the kernel
+// before the call), so one marker covers every launch that ended while the
+// previous one was being logged. With async the caller never logs one itself: a
+// new goroutine does, and the caller goes on (Launch.Ended, whose wait comes
+// later, in Finish).
+func (c *Collector) mark(async bool) uint64 {
 	c.mu.Lock()
-	want := c.roundsStarted + 1
-	for c.roundsDone < want {
-		if !c.roundRunning {
-			c.roundRunning = true
-			c.roundsStarted++
-			gen := c.roundsStarted
+	n := c.markerNext
+	c.markerWanted = max(c.markerWanted, n)
+	if c.sending {
+		c.mu.Unlock()
+		return n
+	}
+	c.sending = true
+	c.mu.Unlock()
+	if async {
+		go c.sendMarkers()
+	} else {
+		c.sendMarkers()
+	}
+	return n
+}
+
+// sendMarkers logs markers until none is wanted (c.sending is set for it).
+func (c *Collector) sendMarkers() {
+	for {
+		c.mu.Lock()
+		if c.markerWanted < c.markerNext {
+			c.sending = false
 			c.mu.Unlock()
-			r := c.runRound()
+			return
+		}
+		n := c.markerNext
+		c.markerNext++
+		c.mu.Unlock()
+		err := c.sendUser("agentexec-sync " + c.nonce + " " + strconv.FormatUint(n, 10))
+		if err != nil {
 			c.mu.Lock()
-			c.round, c.roundsDone, c.roundRunning = r, gen, false
-			close(c.roundCh)
-			c.roundCh = make(chan struct{})
+			c.sendFailed, c.sendErr = n, "cannot log the sync marker: "+err.Error()
+			if errors.Is(err, unix.EPERM) {
+				c.sendErr = "cannot log the sync marker: needs CAP_AUDIT_WRITE"
+			}
+			c.wakeLocked()
+			c.mu.Unlock()
+		}
+	}
+}
+
+// wakeLocked wakes the goroutines waiting in await (c.mu held).
+func (c *Collector) wakeLocked() {
+	close(c.markerCh)
+	c.markerCh = make(chan struct{})
+}
+
+// await waits until marker n (or a later one) has come back through the
+// multicast group: the kernel's queue keeps its order, so every record queued
+// before the marker was logged has been handled. It gives up after
+// Options.SyncTimeout, when ctx ends, or when the marker could not be logged.
+func (c *Collector) await(ctx context.Context, n uint64) (ok bool, reason string) {
+	var timer *time.Timer
+	c.mu.Lock()
+	for c.markerSeen < n {
+		switch {
+		case c.sendFailed >= n:
+			reason = c.sendErr
+		case c.readErr != nil:
+			reason = "reading the audit stream failed: " + c.readErr.Error()
+		}
+		if reason != "" {
+			c.mu.Unlock()
+			return false, reason
+		}
+		ch, hook := c.markerCh, c.awaiting
+		c.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(c.opts.SyncTimeout)
+			defer timer.Stop()
+		}
+		if hook != nil {
+			hook()
+		}
+		select {
+		case <-ch:
+		case <-c.done:
+			return false, "the audit reader stopped"
+		case <-timer.C:
+			return false, fmt.Sprintf("records still in flight after %v (the sync marker did not come back)", c.opts.SyncTimeout)
+		case <-ctx.Done():
+			return false, "gave up waiting for records in flight: " + ctx.Err().Error()
+		}
+		c.mu.Lock()
+	}
+	c.mu.Unlock()
+	return true, ""
+}
+
+// lossPossible says whether the kernel may have dropped a record of launch l,
+// whose marker has come back, so that its lost count must be read (AUDIT_GET,
+// which the kernel answers from a thread it creates per reply: the largest part
+// of the cost of a launch when done every time). Without a rate limit, the kernel
+// drops a record only when its queue holds more than the backlog limit; every
+// record in the queue then is multicast before the launch's marker (the queue
+// keeps its order), so it is read (or its loss is an ENOBUFS, counted apart)
+// between Begin and the marker. Fewer records read in that window than half
+// the limit, with no rate limit and no change of either since Begin, mean no
+// record was dropped. docs/denials.md ("Records in flight, lost records") says
+// what this leaves out.
+func (c *Collector) lossPossible(l *Launch) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rateLimit != 0 || c.limitsSet != l.limitsSet {
+		return true
+	}
+	return c.backlogLimit != 0 && c.recvd.Load()-l.recvd > uint64(c.backlogLimit/2)
+}
+
+// readStatus reads the kernel's audit status (its lost count and limits).
+// Concurrent callers share reads: each waits for one that started after it
+// called.
+func (c *Collector) readStatus(ctx context.Context) roundResult {
+	c.mu.Lock()
+	want := c.statusStarted + 1
+	for c.statusDone < want {
+		if !c.statusRunning {
+			c.statusRunning = true
+			c.statusStarted++
+			gen := c.statusStarted
+			c.mu.Unlock()
+			st, err := c.getStatus()
+			c.mu.Lock()
+			if err != nil {
+				c.status = roundResult{reason: "AUDIT_GET after the sync marker: " + err.Error()}
+			} else {
+				c.status = roundResult{ok: true, lost: st.Lost}
+				c.lost, c.rateLimit, c.backlogLimit = st.Lost, st.RateLimit, st.BacklogLimit
+			}
+			c.statusDone, c.statusRunning = gen, false
+			close(c.statusCh)
+			c.statusCh = make(chan struct{})
 			continue
 		}
-		ch := c.roundCh
+		ch := c.statusCh
 		c.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return roundResult{reason: "gave up waiting for records in flight: " + ctx.Err().Error()}
+			return roundResult{reason: "gave up waiting for the audit status: " + ctx.Err().Error()}
 		}
 		c.mu.Lock()
 	}
-	r := c.round
+	r := c.status
 	c.mu.Unlock()
 	return r
 }
 
-func (c *Collector) runRound() roundResult {
-	c.mu.Lock()
-	c.markerSent++
-	n := c.markerSent
-	c.mu.Unlock()
-	if err := c.ctl.SendUser(fmt.Sprintf("agentexec-sync %s %d", c.nonce, n), ctlTimeout); err != nil {
-		if errors.Is(err, unix.EPERM) {
-			return roundResult{reason: "cannot log the sync marker: needs CAP_AUDIT_WRITE"}
-		}
-		return roundResult{reason: "cannot log the sync marker: " + err.Error()}
+// configChange follows the kernel's settings from its AUDIT_CONFIG_CHANGE
+// records (logged, in the queue's order, before each change takes effect; "res=1"
+// when it does): a rate or backlog limit set, or audit turned off (c.mu held).
+func (c *Collector) configChange(r Record) {
+	if res, _ := r.Get("res"); res != "1" {
+		return
 	}
-	timer := time.NewTimer(c.opts.SyncTimeout)
-	defer timer.Stop()
-	c.mu.Lock()
-	for c.markerSeen < n {
-		if c.readErr != nil {
-			c.mu.Unlock()
-			return roundResult{reason: "reading the audit stream failed: " + c.readErr.Error()}
+	for _, f := range r.Fields {
+		var v uint64
+		var err error
+		switch f.Key {
+		case "audit_rate_limit", "audit_backlog_limit", "audit_enabled":
+			v, err = strconv.ParseUint(f.Value, 10, 32)
+		default:
+			continue
 		}
-		ch := c.markerCh
-		c.mu.Unlock()
-		select {
-		case <-ch:
-		case <-c.done:
-			return roundResult{reason: "the audit reader stopped"}
-		case <-timer.C:
-			return roundResult{reason: fmt.Sprintf("records still in flight after %v (the sync marker did not come back)", c.opts.SyncTimeout)}
+		if err != nil {
+			// Unreadable: assume the worst of it.
+			c.limitsSet++
+			continue
 		}
-		c.mu.Lock()
+		switch f.Key {
+		case "audit_rate_limit":
+			c.rateLimit = uint32(v)
+			c.limitsSet++
+		case "audit_backlog_limit":
+			c.backlogLimit = uint32(v)
+			c.limitsSet++
+		case "audit_enabled":
+			if v == 0 {
+				c.disabled++
+			}
+		}
 	}
-	c.mu.Unlock()
-	st, err := c.ctl.GetStatus(ctlTimeout)
-	if err != nil {
-		return roundResult{reason: "AUDIT_GET after the sync marker: " + err.Error()}
-	}
-	return roundResult{ok: true, lost: st.Lost}
 }
