@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -40,6 +41,9 @@ type grant struct {
 	// none).
 	audit  *audit.Launch
 	egress *egress.Session
+	// launchGroup is group once the launch has it, for the egress session's
+	// ssh-agent, which asks from its own goroutines (egress_ssh.go, sshPeer).
+	launchGroup atomic.Pointer[cgroup.Group]
 }
 
 // acquire is the second stop of a launch: a slot in the profile (lanes.go:
@@ -75,7 +79,7 @@ func (rt *Runtime) acquire(ctx context.Context, a *admission, req *Request, arri
 		Stdin: -1, CgroupFD: -1, StdinPath: req.StdinFile,
 	}
 	var proxyEnv []string
-	if g.egress, proxyEnv, err = rt.egressSession(t); err != nil {
+	if g.egress, proxyEnv, err = rt.egressSession(t, g); err != nil {
 		return g, err
 	}
 	if len(proxyEnv) > 0 {
@@ -109,6 +113,7 @@ func (rt *Runtime) acquire(ctx context.Context, a *admission, req *Request, arri
 			return g, &LaunchError{Tool: t.Name, Op: "cgroup", Err: err}
 		}
 		g.spec.CgroupFD = g.group.FD()
+		g.launchGroup.Store(g.group)
 	}
 	if a.prt.kernel[t.Name] {
 		g.spec.Kernel = true

@@ -14,7 +14,8 @@ import (
 type Request struct {
 	// Tool names a tool of the policy.
 	Tool string
-	// Args are the arguments, without argv[0] (agentexec sets argv[0] to the tool name).
+	// Args are the arguments, without argv[0] (agentexec sets argv[0] to the base
+	// name of the tool's executable).
 	Args []string
 	// Dir is the working directory; "" means the policy's workspace. It must lie
 	// inside the profile's read, write or exec roots.
@@ -124,7 +125,7 @@ type Result struct {
 	Denials       []policy.Denial
 	DenialsStatus DenialsStatus
 	// Egress is what the launch did through the egress proxy (nil when its tool
-	// has no network.allow or network.ssh; docs/egress.md).
+	// has no network.allow or network.ssh; docs/network.md).
 	Egress *EgressReport
 }
 

@@ -48,9 +48,12 @@ type KernelDenialsReport struct {
 }
 
 // EgressCheckReport lists the tools that reach the network through the egress
-// proxy (network.allow or network.ssh; docs/egress.md).
+// proxy (network.allow or network.ssh; docs/network.md).
 type EgressCheckReport struct {
 	Tools []string `json:"tools"`
+	// Secrets are the policy's secrets: where each value comes from (never the
+	// value), where it may go, which tools get it (egress_secrets.go).
+	Secrets []SecretCheck `json:"secrets,omitempty"`
 }
 
 // TmpDirReport is what the policy's ${TMPDIR} stands for.
@@ -92,6 +95,10 @@ type KernelTemplatesReport struct {
 	Reason    string `json:"reason"`
 	Create    int    `json:"create_syscall"`
 	Spawn     int    `json:"spawn_syscall"`
+	// Auto, when set, says why `kernel_templates: auto` takes the userspace
+	// backend although the syscalls are available (kernelplace.go); with
+	// `require` it says what the kernel backend costs on this host.
+	Auto string `json:"auto,omitempty"`
 }
 
 // ProfileReport is one profile as this host will enforce it.
@@ -120,6 +127,10 @@ type ProfileReport struct {
 	// isolated` can be had here ("" when the policy does not ask for it).
 	Seccomp []string `json:"seccomp"`
 	NetNS   string   `json:"netns,omitempty"`
+	// Egress says how the tools of a profile with network.allow or network.ssh
+	// are kept to the egress proxy here and what else they reach (absent for
+	// other profiles; egress_netns.go, docs/network.md "The network namespace").
+	Egress *ProfileEgressReport `json:"egress,omitempty"`
 	// Protect is what the profile's tools cannot write beneath their write roots:
 	// the git metadata of the repositories found there and the protect: paths
 	// (docs/security.md, "Repository metadata"). Absent when the profile has neither
@@ -214,6 +225,15 @@ func CheckHost(p *policy.Policy, h *Host) *Report {
 	kt := h.KernelTemplates
 	r.KernelTemplates = KernelTemplatesReport{Setting: string(p.KernelTemplates), Available: kt.Available, Reason: kt.Reason,
 		Create: kt.Numbers.Create, Spawn: kt.Numbers.Spawn}
+	kernelOK := kt.Available && p.KernelTemplates != policy.KernelTemplatesOff
+	if kernelOK {
+		if ok, why := autoKernelTemplates(p.KernelTemplates); !ok {
+			kernelOK = false
+			r.KernelTemplates.Auto = why
+		} else if slow, reason := cgroupPlacementSlow(); slow {
+			r.KernelTemplates.Auto = "kernel_templates: require: " + reason
+		}
+	}
 	if p.KernelTemplates == policy.KernelTemplatesRequire && !kt.Available {
 		r.Problems = append(r.Problems, "kernel_templates: require: spawn_template is not available: "+kt.Reason)
 	}
@@ -244,7 +264,7 @@ func CheckHost(p *policy.Policy, h *Host) *Report {
 		} else {
 			pr.Seccomp = f.Rules()
 		}
-		pr.Isolation = isolationReport(prof, h, kt.Available && p.KernelTemplates != policy.KernelTemplatesOff)
+		pr.Isolation = isolationReport(prof, h, kernelOK)
 		pr.Unenforced = append(pr.Unenforced, isolationUnenforced(pr.Isolation)...)
 		if gap := unixSocketGap(prof, h.LandlockABI); gap != "" {
 			if prof.Enforcement.Landlock == policy.Require {
@@ -264,6 +284,11 @@ func CheckHost(p *policy.Policy, h *Host) *Report {
 					pr.Unenforced = append(pr.Unenforced, "netns: "+why)
 				}
 			}
+		}
+		if prof.Network.Egress {
+			ok, why := contain.NetNSAvailable()
+			mode, reach := egressConfinement(prof, ok, why)
+			pr.Egress = &ProfileEgressReport{Mode: mode, Reach: reach}
 		}
 		if len(prof.FS.Write)+len(prof.FS.Protect) > 0 {
 			prot := spawner.PlanProtection(spawner.ScanProtection(prof))
@@ -303,7 +328,7 @@ func CheckHost(p *policy.Policy, h *Host) *Report {
 					// What the spawner will really use: kernel templates are made for hot
 					// ELF tools only, and not for a profile whose tools run as the tool
 					// identity (spawn_template cannot switch a child's credentials).
-					if kt.Available && p.KernelTemplates != policy.KernelTemplatesOff && t.Hot && !needsToolIdentity(t.Profile) {
+					if kernelOK && t.Hot && !needsToolIdentity(t.Profile) {
 						tr.Backend = string(BackendKernel)
 					}
 				}
@@ -362,6 +387,7 @@ func (r *Report) WriteText(w io.Writer) {
 	if len(r.Egress.Tools) > 0 {
 		fmt.Fprintf(w, "egress proxy: for %s\n", strings.Join(r.Egress.Tools, ", "))
 	}
+	writeSecretChecks(w, r.Egress.Secrets) // egress_secrets.go
 	if r.Landlock.ABI > 0 {
 		fmt.Fprintf(w, "landlock: ABI %d\n", r.Landlock.ABI)
 	} else {
@@ -383,6 +409,9 @@ func (r *Report) WriteText(w io.Writer) {
 	k := r.KernelTemplates
 	if k.Available {
 		fmt.Fprintf(w, "spawn_template: available (syscalls %d, %d), setting %s\n", k.Create, k.Spawn, k.Setting)
+		if k.Auto != "" {
+			fmt.Fprintf(w, "  %s\n", k.Auto)
+		}
 	} else {
 		fmt.Fprintf(w, "spawn_template: not available: %s (setting %s; userspace templates are used)\n", k.Reason, k.Setting)
 	}
@@ -409,6 +438,9 @@ func (r *Report) WriteText(w io.Writer) {
 		}
 		if p.NetNS != "" {
 			fmt.Fprintf(w, "  network namespace: %s\n", p.NetNS)
+		}
+		if p.Egress != nil {
+			fmt.Fprintf(w, "  egress proxy: %s: %s\n", p.Egress.Mode, p.Egress.Reach)
 		}
 		fmt.Fprintf(w, "  seccomp: %d rules (see --json)\n", len(p.Seccomp))
 		if pt := p.Protect; pt != nil {
@@ -510,7 +542,8 @@ func isolationUnenforced(r IsolationReport) []string {
 }
 
 // checkDenialsAndEgress reports kernel denials and the egress proxy: a `require`
-// this host cannot meet and an egress tool in an isolated namespace are problems.
+// this host cannot meet is a problem. (An egress tool in an isolated namespace
+// reaches the proxy through its listener there: egress_netns.go.)
 func (r *Report) checkDenialsAndEgress(p *policy.Policy, h *Host) {
 	setting := p.KernelDenials
 	if setting == "" {
@@ -538,8 +571,16 @@ func (r *Report) checkDenialsAndEgress(p *policy.Policy, h *Host) {
 			continue
 		}
 		r.Egress.Tools = append(r.Egress.Tools, t.Name)
-		if t.Profile.Network.Isolated != "" {
-			r.Problems = append(r.Problems, fmt.Sprintf("tools.%s: network.allow and network.isolated: the egress proxy cannot be reached from an empty network namespace", t.Name))
+	}
+	r.checkSecrets(p) // egress_secrets.go
+	// network.ssh: New refuses a known_hosts file that is missing or names no key
+	// for the tool's ssh hosts (egress_ssh.go); so does check.
+	for _, t := range p.Tools {
+		if t.Egress == nil || len(t.Egress.SSH) == 0 {
+			continue
+		}
+		if _, err := sshHostKeys(t.Egress); err != nil {
+			r.Problems = append(r.Problems, fmt.Sprintf("tool %s: %v", t.Name, err))
 		}
 	}
 }

@@ -15,13 +15,21 @@ import (
 const egressConnectCommand = "__egress_connect"
 
 // setupEgress starts the egress proxy when a tool of the policy has network.allow
-// or network.ssh (docs/egress.md): one loopback port for the runtime, each launch
+// or network.ssh (docs/network.md): one loopback port for the runtime, each launch
 // told apart by a credential of its own.
 func (rt *Runtime) setupEgress() error {
 	if !slices.ContainsFunc(rt.pol.Tools, func(t *policy.Tool) bool { return t.Egress != nil }) {
 		return nil
 	}
+	// network.ssh: each tool's known_hosts must exist and name its hosts (egress_ssh.go).
+	if err := rt.checkSSH(); err != nil {
+		return err
+	}
 	cfg := egress.Config{SSHProxyCommand: rt.opts.binary + " " + egressConnectCommand + " %h %p"}
+	// secrets: their values and the CA bundle's directory (egress_secrets.go).
+	if err := rt.egressSecrets(&cfg); err != nil {
+		return err
+	}
 	if rt.opts.egressTest != nil {
 		rt.opts.egressTest(&cfg)
 	}
@@ -30,18 +38,16 @@ func (rt *Runtime) setupEgress() error {
 		return fmt.Errorf("agentexec: egress proxy: %w", err)
 	}
 	rt.egress = p
-	return nil
+	return rt.trustEgressBundle()
 }
 
 // egressPlan lets the profile's tools reach the proxy: its port joins the
-// Landlock connect rules. An empty network namespace cannot reach the proxy on
-// the host's loopback: that is an error.
+// Landlock connect rules. In the egress namespace (egress_netns.go, also for
+// network.isolated) that port leads only to the proxy's listener there; without
+// it, to that port on every address (docs/network.md, "The network namespace").
 func (rt *Runtime) egressPlan(prof *policy.Profile, connectTCP *[]uint16) error {
 	if rt.egress == nil || !prof.Network.Egress {
 		return nil
-	}
-	if prof.Network.Isolated != "" {
-		return fmt.Errorf("profile %s: network.allow and network.isolated: an isolated network namespace cannot reach the egress proxy on the host's loopback; drop one of them", prof.Name)
 	}
 	*connectTCP = append(*connectTCP, uint16(rt.egress.Port()))
 	return nil
@@ -49,12 +55,17 @@ func (rt *Runtime) egressPlan(prof *policy.Profile, connectTCP *[]uint16) error 
 
 // egressSession opens the launch's proxy session and returns it with the
 // variables that point the tool at it (nil when the tool has no egress).
-func (rt *Runtime) egressSession(t *policy.Tool) (*egress.Session, []string, error) {
+func (rt *Runtime) egressSession(t *policy.Tool, g *grant) (*egress.Session, []string, error) {
 	if rt.egress == nil || t.Egress == nil {
 		return nil, nil, nil
 	}
-	s, err := rt.egress.Session(t.Name+"-"+strconv.FormatUint(rt.launchSeq.Add(1), 10), t.Egress, nil)
+	s, err := rt.egress.Session(t.Name+"-"+strconv.FormatUint(rt.launchSeq.Add(1), 10), t.Egress, t.Egress.Secrets)
 	if err != nil {
+		return nil, nil, &LaunchError{Tool: t.Name, Op: "egress", Err: err}
+	}
+	// network.ssh: known_hosts checked, the launch's filtering agent (egress_ssh.go).
+	if err := rt.sshSession(t, s, g); err != nil {
+		s.Close()
 		return nil, nil, &LaunchError{Tool: t.Name, Op: "egress", Err: err}
 	}
 	return s, s.Env(), nil

@@ -47,3 +47,7 @@ func WithoutMountNSForTest(why string) Option { return func(o *options) { o.noMo
 func WithEgressConfigForTest(f func(*egress.Config)) Option {
 	return func(o *options) { o.egressTest = f }
 }
+
+// WithoutToolAccountsForTest leaves the tool identity nameless in its tools' view
+// (toolaccounts.go): the control of the accounts test.
+func WithoutToolAccountsForTest() Option { return func(o *options) { o.noToolAccounts = true } }

@@ -84,6 +84,9 @@ func (rt *Runtime) startProfile(prof *policy.Profile) (*profileRT, error) {
 	if err := rt.profileIdentity(prt, &cfg); err != nil {
 		return nil, err
 	}
+	if err := rt.toolAccounts(prt, &cfg); err != nil {
+		return nil, err
+	}
 	sp, err := spawner.StartSpawner(cfg)
 	if err != nil {
 		return nil, err
@@ -143,11 +146,13 @@ func (rt *Runtime) toolSpecs(prof *policy.Profile) []spawner.ToolSpec {
 	return tools
 }
 
-// profileNetwork decides the profile's empty network namespace and checks that the
-// host can refuse root-owned unix sockets where the policy asks (tooluser.go).
+// profileNetwork decides the profile's empty network namespace (for a profile with
+// egress, one with the proxy's listener inside: egress_netns.go) and checks that
+// the host can refuse root-owned unix sockets where the policy asks (tooluser.go).
 func (rt *Runtime) profileNetwork(prt *profileRT, cfg *spawner.SpawnerConfig) error {
 	prof := prt.p
-	if prof.Network.Isolated != "" {
+	// The egress namespace, when the profile gets it, is its empty namespace.
+	if !rt.egressNetNS(prt, cfg) && prof.Network.Isolated != "" {
 		if ok, why := contain.NetNSAvailable(); ok {
 			cfg.NetNS = true
 			prt.layers = append(prt.layers, "netns")

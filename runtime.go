@@ -44,6 +44,9 @@ type options struct {
 	// the roots it verifies intercepted servers with): tests only (export_test.go),
 	// so that names like registry.test reach servers on this machine's loopback.
 	egressTest func(*egress.Config)
+	// noToolAccounts leaves the tool identity without an account name in its
+	// tools' view: the control of the accounts test (export_test.go).
+	noToolAccounts bool
 }
 
 // WithSpawnerBinary runs spawners from an installed agentexec binary instead of the
@@ -84,6 +87,15 @@ type Runtime struct {
 	// tmpDir is the runtime's private ${TMPDIR} (tmpdir.go), removed at Close; ""
 	// when the policy has none or does not use it.
 	tmpDir string
+	// accounts are the copies of /etc/passwd and /etc/group that name the tool
+	// identity in its tools' view (toolaccounts.go), in accountsDir, removed at Close.
+	accountsOnce sync.Once
+	accounts     [][2]string
+	accountsErr  error
+	accountsDir  string
+	// egressDir holds the egress proxy's CA bundle when the policy has secrets
+	// (egress_secrets.go), removed at Close.
+	egressDir string
 	// audit collects the kernel's denials (denials.go); nil when off or
 	// unavailable, and denialsOff then says why.
 	audit      *audit.Collector
@@ -143,6 +155,13 @@ func New(ctx context.Context, p *policy.Policy, opts ...Option) (*Runtime, error
 	useKernel, err := templates.UseKernel(string(p.KernelTemplates), host.KernelTemplates)
 	if err != nil {
 		return nil, fmt.Errorf("agentexec: %w", err)
+	}
+	if useKernel {
+		// auto: not where placing each child in its cgroup is slow (kernelplace.go).
+		if ok, why := autoKernelTemplates(p.KernelTemplates); !ok {
+			useKernel = false
+			o.logger.Info(why)
+		}
 	}
 	rt.kernelTemplates = useKernel
 	for _, prof := range p.Profiles {
@@ -271,9 +290,15 @@ func (rt *Runtime) Close() error {
 	if rt.egress != nil {
 		errs = append(errs, rt.egress.Close())
 	}
+	if rt.egressDir != "" {
+		errs = append(errs, os.RemoveAll(rt.egressDir))
+	}
 	errs = append(errs, rt.closeDenials())
 	if rt.tmpDir != "" {
 		errs = append(errs, removeTmpDir(rt.tmpDir))
+	}
+	if rt.accountsDir != "" {
+		errs = append(errs, os.RemoveAll(rt.accountsDir))
 	}
 	// Only now, with every tool dead, may another runtime take the tool identity.
 	rt.toolID.release()

@@ -68,7 +68,7 @@ type ResultJSON struct {
 	// (docs/denials.md); DenialsStatus how complete the list is.
 	Denials       []policy.Denial `json:"denials,omitempty"`
 	DenialsStatus *DenialsStatus  `json:"denials_status,omitempty"`
-	// Egress is what the launch did through the egress proxy (docs/egress.md).
+	// Egress is what the launch did through the egress proxy (docs/network.md).
 	Egress *EgressReport `json:"egress,omitempty"`
 	// Error is the launch or request error (status error), or the denial's text.
 	Error string `json:"error,omitempty"`

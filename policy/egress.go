@@ -13,7 +13,7 @@ import (
 )
 
 // Egress is what a tool may reach through the runtime's egress proxy
-// (docs/egress.md): the merged network.allow and network.ssh lists of the tool
+// (docs/network.md): the merged network.allow and network.ssh lists of the tool
 // and the defaults. A tool without either list has a nil *Egress and no proxy.
 type Egress struct {
 	// Allow are the HTTP(S) destinations (CONNECT and plain HTTP), presets
@@ -26,6 +26,19 @@ type Egress struct {
 	// Field is the field path of the allow list in force ("tools.curl.network.allow",
 	// "defaults.network.allow"): denials name it as the list to change.
 	Field string
+	// Secrets are the names of the policy's secrets (Policy.Secrets) the tool is
+	// given (network.secrets), in the order written: its launches see their
+	// placeholders, and the proxy substitutes the values (secrets.go).
+	Secrets []string
+	// KnownHosts is the known_hosts file ssh checks the SSH hosts' keys against
+	// (network.known_hosts, else DefaultKnownHosts; "" without SSH entries), and
+	// KnownHostsField the field that names it (egress_ssh.go).
+	KnownHosts, KnownHostsField string
+	// SSHAgent is network.ssh_agent: the launch gets an ssh-agent socket that
+	// signs only for sessions bound to a key of KnownHosts for an SSH host;
+	// SSHAgentField names the field that set it.
+	SSHAgent      bool
+	SSHAgentField string
 }
 
 // Allow is one destination of network.allow or network.ssh.
@@ -62,7 +75,7 @@ var (
 	DefaultSSHPorts   = []uint16{22}
 )
 
-// Presets are the named destination sets of `preset:NAME` entries (docs/egress.md
+// Presets are the named destination sets of `preset:NAME` entries (docs/network.md
 // lists them). Each host gets the entry's default ports.
 var Presets = map[string][]string{
 	// go: the module proxy and checksum database (GOPROXY's default). Modules
@@ -278,6 +291,9 @@ func checkHostName(h string) (string, error) {
 // egressRules are the network.allow and network.ssh lists of defaults: or a tool.
 type egressRules struct {
 	allow, ssh list[Allow]
+	sshRules   // network.known_hosts, network.ssh_agent (egress_ssh.go)
+	// secrets is network.secrets (secrets.go).
+	secrets list[string]
 }
 
 // allowField and sshField read network.allow and network.ssh of defaults: and
@@ -323,6 +339,11 @@ func (d *decoder) egress(t *Tool, rt *rawTool, defs *rules, m *rules) {
 	allow := mergeList(defs.egress.allow, rt.r.egress.allow)
 	ssh := mergeList(defs.egress.ssh, rt.r.egress.ssh)
 	if len(allow.items)+len(ssh.items) == 0 {
+		// The defaults' secrets go with the defaults' proxy: a tool without one
+		// gets none. Its own network.secrets is an error (secrets.go).
+		if it := rt.r.egress.secrets.items; len(it) > 0 {
+			d.Fail(it[0].n, it[0].field, "a secret goes only through the egress proxy, to hosts network.allow names, and this tool has no network.allow")
+		}
 		return
 	}
 	field := "defaults.network.allow"
@@ -334,11 +355,14 @@ func (d *decoder) egress(t *Tool, rt *rawTool, defs *rules, m *rules) {
 		for _, it := range l {
 			for _, c := range m.connect.items {
 				if slices.Contains(it.v.Ports, c.v) {
-					d.Fail(c.n, c.field, "port %d is also reached through the egress proxy by %s (%s): a direct connect_tcp port would bypass the allow list for every host on it; remove one of them (docs/egress.md)", c.v, it.field, it.v.Text)
+					d.Fail(c.n, c.field, "port %d is also reached through the egress proxy by %s (%s): a direct connect_tcp port would bypass the allow list for every host on it; remove one of them (docs/network.md)", c.v, it.field, it.v.Text)
 				}
 			}
 		}
 	}
+	d.egressSSH(t, rt, defs, m, e) // egress_ssh.go
+	// secrets.go
+	e.Secrets = d.toolSecrets(t, m, mergeList(defs.egress.secrets, rt.r.egress.secrets), allow.items)
 	t.Egress = e
 	t.Profile.Network.Egress = true
 }

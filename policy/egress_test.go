@@ -149,7 +149,7 @@ func TestAllowMatches(t *testing.T) {
 func TestPolicyEgress(t *testing.T) {
 	p := mustParse(t, `version: 1
 defaults:
-  filesystem: {read: [/usr], exec: [/usr]}
+  filesystem: {read: [/usr, /etc], exec: [/usr]}
   network:
     allow: [preset:npm, github.com]
 tools:
@@ -225,9 +225,9 @@ func TestPolicyEgressErrors(t *testing.T) {
 		{"allow+ in defaults", "version: 1\ndefaults:\n  network: {allow+: [a.org]}\ntools: {cat: {}}\n",
 			[]string{`p.yaml:3:13: defaults.network.allow+: allow+ extends the defaults, which only a tool can do; write allow`}},
 		{"connect_tcp port also allowed", base + "  curl:\n    network: {connect_tcp: [443], allow: [a.org]}\n",
-			[]string{`p.yaml:9:29: tools.curl.network.connect_tcp[0]: port 443 is also reached through the egress proxy by tools.curl.network.allow[0] (a.org): a direct connect_tcp port would bypass the allow list for every host on it; remove one of them (docs/egress.md)`}},
+			[]string{`p.yaml:9:29: tools.curl.network.connect_tcp[0]: port 443 is also reached through the egress proxy by tools.curl.network.allow[0] (a.org): a direct connect_tcp port would bypass the allow list for every host on it; remove one of them (docs/network.md)`}},
 		{"connect_tcp port also ssh", base + "  git:\n    network: {connect_tcp: [22], ssh: [github.com]}\n",
-			[]string{`p.yaml:9:29: tools.git.network.connect_tcp[0]: port 22 is also reached through the egress proxy by tools.git.network.ssh[0] (github.com): a direct connect_tcp port would bypass the allow list for every host on it; remove one of them (docs/egress.md)`}},
+			[]string{`p.yaml:9:29: tools.git.network.connect_tcp[0]: port 22 is also reached through the egress proxy by tools.git.network.ssh[0] (github.com): a direct connect_tcp port would bypass the allow list for every host on it; remove one of them (docs/network.md)`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -259,9 +259,9 @@ func unjoin(err error) []error {
 	return []error{err}
 }
 
-// TestPresetsDocumented keeps docs/egress.md's preset table equal to Presets.
+// TestPresetsDocumented keeps docs/network.md's preset table equal to Presets.
 func TestPresetsDocumented(t *testing.T) {
-	doc, err := os.ReadFile("../docs/egress.md")
+	doc, err := os.ReadFile("../docs/network.md")
 	if err != nil {
 		t.Fatalf("reading the egress docs: %v", err)
 	}
@@ -272,7 +272,7 @@ func TestPresetsDocumented(t *testing.T) {
 		}
 		row := "| `preset:" + name + "` | " + strings.Join(quoted, ", ") + " |"
 		if !strings.Contains(string(doc), row) {
-			t.Errorf("docs/egress.md lacks the row\n%s", row)
+			t.Errorf("docs/network.md lacks the row\n%s", row)
 		}
 	}
 }

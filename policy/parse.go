@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -93,6 +94,8 @@ type decoder struct {
 	yamlnode.Decoder
 	opts Options
 	x    expander
+	// secrets are the secrets: section's entries by name (secrets.go).
+	secrets map[string]*Secret
 }
 
 // document parses data into its root node, insisting on exactly one document.
@@ -169,6 +172,7 @@ func parse(name string, data []byte, opts Options) (*Policy, error) {
 		{Name: "shell", Fn: d.keep(top, "shell")},
 		{Name: "defaults", Fn: d.keep(top, "defaults")},
 		{Name: "tools", Fn: d.keep(top, "tools")},
+		{Name: "secrets", Fn: d.keep(top, "secrets")},
 	})
 
 	// ${TMPDIR} without Options.TmpDir: a placeholder for each runtime's own
@@ -223,6 +227,7 @@ func parse(name string, data []byte, opts Options) (*Policy, error) {
 	if v, ok := top["defaults"]; ok {
 		d.ObjectExt(v.V, "defaults", false, d.ruleSpecs(&defs, false))
 	}
+	p.Secrets = d.secretDefs(top["secrets"]) // secrets.go; before the tools that name them
 	tools := d.tools(p, top["tools"], &defs)
 	p.Tools = tools
 
@@ -356,6 +361,8 @@ func (d *decoder) ruleSpecs(r *rules, inTool bool) []yamlnode.Field {
 				{Name: "unix_sockets", List: true, Fn: func(_, v *yaml.Node, f string, ext bool) { r.unixSockets = d.pathList(v, f, ext) }},
 				{Name: "isolated", Fn: func(_, v *yaml.Node, f string, _ bool) { r.isolated = d.isolated(v, f) }},
 				d.allowField(&r.egress), d.sshField(&r.egress), // egress.go
+				d.knownHostsField(&r.egress), d.sshAgentField(&r.egress), // egress_ssh.go
+				d.secretsField(&r.egress), // secrets.go
 			})
 		}},
 		{Name: "ipc", Fn: func(_, v *yaml.Node, f string, _ bool) {
@@ -479,13 +486,13 @@ func (d *decoder) enforcement(n *yaml.Node, field string) opt[Enforcement] {
 	return opt[Enforcement]{set: ok, v: Enforcement(s), n: yamlnode.Deref(n)}
 }
 
-var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-var envGlobRE = regexp.MustCompile(`^[A-Za-z0-9_*?]+$`)
+var envNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`) })
+var envGlobRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_*?]+$`) })
 
 func (d *decoder) envAllow(n *yaml.Node, field string, extend bool) list[string] {
 	return readList(d, n, field, extend, false, func(e element) (string, bool) {
 		s, ok := d.Str(e.V, e.Field)
-		if ok && !envGlobRE.MatchString(s) {
+		if ok && !envGlobRE().MatchString(s) {
 			d.Fail(yamlnode.Deref(e.V), e.Field, "%q is not a variable name or glob (letters, digits, _, * and ?)", s)
 			return "", false
 		}
@@ -495,7 +502,7 @@ func (d *decoder) envAllow(n *yaml.Node, field string, extend bool) list[string]
 
 func (d *decoder) envSet(n *yaml.Node, field string, extend bool) list[EnvVar] {
 	return readList(d, n, field, extend, true, func(e element) (EnvVar, bool) {
-		if !envNameRE.MatchString(e.Key) {
+		if !envNameRE().MatchString(e.Key) {
 			d.Fail(e.K, e.Field, "%q is not a valid variable name", e.Key)
 			return EnvVar{}, false
 		}
@@ -653,7 +660,7 @@ func (d *decoder) user(v *yaml.Node, field string) opt[*User] {
 	return opt[*User]{set: true, v: u, n: n}
 }
 
-var toolNameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._+-]*$`)
+var toolNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._+-]*$`) })
 
 // rawTool is a tool as written, before merging.
 type rawTool struct {
@@ -681,7 +688,7 @@ func (d *decoder) tools(p *Policy, tp yamlnode.Pair, defs *rules) []*Tool {
 	var out []*Tool
 	for _, pr := range pairs {
 		f := yamlnode.Join("tools", pr.Key)
-		if !toolNameRE.MatchString(pr.Key) {
+		if !toolNameRE().MatchString(pr.Key) {
 			d.Fail(pr.K, f, "%q is not a valid tool name (letters, digits and . _ + -, not starting with . + -)", pr.Key)
 			continue
 		}

@@ -47,7 +47,7 @@ tools:
 		{"unknown field with suggestion", base + "  git: {hott: true}\n",
 			[]string{`p.yaml:8:9: tools.git.hott: unknown field "hott" (did you mean "hot"?)`}},
 		{"unknown top-level field", "version: 1\nflesystem: {}\ntools: {cat: {}}\n",
-			[]string{`p.yaml:2:1: flesystem: unknown field "flesystem" (known: version, workspace, path, kernel_templates, kernel_denials, spawn_template_syscalls, shell, defaults, tools)`}},
+			[]string{`p.yaml:2:1: flesystem: unknown field "flesystem" (known: version, workspace, path, kernel_templates, kernel_denials, spawn_template_syscalls, shell, defaults, tools, secrets)`}},
 		{"wrong type bool", base + "  git: {hot: \"yes\"}\n",
 			[]string{`p.yaml:8:14: tools.git.hot: expected true or false, got "yes"`}},
 		{"wrong type list", "version: 1\ndefaults:\n  filesystem:\n    read: {a: b}\ntools: {cat: {}}\n",
@@ -117,7 +117,7 @@ tools:
 			[]string{`p.yaml:9:11: tools.git.user: gid is missing`}},
 		{"merge keys", "version: 1\nx: &x {hot: true}\ntools:\n  cat: {<<: *x}\n",
 			[]string{
-				`p.yaml:2:1: x: unknown field "x" (known: version, workspace, path, kernel_templates, kernel_denials, spawn_template_syscalls, shell, defaults, tools)`,
+				`p.yaml:2:1: x: unknown field "x" (known: version, workspace, path, kernel_templates, kernel_denials, spawn_template_syscalls, shell, defaults, tools, secrets)`,
 				`p.yaml:4:9: tools.cat.<<: merge keys (<<) are not supported; use an alias (*name) for a whole value instead`,
 			}},
 		{"no tools", "version: 1\ntools: {}\n",

@@ -108,6 +108,9 @@ type Policy struct {
 	// PrivateTmp says that ${TMPDIR} is a directory of each runtime's own (see
 	// TmpDirPlaceholder): Options.TmpDir was empty.
 	PrivateTmp bool
+	// Secrets are the credentials of the secrets: section, in the order written
+	// (secrets.go): where the runtime reads each value, and where it may go.
+	Secrets []*Secret
 }
 
 // SyscallNumbers overrides the numbers of the spawn_template syscalls, which are
@@ -140,7 +143,7 @@ type Tool struct {
 	// OutputBytes caps each of stdout and stderr (0: unlimited).
 	OutputBytes int64
 	// Egress lists what the tool may reach through the runtime's egress proxy
-	// (network.allow, network.ssh); nil: no proxy for this tool (docs/egress.md).
+	// (network.allow, network.ssh); nil: no proxy for this tool (docs/network.md).
 	Egress *Egress
 	// Profile is the sandbox profile the tool runs under.
 	Profile *Profile
@@ -234,7 +237,7 @@ type Network struct {
 	Isolated Enforcement
 	// Egress says that some tool of the profile reaches the runtime's egress
 	// proxy (Tool.Egress is set): the runtime adds the proxy's port to the
-	// profile's Landlock connect rules (docs/egress.md).
+	// profile's Landlock connect rules (docs/network.md).
 	Egress bool
 }
 

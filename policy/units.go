@@ -6,10 +6,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
-var sizeRE = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?) ?([A-Za-z]*)$`)
+var sizeRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?) ?([A-Za-z]*)$`) })
 
 // sizeUnits maps size suffixes to multipliers. K, M, G, T and the IEC forms KiB… are
 // powers of 1024 (as cgroup files and most container tools read them); KB, MB, GB, TB
@@ -27,7 +28,7 @@ var sizeUnits = map[string]float64{
 // Fractions are rounded down to whole bytes. The result is positive; zero, negative
 // and out-of-range sizes are errors.
 func ParseSize(s string) (int64, error) {
-	m := sizeRE.FindStringSubmatch(s)
+	m := sizeRE().FindStringSubmatch(s)
 	if m == nil {
 		return 0, fmt.Errorf("%q is not a size (examples: 4096, 512MiB, 1G)", s)
 	}
@@ -64,7 +65,7 @@ func ParseSize(s string) (int64, error) {
 	return int64(v), nil
 }
 
-var cpuRE = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?)(%?)$`)
+var cpuRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?)(%?)$`) })
 
 // minCPU is the smallest quota cpu.max accepts with the default 100ms period (1ms).
 const minCPU = 0.01
@@ -75,7 +76,7 @@ const maxCPU = 1 << 16
 // ParseCPU parses a CPU limit in cores: "1.5" (one and a half cores) or "150%".
 // The result lies between 0.01 and 65536 cores.
 func ParseCPU(s string) (float64, error) {
-	m := cpuRE.FindStringSubmatch(s)
+	m := cpuRE().FindStringSubmatch(s)
 	if m == nil {
 		return 0, fmt.Errorf("%q is not a CPU limit (write cores, as 1.5, or a percentage, as 150%%)", s)
 	}

@@ -13,8 +13,11 @@ package main
 
 import (
 	"fmt"
-	"golang.org/x/sys/unix"
+	"io"
+	"log"
 	"os"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/agentexec/agentexec"
 )
@@ -22,6 +25,11 @@ import (
 func main() {
 	// The runtime re-executes this binary as its spawner processes.
 	agentexec.ServeSpawner()
+	// The standard logger's only writer in this program is x/crypto's ssh-agent
+	// server, which logs every request the filtering agent refuses ("agent 13: …")
+	// on stderr, where `run` shows the tool's output; the refusal is a denial in
+	// the result already (docs/network.md, "SSH").
+	log.SetOutput(io.Discard)
 	os.Exit(realMain(os.Args[1:]))
 }
 

@@ -94,7 +94,7 @@ type ReportStep struct {
 	// under the policy's kernel_denials, the egress proxy's refusals), each with
 	// its hint; DenialsStatus says how complete the list is; Egress is what the
 	// step did through the egress proxy. Same shapes as in `serve`'s results
-	// (docs/denials.md, docs/egress.md). Absent for steps that did not launch.
+	// (docs/denials.md, docs/network.md). Absent for steps that did not launch.
 	Denials       []policy.Denial          `json:"denials,omitempty"`
 	DenialsStatus *agentexec.DenialsStatus `json:"denials_status,omitempty"`
 	Egress        *agentexec.EgressReport  `json:"egress,omitempty"`

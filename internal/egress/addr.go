@@ -5,7 +5,7 @@ import (
 )
 
 // refusedRange is an address range the proxy never connects to unless an
-// IP-literal allow entry names the address (docs/egress.md lists them).
+// IP-literal allow entry names the address (docs/network.md lists them).
 type refusedRange struct {
 	prefix netip.Prefix
 	what   string

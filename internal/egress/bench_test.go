@@ -15,7 +15,7 @@ import (
 
 // BenchmarkHTTPS is a small HTTPS GET to a loopback origin, direct and through
 // the proxy (a CONNECT tunnel, no interception), in the same run: the proxy's
-// added cost per request (docs/egress.md, "Cost"). Each request opens a new
+// added cost per request (docs/network.md, "Cost"). Each request opens a new
 // connection (keep-alives off), as a tool started per call does.
 func BenchmarkHTTPS(b *testing.B) {
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }))

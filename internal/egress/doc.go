@@ -1,7 +1,7 @@
 // Package egress is agentexec's egress proxy: an allow-listing HTTP forward proxy
 // (CONNECT tunnels for TLS and ssh, absolute-form plain HTTP) that the runtime
 // starts once and that every launch with network.allow or network.ssh reaches
-// through a credential of its own (docs/egress.md).
+// through a credential of its own (docs/network.md).
 //
 //	p, err := egress.New(egress.Config{})             // listens on 127.0.0.1, a free port
 //	defer p.Close()
@@ -20,6 +20,10 @@
 // checking a tunnel's TLS SNI against its CONNECT host, and recording every
 // allowed connection (bytes each way) and every refusal (a Denial naming the
 // rule and the entry that would allow it) in the launch's Report and in Stats.
+// SOCKS5 (RFC 1928 CONNECT, RFC 1929 username/password carrying the same
+// credential) is served on the same port: a connection whose first byte is 0x05
+// is SOCKS5, anything else HTTP; both go through the same checks. Serve adds
+// listeners (the runtime's listener inside a tool network namespace).
 // With secrets configured it terminates TLS for their hosts only, with a CA that
 // exists only in memory, and puts the real values in place of placeholders in
 // request headers.
@@ -29,5 +33,7 @@
 // The root package, internal/spawner, internal/templates, internal/contain,
 // internal/cgroup and internal/sys: the proxy runs in the runtime's own process,
 // never in a sandbox, and knows nothing of launches beyond their id and their
-// policy.Egress. It imports only the standard library and policy.
+// policy.Egress. It imports only the standard library, policy and
+// golang.org/x/crypto/ssh (the filtering ssh-agent of network.ssh_agent) and
+// golang.org/x/sys/unix (its peer check).
 package egress

@@ -76,6 +76,13 @@ type Proxy struct {
 	mu       sync.Mutex
 	sessions map[string]*Session
 	closed   bool
+	// The accept path (socks.go): every listener's connections are sniffed
+	// (SOCKS5 or HTTP); HTTP ones go to srv through hl.
+	hl        *connListener
+	listeners []net.Listener
+	loops     sync.WaitGroup
+	raw       map[net.Conn]struct{} // connections not yet handed to srv or a session
+	rawWG     sync.WaitGroup
 
 	stats struct {
 		sessions, allowed, denied, authFailures, intercepted, sent, received atomic.Int64
@@ -85,7 +92,7 @@ type Proxy struct {
 
 // New starts a proxy: it listens, and serves until Close.
 func New(cfg Config) (*Proxy, error) {
-	p := &Proxy{cfg: cfg, sessions: map[string]*Session{}, served: make(chan struct{})}
+	p := &Proxy{cfg: cfg, sessions: map[string]*Session{}, served: make(chan struct{}), raw: map[net.Conn]struct{}{}}
 	p.timeout = cfg.DialTimeout
 	if p.timeout <= 0 {
 		p.timeout = 30 * time.Second
@@ -123,10 +130,15 @@ func New(cfg Config) (*Proxy, error) {
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          log.New(io.Discard, "", 0),
 	}
+	p.hl = newConnListener(p.ln.Addr())
 	go func() {
 		defer close(p.served)
-		_ = p.srv.Serve(p.ln)
+		_ = p.srv.Serve(p.hl)
 	}()
+	if err := p.Serve(p.ln); err != nil {
+		p.Close()
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -160,8 +172,9 @@ func (p *Proxy) Stats() Stats {
 	}
 }
 
-// Close stops the proxy: it closes every session (their connections included)
-// and the listener.
+// Close stops the proxy: it closes its listeners (those given to Serve too),
+// every session (their connections included) and the connections still in
+// their handshake.
 func (p *Proxy) Close() error {
 	p.mu.Lock()
 	if p.closed {
@@ -173,12 +186,18 @@ func (p *Proxy) Close() error {
 	for _, s := range p.sessions {
 		open = append(open, s)
 	}
+	lns := p.listeners
 	p.mu.Unlock()
+	for _, ln := range lns {
+		ln.Close()
+	}
+	p.loops.Wait()
 	for _, s := range open {
 		s.Close()
 	}
 	err := p.srv.Close()
 	<-p.served
+	p.closeRaw()
 	return err
 }
 
@@ -215,6 +234,11 @@ func (p *Proxy) authenticate(r *http.Request) *Session {
 	if !ok {
 		return nil
 	}
+	return p.lookup(id, token)
+}
+
+// lookup returns the open session of launch id if token is its credential.
+func (p *Proxy) lookup(id, token string) *Session {
 	p.mu.Lock()
 	s := p.sessions[id]
 	p.mu.Unlock()
@@ -441,7 +465,7 @@ func (p *Proxy) tunnel(s *Session, client net.Conn, cr *bufio.Reader, up *countC
 		defer close(done)
 		_, _ = io.Copy(client, up)
 		// The destination is done sending: end the tool's reads too.
-		if tc, ok := client.(*net.TCPConn); ok {
+		if tc, ok := client.(interface{ CloseWrite() error }); ok {
 			_ = tc.CloseWrite()
 		}
 	}()

@@ -37,7 +37,8 @@ type Denial struct {
 	Rule string `json:"rule"`
 	// Check is one of the Check constants.
 	Check string `json:"check"`
-	// Method is CONNECT or the HTTP method of a plain HTTP request.
+	// Method is CONNECT, SOCKS5 ("SOCKS5 BIND", "SOCKS5 UDP ASSOCIATE" for the
+	// refused commands) or the HTTP method of a plain HTTP request.
 	Method string `json:"method"`
 	Host   string `json:"host"`
 	Port   uint16 `json:"port"`

@@ -30,9 +30,11 @@ type Session struct {
 	wg     sync.WaitGroup
 	conns  map[net.Conn]struct{}
 	rep    Report
+	// agent is the launch's filtering ssh-agent (sshagent.go), nil without.
+	agent *sshAgent
 }
 
-var launchIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+var launchIDRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`) })
 
 // ErrClosed is returned by Session after Close.
 var ErrClosed = errors.New("egress: proxy closed")
@@ -42,7 +44,7 @@ var ErrClosed = errors.New("egress: proxy closed")
 // (letters, digits, '.', '_' and '-'); secrets names the Config.Secrets the
 // launch may have substituted (unknown names are an error).
 func (p *Proxy) Session(launch string, e *policy.Egress, secrets []string) (*Session, error) {
-	if !launchIDRE.MatchString(launch) {
+	if !launchIDRE().MatchString(launch) {
 		return nil, fmt.Errorf("egress: launch id %q: want 1 to 128 letters, digits, '.', '_' or '-'", launch)
 	}
 	if e == nil {
@@ -88,7 +90,7 @@ func (s *Session) ProxyURL() string {
 // Port is the proxy's TCP port (Proxy.Port).
 func (s *Session) Port() int { return s.p.Port() }
 
-// Env is what the launch's environment gets (docs/egress.md, "What a tool
+// Env is what the launch's environment gets (docs/network.md, "What a tool
 // sees"): the proxy variables in upper and lower case, NO_PROXY empty, npm's
 // proxy settings, GIT_SSH_COMMAND for network.ssh hosts (when the proxy has an
 // SSHProxyCommand), and for launches with secrets their placeholders and the CA
@@ -104,11 +106,7 @@ func (s *Session) Env() []string {
 		"npm_config_proxy=" + u, "npm_config_https_proxy=" + u,
 	}
 	if len(s.egress.SSH) > 0 && s.p.cfg.SSHProxyCommand != "" {
-		cmd := "ssh -o " + shellQuote("ProxyCommand="+s.p.cfg.SSHProxyCommand) + " -o StrictHostKeyChecking=yes -o BatchMode=yes"
-		for _, o := range s.p.cfg.SSHOptions {
-			cmd += " -o " + shellQuote(o)
-		}
-		env = append(env, "GIT_SSH_COMMAND="+cmd)
+		env = append(env, s.sshEnv()...) // ssh.go
 	}
 	if len(s.secrets) > 0 && s.p.ca != nil {
 		for _, sec := range s.secrets {
@@ -125,7 +123,10 @@ func (s *Session) Env() []string {
 
 // CAVars are the variables that point tools at the CA bundle of a launch with
 // secrets (system roots plus the proxy's CA, never the CA alone).
-var CAVars = []string{"SSL_CERT_FILE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "PIP_CERT", "CARGO_HTTP_CAINFO", "GIT_SSL_CAINFO"}
+// npm_config_cafile is npm's: npm passes its cafile to Node as the only CAs of a
+// request, so NODE_EXTRA_CA_CERTS is ignored wherever a cafile is configured, as
+// global npmrc files often do (cafile=/etc/ssl/certs/ca-certificates.crt).
+var CAVars = []string{"SSL_CERT_FILE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "npm_config_cafile", "REQUESTS_CA_BUNDLE", "PIP_CERT", "CARGO_HTTP_CAINFO", "GIT_SSL_CAINFO"}
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
@@ -143,7 +144,11 @@ func (s *Session) Close() Report {
 	for c := range s.conns {
 		c.Close()
 	}
+	a := s.agent
 	s.mu.Unlock()
+	if a != nil {
+		a.close()
+	}
 	s.wg.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -52,7 +52,7 @@ type Output struct {
 	// DenialsStatus says how complete the kernel's part of Denials is: complete,
 	// incomplete or unavailable, with the reason (docs/denials.md).
 	DenialsStatus *agentexec.DenialsStatus `json:"denials_status,omitempty"`
-	// Egress is what the tool did through the egress proxy (docs/egress.md).
+	// Egress is what the tool did through the egress proxy (docs/network.md).
 	Egress *agentexec.EgressReport `json:"egress,omitempty"`
 	// Unenforced lists what the policy asks for and this host could not enforce.
 	Unenforced []string `json:"unenforced,omitempty"`

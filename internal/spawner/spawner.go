@@ -35,6 +35,12 @@ type SpawnerConfig struct {
 	Containment Containment
 	// NetNS starts the spawner in a new, empty network namespace.
 	NetNS bool
+	// StarterSetup, when set, runs once on the thread that forks the spawner
+	// process, before its first fork; an error fails StartSpawner. Per-thread
+	// state it sets there is inherited by the spawner and by every restart of it:
+	// the root package unshares a network namespace there and opens the egress
+	// proxy's listener in it (egress_netns.go), with NetNS false.
+	StarterSetup func() error
 	// View is what the spawner mounts, in a mount namespace of its own, so that
 	// the tools' identity can use roots it does not own (see ToolView).
 	View *ToolView
@@ -126,7 +132,7 @@ func StartSpawner(cfg SpawnerConfig) (*Spawner, error) {
 	if cfg.AckTimeout == 0 {
 		cfg.AckTimeout = DefaultAckTimeout
 	}
-	starter, err := osthread.Start(nil)
+	starter, err := osthread.Start(cfg.StarterSetup)
 	if err != nil {
 		return nil, err
 	}
