@@ -3,10 +3,12 @@ package spawner
 import (
 	"fmt"
 	"os"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/agentexec/agentexec/internal/contain"
+	"github.com/agentexec/agentexec/internal/sys"
 	"github.com/agentexec/agentexec/policy"
 )
 
@@ -70,6 +72,81 @@ func (c *Containment) applyCreds() ([]string, error) {
 		return nil, err
 	}
 	return append(layers, "no-new-privs"), nil
+}
+
+// setupCaps are the capabilities a spawner may use before it drops its own
+// (spawnerState.setup, before applyCreds): mounts and its mount namespace
+// (CAP_SYS_ADMIN), the id maps of the tool view's user namespaces (CAP_SETUID,
+// CAP_SETGID), opening tools, roots and protected paths that belong to others
+// (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER), the drop itself
+// (CAP_SETPCAP), and what the drop keeps for the tool identity or a profile's
+// user: (CAP_SETUID, CAP_SETGID, CAP_KILL).
+var setupCaps = [...]uintptr{unix.CAP_SYS_ADMIN, unix.CAP_SETPCAP, unix.CAP_SETUID, unix.CAP_SETGID, unix.CAP_KILL,
+	unix.CAP_DAC_OVERRIDE, unix.CAP_DAC_READ_SEARCH, unix.CAP_FOWNER}
+
+var lastCap = sync.OnceValues(contain.LastCap)
+
+// prepareStarter runs on the main process's starter thread (the locked thread
+// that forks the spawner: Spawner.starter) before its first fork, when the
+// spawner is to drop its capabilities and the runtime is root. It leaves the
+// spawner less to drop, so that the drop costs fewer all-threads rounds (each a
+// signal to every thread of the spawner, ~70-120 µs with five threads here:
+// docs/performance.md, "Start-up"):
+//
+//   - setupCaps (those in the thread's bounding set) are added to its
+//     inheritable set, and its bounding set is emptied. A root exec's permitted
+//     set is the bounding set plus the inheritable set (capabilities(7): a root
+//     program's file sets count as full), so the spawner starts with setupCaps
+//     only and an empty bounding set: its drop finds nothing there, and one
+//     capset takes the inheritable set back to empty;
+//   - where the securebits make uid 0 unprivileged at exec (SECBIT_NOROOT), or the
+//     inheritable set cannot be raised, only the capabilities outside setupCaps
+//     are dropped from the bounding set.
+//
+// The spawner's own drop (contain.DropCapabilities) is unchanged and still
+// empties every set and the bounding set itself, so this is an optimisation: a
+// failure here leaves the rest to it. Only the starter thread changes: the Go
+// runtime never clones new threads from a locked thread, the thread forks nothing
+// but the spawner, and it ends with the Spawner.
+func (c *Containment) prepareStarter() {
+	if !c.DropCaps && c.User == nil || os.Geteuid() != 0 {
+		return
+	}
+	cur, err := sys.Capget()
+	if err != nil || cur.Effective&(1<<unix.CAP_SETPCAP) == 0 {
+		return
+	}
+	last, err := lastCap()
+	if err != nil {
+		return
+	}
+	var need, bounding uint64
+	for _, k := range setupCaps {
+		need |= 1 << k
+	}
+	for k := uintptr(0); k <= last && k < 64; k++ {
+		if in, err := sys.CapBsetRead(k); err == nil && in {
+			bounding |= 1 << k
+		}
+	}
+	keep := need // what stays in the bounding set
+	if bits, err := sys.GetSecurebits(); err == nil && bits&sys.SECBIT_NOROOT == 0 {
+		// With CAP_SETPCAP the inheritable set may take anything in the bounding
+		// set: the spawner gets the setupCaps it would have got from it.
+		next := cur
+		next.Inheritable = cur.Inheritable | need&bounding
+		if sys.CapsetThread(next) == nil {
+			keep = 0
+		}
+	}
+	for k := uintptr(0); k <= last && k < 64; k++ {
+		if bounding&^keep&(1<<k) == 0 {
+			continue
+		}
+		if sys.CapBsetDropThread(k) != nil {
+			return
+		}
+	}
 }
 
 // applySeccomp installs the filter on every thread. It runs after Landlock (go-landlock's

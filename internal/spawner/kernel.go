@@ -23,7 +23,10 @@ type kernelSpawn struct {
 
 // spawnKernel launches through a kernel template, then writes the child's pid into
 // its cgroup at once: the kernel call has no way to place the child, so it starts in
-// the spawner's cgroup and is moved within microseconds (the delay is returned).
+// the spawner's cgroup and is moved right after (the delay is returned). The move
+// takes the cgroup threadgroup rwsem for writing, which waits for an RCU grace
+// period (milliseconds) unless the cgroup2 hierarchy is mounted with favordynmods
+// (docs/templates.md, "Placement costs a grace period").
 //
 // The kernel lets only the credentials that created a template spawn from it, and
 // credentials are per thread, so it must be called on the thread that created kt:
@@ -228,6 +231,9 @@ const kernelLeftoverGrace = time.Second
 // launches' processes, in sibling domains, are not touched. Runs on the kernel
 // launcher.
 func (st *spawnerState) killKernelLeftovers() bool {
+	if noChildren() {
+		return true // nothing of any launch is left (see noChildren)
+	}
 	if st.isolation.ruleset < 0 || st.isolation.scoped&ll.ScopeSignal == 0 {
 		// No signal scope to tell domains apart: the launch's cgroup kill (the
 		// main process, at the tool's exit) is all there is.
@@ -282,6 +288,29 @@ func (st *spawnerState) killKernelLeftovers() bool {
 	}
 }
 
+// noChildren reports, with one waitid(P_ALL, WNOHANG|WNOWAIT|__WALL), that the
+// spawner has no child process at all, alive or a zombie, on any of its threads
+// (ECHILD). Then no kernel child left anything: whatever a kernel child's tree
+// leaves running is in the spawner's subtree, since every process of it was forked
+// below the kernel launcher and, when its parent exits, is reparented to its
+// nearest living subreaper ancestor, at the latest the spawner (a child subreaper).
+// So the topmost survivors of that tree are children of the spawner; none means none
+// survive. It needs no /proc, no orphan list (CONFIG_PROC_CHILDREN) and no thread's
+// credentials, so the reaper can ask it before handing the sweep to the kernel
+// launcher. WNOWAIT leaves any status for its owner (the reaper, the orphan reaper).
+// Any answer but ECHILD (children alive: userspace launches in flight, a leftover;
+// an error) means "look": the full sweep decides.
+func noChildren() bool {
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT|unix.WALL, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		return errors.Is(err, unix.ECHILD)
+	}
+}
+
 // procPids lists the pids in /proc (through the directory fd opened before the
 // restriction).
 func (st *spawnerState) procPids() ([]int, error) {
@@ -309,4 +338,114 @@ func (st *spawnerState) procPids() ([]int, error) {
 			}
 		}
 	}
+}
+
+// serveKernel runs on the kernel launcher (launcher 0) when the main process gave
+// the kernel-backend launches a socket of their own (hello.KernelSock): it reads
+// them there and launches each on this thread, the one whose credentials the
+// templates are bound to, with no handoff from another launcher thread. It then
+// waits for the child itself (waitKernelChild): kernel children run one at a time,
+// and the main process sends a kernel launch here only while none is in flight
+// (it sends the others on the first socket, where they take the userspace path).
+// A launch the kernel launcher cannot take is answered "redirect". It returns when
+// the main process closes the socket.
+func (st *spawnerState) serveKernel(buf, oob []byte) error {
+	for {
+		var m launchMsg
+		fds, err := recvRaw(st.ksock, buf, oob, &m)
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) || errors.Is(err, unix.ECONNRESET) {
+				return nil
+			}
+			if errors.Is(err, unix.EBADF) || errors.Is(err, unix.ENOTSOCK) {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "agentexec spawner: kernel launches: %v\n", err)
+			continue
+		}
+		st.launchFromKernelSock(&m, fds)
+	}
+}
+
+// launchFromKernelSock runs one launch read by serveKernel, on the kernel launcher.
+func (st *spawnerState) launchFromKernelSock(m *launchMsg, fds []int) {
+	defer closeAll(fds)
+	req, ok := st.parseLaunch(m, fds)
+	if !ok {
+		return
+	}
+	defer req.close()
+	// kernelBusy is free here unless the main process sent a second kernel launch
+	// before the first one's exit (it does not): then, as for any launch the kernel
+	// backend cannot take (launchKernel returns false), the first socket's
+	// userspace path gets it.
+	if m.Kernel && st.kernelBusy.CompareAndSwap(false, true) {
+		var child *reaped
+		handled := st.launchKernel(m, req, func(c reaped) {
+			st.kmu.Lock()
+			st.kchild = c.pid
+			st.kmu.Unlock()
+			child = &c
+		})
+		if child != nil {
+			st.waitKernelChild(*child)
+		}
+		if handled {
+			return // started and exited, or failed (replied)
+		}
+	}
+	st.reply(&reply{ID: m.ID, Kind: replyRedirect}, nil)
+}
+
+// waitKernelChild waits on the kernel launcher for the kernel child it just
+// started, reaps it, kills what it left (killKernelLeftovers, on this thread, whose
+// domain the child shared) and only then reports the exit and frees kernelBusy: as
+// with the reaper's kernelDone, what a kernel child leaves is gone before its result
+// returns and before the next kernel child starts.
+func (st *spawnerState) waitKernelChild(c reaped) {
+	pfd := []unix.PollFd{{Fd: int32(c.pidfd), Events: unix.POLLIN}}
+	for {
+		if _, err := unix.Poll(pfd, -1); !errors.Is(err, unix.EINTR) {
+			break // readable: the child exited
+		}
+	}
+	var ws unix.WaitStatus
+	var ru unix.Rusage
+	var err error
+	for {
+		// WNOHANG under kmu: never blocked while holding it (killKernelChild).
+		st.kmu.Lock()
+		var wpid int
+		wpid, err = wait4(c.pid, &ws, unix.WALL|unix.WNOHANG, &ru)
+		done := wpid != 0 || err != nil
+		if done {
+			st.kchild = 0
+		}
+		st.kmu.Unlock()
+		if done {
+			break
+		}
+		time.Sleep(time.Millisecond) // a readable pidfd without a zombie: not seen; be safe
+	}
+	unix.Close(c.pidfd)
+	clean := true
+	if !st.closing.Load() { // at shutdown the orphan reaper kills everything
+		clean = st.killKernelLeftovers()
+	}
+	st.kernelDirty.Store(!clean)
+	st.kernelBusy.Store(false)
+	st.reply(exitReply(c.id, c.pid, true, ws, &ru, err), nil)
+}
+
+// killKernelChild kills the kernel child the kernel launcher waits for (shutdown)
+// and reports whether none is left. The pid is still unreaped while kmu is held
+// (waitKernelChild reaps under it), so the signal cannot reach a reused pid. (By
+// pid: the spawner's seccomp filter refuses pidfd_send_signal.)
+func (st *spawnerState) killKernelChild() bool {
+	st.kmu.Lock()
+	defer st.kmu.Unlock()
+	if st.kchild > 0 {
+		_ = unix.Kill(st.kchild, unix.SIGKILL)
+	}
+	return !st.kernelBusy.Load()
 }

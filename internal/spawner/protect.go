@@ -8,13 +8,16 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/agentexec/agentexec/internal/osthread"
+	"github.com/agentexec/agentexec/internal/sys"
 	"github.com/agentexec/agentexec/policy"
 )
 
@@ -138,11 +141,13 @@ func ScanProtection(p *policy.Profile) *ProtectFacts {
 func scanProtection(write, protect []string, maxDepth, maxDirs, maxRepos int) *ProtectFacts {
 	f := &ProtectFacts{Roots: outermost(write), Protect: slices.Clone(protect), Kinds: map[string]EntryKind{}}
 	seenGitDir := map[string]bool{}
+	var bufs [scanWorkers][]byte
+	bufs[0] = make([]byte, 32<<10)
 	for _, root := range f.Roots {
 		if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
 			continue // a file (/dev/null) or absent: nothing to scan
 		}
-		s := rootScan{f: f, root: root, maxDepth: maxDepth, maxDirs: maxDirs, maxRepos: maxRepos, seen: seenGitDir}
+		s := rootScan{f: f, root: root, maxDepth: maxDepth, maxDirs: maxDirs, maxRepos: maxRepos, seen: seenGitDir, bufs: &bufs}
 		s.walk()
 	}
 	for _, p := range protect {
@@ -170,61 +175,65 @@ type rootScan struct {
 	maxDepth, maxDirs, maxRepos int
 	seen                        map[string]bool
 	repos                       int
+	// bufs receive the directory entries of listLevel's goroutines, shared by the
+	// scan's roots.
+	bufs *[scanWorkers][]byte
 }
 
-type queued struct {
-	dir   string
-	depth int
-}
-
-// walk scans one root breadth first, so that limits cut the deepest directories.
+// walk scans one root breadth first, so that limits cut the deepest directories:
+// level by level, each level's directories listed by a few goroutines at once
+// (listLevel), the results then taken in order, so that what is found, and what
+// the limits cut, is what a scan of one directory at a time finds.
 func (s *rootScan) walk() {
-	queue := []queued{{s.root, 0}}
+	level := []string{s.root}
 	read, tooDeep, skippedRepos := 0, 0, 0
 	firstDeep, firstRepo := "", ""
 	var unreadable []string
-	for len(queue) > 0 {
-		if read >= s.maxDirs {
-			s.f.Incomplete = append(s.f.Incomplete, fmt.Sprintf(
-				"%s: scan stopped after %d directories: %d directories and everything beneath them not scanned (first %s)",
-				s.root, s.maxDirs, len(queue), queue[0].dir))
-			break
-		}
-		q := queue[0]
-		queue = queue[1:]
-		read++
-		ents, err := os.ReadDir(q.dir)
-		if err != nil {
-			unreadable = append(unreadable, fmt.Sprintf("%s (%v)", q.dir, errors.Unwrap(err)))
-			continue
-		}
-		for _, e := range ents {
-			path := filepath.Join(q.dir, e.Name())
-			if e.Name() == ".git" {
+	for depth := 0; len(level) > 0; depth++ {
+		n := min(len(level), s.maxDirs-read)
+		listed := s.listLevel(level[:n], depth == 0)
+		read += n
+		var next []string
+		for i, l := range listed {
+			dir := level[i]
+			if l.err != nil {
+				unreadable = append(unreadable, fmt.Sprintf("%s (%v)", dir, l.err))
+				continue
+			}
+			prefix := strings.TrimSuffix(dir, "/") + "/"
+			if l.dotGit != KindNone {
+				path := prefix + ".git"
 				if s.repos >= s.maxRepos {
 					skippedRepos++
 					if firstRepo == "" {
 						firstRepo = path
 					}
-					continue
-				}
-				if s.addRepo(path, kindOf(e.Type())) {
+				} else if s.addRepo(path, l.dotGit) {
 					s.repos++
 				}
-				continue
 			}
-			if !e.IsDir() { // symbolic links to directories are not followed
-				continue
-			}
-			if q.depth+1 > s.maxDepth {
-				tooDeep++
-				if firstDeep == "" {
-					firstDeep = path
+			for _, name := range l.subdirs {
+				path := prefix + name
+				if depth+1 > s.maxDepth {
+					tooDeep++
+					if firstDeep == "" {
+						firstDeep = path
+					}
+					continue
 				}
-				continue
+				next = append(next, path)
 			}
-			queue = append(queue, queued{path, q.depth + 1})
 		}
+		if n < len(level) {
+			// The queue of a scan of one directory at a time: the rest of this
+			// level, then the subdirectories of what was read.
+			left := len(level) - n + len(next)
+			s.f.Incomplete = append(s.f.Incomplete, fmt.Sprintf(
+				"%s: scan stopped after %d directories: %d directories and everything beneath them not scanned (first %s)",
+				s.root, s.maxDirs, left, level[n]))
+			break
+		}
+		level = next
 	}
 	if tooDeep > 0 {
 		s.f.Incomplete = append(s.f.Incomplete, fmt.Sprintf("%s: %d directories deeper than %d levels not scanned (first %s)",
@@ -238,6 +247,144 @@ func (s *rootScan) walk() {
 		s.f.Incomplete = append(s.f.Incomplete, fmt.Sprintf("%s: %d directories unreadable, not scanned: %s",
 			s.root, len(unreadable), strings.Join(unreadable[:min(len(unreadable), 3)], ", ")))
 	}
+}
+
+// listedDir is what listing one directory found: its subdirectories (in name
+// order), the kind of its .git entry (KindNone: none), or why it could not be read.
+type listedDir struct {
+	subdirs []string
+	dotGit  EntryKind
+	err     error
+}
+
+// scanWorkers bounds the goroutines that list one level of the scan; levels of
+// fewer than scanParallelMin directories are listed by the calling goroutine.
+const (
+	scanWorkers     = 4
+	scanParallelMin = 16
+)
+
+// listLevel lists dirs, one level of the scan, into a result per directory.
+func (s *rootScan) listLevel(dirs []string, follow bool) []listedDir {
+	out := make([]listedDir, len(dirs))
+	workers := min(runtime.GOMAXPROCS(0), scanWorkers, len(dirs)/scanParallelMin+1)
+	if workers <= 1 {
+		for i, d := range dirs {
+			out[i] = listDir(d, follow, s.bufs[0])
+		}
+		return out
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		if s.bufs[w] == nil {
+			s.bufs[w] = make([]byte, len(s.bufs[0]))
+		}
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(dirs) {
+					return
+				}
+				out[i] = listDir(dirs[i], follow, s.bufs[w])
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// listDir lists one directory of the scan into buf: no stat, no allocation per
+// entry but for the subdirectories. The root is followed if it is a symbolic link
+// (follow, as os.Stat does); beneath it, only directories are listed (O_NOFOLLOW).
+func listDir(dir string, follow bool, buf []byte) listedDir {
+	var l listedDir
+	l.err = listEntries(dir, follow, buf, func(name []byte, kind EntryKind) {
+		switch {
+		case string(name) == ".git":
+			l.dotGit = kind
+		case kind == KindDir:
+			l.subdirs = append(l.subdirs, string(name))
+		}
+	})
+	// In name order, as os.ReadDir gave them: limits cut the same directories on
+	// every run.
+	slices.Sort(l.subdirs)
+	return l
+}
+
+// listEntries calls fn with the name (valid during the call only) and kind of
+// each entry of dir but "." and "..", read with getdents64 into buf. The kind is
+// the entry's d_type; where the filesystem does not fill it in, an lstat of the
+// entry (fstatat with AT_SYMLINK_NOFOLLOW). follow lets dir itself be a symbolic
+// link.
+func listEntries(dir string, follow bool, buf []byte, fn func(name []byte, kind EntryKind)) error {
+	flags := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC
+	if !follow {
+		flags |= unix.O_NOFOLLOW
+	}
+	var fd int
+	var err error
+	for {
+		fd, err = unix.Open(dir, flags, 0)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	for {
+		n, err := sys.Getdents(fd, buf)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+		for name, typ := range sys.Dirents(buf[:n]) {
+			kind := direntKind(typ)
+			if typ == unix.DT_UNKNOWN {
+				var st unix.Stat_t
+				kind = KindNone
+				if unix.Fstatat(fd, string(name), &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+					kind = kindOfMode(st.Mode)
+				}
+			}
+			if kind != KindNone {
+				fn(name, kind)
+			}
+		}
+	}
+}
+
+// direntKind is the kind of a directory entry's d_type (KindNone for DT_UNKNOWN).
+func direntKind(typ uint8) EntryKind {
+	switch typ {
+	case unix.DT_UNKNOWN:
+		return KindNone
+	case unix.DT_DIR:
+		return KindDir
+	case unix.DT_REG:
+		return KindFile
+	case unix.DT_LNK:
+		return KindSymlink
+	}
+	return KindOther
+}
+
+// kindOfMode is the kind of a stat(2) mode.
+func kindOfMode(mode uint32) EntryKind {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		return KindDir
+	case unix.S_IFREG:
+		return KindFile
+	case unix.S_IFLNK:
+		return KindSymlink
+	}
+	return KindOther
 }
 
 // addRepo records the repository of a .git entry; false if it was no repository.

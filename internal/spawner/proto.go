@@ -21,6 +21,13 @@ import (
 //	spawner → main   ack (once, at once), ready (once, after the restriction),
 //	                 then per launch: started (with the pidfd) or failed, and
 //	                 later exited (status and rusage)
+//
+// When kernel templates may be used, hello carries a second socket (KernelSock),
+// read only by the kernel launcher: the main process sends it the kernel-backend
+// launches while none is in flight, so that they reach the one thread that may
+// spawn from the templates without a handoff between threads. Every reply still
+// comes on the first socket; a launch the kernel launcher cannot take is answered
+// "redirect" and sent again on the first socket (the userspace path).
 
 // maxMessage bounds one protocol message; argv and environment together must fit.
 const maxMessage = 1 << 20
@@ -54,6 +61,9 @@ type hello struct {
 	// with CLONE_NEWNS) before capabilities are dropped: repository metadata and
 	// protect: paths (mounts.go, protect.go). nil: nothing to mount.
 	Mounts *MountPlan `json:"mounts,omitempty"`
+	// KernelSock: hello's one fd is the spawner's end of the kernel launches'
+	// socket (see above).
+	KernelSock bool `json:"kernel_sock,omitempty"`
 }
 
 // ToolSpec is a tool the spawner may launch, with its resolved path: given in
@@ -91,6 +101,10 @@ type ready struct {
 	// Degraded lists what the spawner could not set up as planned without
 	// weakening the sandbox (a root the tool view could not idmap).
 	Degraded []string `json:"degraded,omitempty"`
+	// KernelSock: the kernel launcher reads the kernel launches' socket (kernel
+	// templates are in use). Otherwise the main process closes its end and sends
+	// every launch on the first socket.
+	KernelSock bool `json:"kernel_sock,omitempty"`
 }
 
 // TemplateStatus reports a tool's template after the spawner prepared it (in
@@ -125,6 +139,10 @@ const (
 	replyStarted = "started"
 	replyFailed  = "failed"
 	replyExited  = "exited"
+	// replyRedirect answers a launch sent on the kernel launches' socket that the
+	// kernel launcher cannot take (no usable template, a working directory it
+	// cannot open, …): no child exists; send it again on the first socket.
+	replyRedirect = "redirect"
 )
 
 // reply is the spawner's answer about one launch.

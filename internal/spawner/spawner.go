@@ -136,6 +136,7 @@ func StartSpawner(cfg SpawnerConfig) (*Spawner, error) {
 	if err != nil {
 		return nil, err
 	}
+	starter.Do(cfg.Containment.prepareStarter)
 	s := &Spawner{cfg: cfg, starter: starter}
 	if _, err := s.conn(); err != nil {
 		s.starter.Close()
@@ -208,7 +209,38 @@ func (s *Spawner) start() (*spawnerConn, ready, error) {
 		return nil, r, fmt.Errorf("socket: %w", err)
 	}
 	conn := fc.(*net.UnixConn)
+	// Kernel-backend launches get a socket of their own, read by the kernel
+	// launcher alone (proto.go); its spawner end goes with hello.
+	var kconn *net.UnixConn
+	kEnd := -1
+	if s.cfg.KernelTemplates != "off" {
+		kpair, err := socketPair()
+		if err != nil {
+			conn.Close()
+			return nil, r, err
+		}
+		kf := os.NewFile(uintptr(kpair[0]), "agentexec-main-kernel-socket")
+		kfc, err := net.FileConn(kf)
+		kf.Close()
+		if err != nil {
+			unix.Close(kpair[1])
+			conn.Close()
+			return nil, r, fmt.Errorf("kernel launches' socket: %w", err)
+		}
+		kconn, kEnd = kfc.(*net.UnixConn), kpair[1]
+		defer func() {
+			if kEnd >= 0 {
+				unix.Close(kEnd)
+			}
+		}()
+	}
 
+	var tl *timeline
+	if os.Getenv(TimelineEnv) == "1" {
+		tl = newTimeline("main")
+		tl.mark("start spawner")
+		defer tl.flush(s.cfg.Stderr)
+	}
 	cmd := &exec.Cmd{
 		Path:       s.cfg.Binary,
 		Args:       []string{s.cfg.Binary, SpawnerCommand, fmt.Sprintf("--sock-fd=%d", sockFD)},
@@ -229,12 +261,19 @@ func (s *Spawner) start() (*spawnerConn, ready, error) {
 	if !s.cfg.View.Empty() || s.cfg.Mounts != nil {
 		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNS
 	}
+	if tl != nil {
+		cmd.Args = append(cmd.Args, timelineFlag)
+	}
 	var startErr error
 	s.starter.Do(func() { startErr = cmd.Start() })
+	tl.mark("forked and exec'd")
 	// Only the spawner holds its end from now on: its exit is EOF here at once.
 	childEnd.Close()
 	if err := startErr; err != nil {
 		conn.Close()
+		if kconn != nil {
+			kconn.Close()
+		}
 		return nil, r, fmt.Errorf("exec %s: %w", s.cfg.Binary, err)
 	}
 	c := &spawnerConn{
@@ -243,17 +282,22 @@ func (s *Spawner) start() (*spawnerConn, ready, error) {
 		pid:     cmd.Process.Pid,
 		cmd:     cmd,
 		conn:    conn,
+		kconn:   kconn,
 		pending: map[uint64]*Child{},
 		dead:    make(chan struct{}),
 		exited:  make(chan struct{}),
 	}
 	h := hello{Profile: s.cfg.Profile, Landlock: s.cfg.Landlock, Containment: s.cfg.Containment, Tools: s.cfg.Tools,
 		KernelTemplates: s.cfg.KernelTemplates, KTCreate: s.cfg.KTCreate, KTSpawn: s.cfg.KTSpawn, Launchers: s.cfg.Launchers,
-		View: s.cfg.View, NoLaunchLayer: s.cfg.NoLaunchLayer, Mounts: s.cfg.Mounts, KernelDenials: s.cfg.KernelDenials}
+		View: s.cfg.View, NoLaunchLayer: s.cfg.NoLaunchLayer, Mounts: s.cfg.Mounts, KernelDenials: s.cfg.KernelDenials,
+		KernelSock: kconn != nil}
 	// stop ends the process, after grace when it should exit by itself (its
 	// status then says more than our SIGKILL would), and says how it ended.
 	stop := func(grace time.Duration) string {
 		conn.Close()
+		if kconn != nil {
+			kconn.Close()
+		}
 		done := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(done) }()
 		select {
@@ -285,7 +329,16 @@ func (s *Spawner) start() (*spawnerConn, ready, error) {
 		}
 		return nil, r, fmt.Errorf("%s %w: %s; an embedding program must call agentexec.ServeSpawner() first thing in main, or the runtime must be given an installed agentexec binary (WithSpawnerBinary)", s.cfg.Binary, ErrNotServed, detail)
 	}
-	if err := sendMsg(conn, &h, nil); err != nil {
+	var hfds []int
+	if kEnd >= 0 {
+		hfds = []int{kEnd}
+	}
+	err = sendMsg(conn, &h, hfds)
+	if kEnd >= 0 {
+		unix.Close(kEnd) // the spawner holds its own copy now
+		kEnd = -1
+	}
+	if err != nil {
 		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
 			return notServed(err)
 		}
@@ -294,9 +347,11 @@ func (s *Spawner) start() (*spawnerConn, ready, error) {
 	buf := make([]byte, 64<<10)
 	oob := make([]byte, unix.CmsgSpace(maxFDs*4))
 	var a ack
+	tl.mark("hello sent")
 	_ = conn.SetReadDeadline(time.Now().Add(s.cfg.AckTimeout))
 	fds, err := recvMsg(conn, buf, oob, &a)
 	closeAll(fds)
+	tl.mark("ack")
 	if err != nil || a.Spawner != SpawnerCommand {
 		return notServed(err)
 	}
@@ -311,8 +366,14 @@ func (s *Spawner) start() (*spawnerConn, ready, error) {
 		return nil, r, fmt.Errorf("spawner %s failed during its setup: %s (%w; %s)", s.cfg.Binary, how, err, stop(time.Second))
 	}
 	_ = conn.SetReadDeadline(time.Time{})
+	tl.mark("ready")
 	if r.Err != "" {
 		return fail(errors.New(r.Err))
+	}
+	if kconn != nil && !r.KernelSock {
+		// No kernel templates in use: every launch goes on the first socket.
+		kconn.Close()
+		c.kconn = nil
 	}
 	go c.readLoop()
 	go func() {
@@ -356,6 +417,12 @@ type spawnerConn struct {
 	pid     int
 	cmd     *exec.Cmd
 	conn    *net.UnixConn
+	// kconn carries kernel-backend launches to the kernel launcher (nil: none; see
+	// proto.go). kernelInflight counts the launches sent on it whose exit (or
+	// failure, or redirect) has not come back: a kernel launch is sent there only
+	// when it is 0, since the kernel launcher runs one kernel child at a time.
+	kconn          *net.UnixConn
+	kernelInflight int
 
 	mu      sync.Mutex
 	pending map[uint64]*Child
@@ -378,6 +445,9 @@ func (c *spawnerConn) close() {
 	c.closing = true
 	c.mu.Unlock()
 	c.conn.Close()
+	if c.kconn != nil {
+		c.kconn.Close()
+	}
 	select {
 	case <-c.exited:
 	case <-time.After(closeGrace):
@@ -398,6 +468,9 @@ func (c *spawnerConn) markDead(err error) {
 	c.err = err
 	close(c.dead)
 	c.conn.Close()
+	if c.kconn != nil {
+		c.kconn.Close()
+	}
 	failed := len(c.pending)
 	for id, ch := range c.pending {
 		delete(c.pending, id)
@@ -437,6 +510,9 @@ func (c *spawnerConn) readLoop() {
 		ch := c.pending[r.ID]
 		if ch != nil && (r.Kind != replyStarted) {
 			delete(c.pending, r.ID)
+			if ch.viaKernel {
+				c.kernelInflight--
+			}
 		}
 		c.mu.Unlock()
 		if ch == nil {
@@ -491,6 +567,8 @@ type Child struct {
 	Template templates.State
 	// PlacementDelay is the kernel backend's time between spawn and cgroup placement.
 	PlacementDelay time.Duration
+	// viaKernel: sent on the kernel launches' socket (spawnerConn.kernelInflight).
+	viaKernel bool
 
 	startOnce sync.Once
 	started   chan struct{}
@@ -561,29 +639,59 @@ func (s *Spawner) Launch(spec *LaunchSpec) (*Child, error) {
 	if len(fds) > maxFDs {
 		return nil, fmt.Errorf("launch passes %d fds, at most %d", len(fds), maxFDs)
 	}
-	ch := &Child{ID: m.ID, PidFD: -1, started: make(chan struct{}), done: make(chan struct{})}
-	c.mu.Lock()
-	select {
-	case <-c.dead:
-		c.mu.Unlock()
-		return nil, fmt.Errorf("profile %s: %w", s.cfg.Profile, c.err)
-	default:
-	}
-	c.pending[m.ID] = ch
-	c.mu.Unlock()
-	if err := sendMsg(c.conn, &m, fds); err != nil {
-		c.mu.Lock()
-		delete(c.pending, m.ID)
-		c.mu.Unlock()
-		return nil, fmt.Errorf("profile %s: send launch: %w", s.cfg.Profile, err)
+	ch, err := c.send(&m, fds, spec.Kernel)
+	if err != nil {
+		return nil, fmt.Errorf("profile %s: %w", s.cfg.Profile, err)
 	}
 	<-ch.started
+	if ch.startR.Kind == replyRedirect {
+		// The kernel launcher could not take it (no child exists): the userspace
+		// path, through the first socket.
+		m.ID = s.ids.Add(1)
+		if ch, err = c.send(&m, fds, false); err != nil {
+			return nil, fmt.Errorf("profile %s: %w", s.cfg.Profile, err)
+		}
+		<-ch.started
+	}
 	if ch.startR.Kind == replyFailed {
 		<-ch.done
 		if ch.err != nil {
 			return nil, ch.err
 		}
 		return nil, &LaunchError{Errno: syscall.Errno(ch.exitR.Errno), Exec: ch.exitR.Exec, Msg: ch.exitR.Err}
+	}
+	return ch, nil
+}
+
+// send sends one launch request: on the kernel launches' socket when kernel is set,
+// the spawner reads one (kconn) and no other kernel launch is in flight there, else
+// on the first socket.
+func (c *spawnerConn) send(m *launchMsg, fds []int, kernel bool) (*Child, error) {
+	ch := &Child{ID: m.ID, PidFD: -1, started: make(chan struct{}), done: make(chan struct{})}
+	c.mu.Lock()
+	select {
+	case <-c.dead:
+		c.mu.Unlock()
+		return nil, c.err
+	default:
+	}
+	conn := c.conn
+	if kernel && c.kconn != nil && c.kernelInflight == 0 {
+		conn, ch.viaKernel = c.kconn, true
+		c.kernelInflight++
+	}
+	c.pending[m.ID] = ch
+	c.mu.Unlock()
+	if err := sendMsg(conn, m, fds); err != nil {
+		c.mu.Lock()
+		if _, ok := c.pending[m.ID]; ok {
+			delete(c.pending, m.ID)
+			if ch.viaKernel {
+				c.kernelInflight--
+			}
+		}
+		c.mu.Unlock()
+		return nil, fmt.Errorf("send launch: %w", err)
 	}
 	return ch, nil
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -38,6 +39,11 @@ func SpawnerMain(args []string) {
 	}
 	fd := -1
 	for _, a := range args[2:] {
+		if a == timelineFlag {
+			spawnerTimeline = newTimeline("spawner")
+			spawnerTimeline.mark("package initialised", initTime)
+			spawnerTimeline.mark("main")
+		}
 		if v, ok := strings.CutPrefix(a, "--sock-fd="); ok {
 			n, err := strconv.Atoi(v)
 			if err == nil {
@@ -78,6 +84,15 @@ type spawnerState struct {
 	kernelInUse bool
 	// kernelBusy is held while a kernel-template child lives (see launchKernel).
 	kernelBusy atomic.Bool
+	// ksock is the kernel launches' socket (hello.KernelSock), read by the kernel
+	// launcher alone (serveKernel); -1 when there is none, and kernel launches come
+	// on sock and are handed to the kernel launcher.
+	ksock int
+	// kchild is the kernel child the kernel launcher waits for itself (ksock mode),
+	// 0 when none; kmu orders its reaping before a kill at shutdown, so that the pid
+	// is never signalled after it could be reused.
+	kmu    sync.Mutex
+	kchild int
 	// kernelDirty: what the last kernel child left running could not all be
 	// killed (killKernelLeftovers); the next kernel launch sweeps again first.
 	kernelDirty atomic.Bool
@@ -125,21 +140,28 @@ func runSpawner(fd int) error {
 	if err != nil {
 		return fmt.Errorf("read hello: %w", err)
 	}
+	ksock := -1
+	if h.KernelSock && len(fds) == 1 {
+		ksock, fds = fds[0], nil // kept only if kernel templates are used (setup)
+	}
 	closeAll(fds)
+	spawnerTimeline.mark("hello read")
 	if err := sendRaw(fd, &ack{Spawner: SpawnerCommand}, nil); err != nil {
 		return fmt.Errorf("send ack: %w", err)
 	}
 
-	st := &spawnerState{sock: fd, tools: map[string]*spawnTool{}, orphans: orphans}
+	st := &spawnerState{sock: fd, ksock: ksock, tools: map[string]*spawnTool{}, orphans: orphans}
 	r := ready{Pid: os.Getpid()}
 	if err := st.setup(&h, &r); err != nil {
 		r.Err = err.Error()
 		_ = sendRaw(fd, &r, nil)
 		return err
 	}
+	spawnerTimeline.mark("ready")
 	if err := sendRaw(fd, &r, nil); err != nil {
 		return err
 	}
+	spawnerTimeline.flush(os.Stderr)
 	if rp, err := newReaper(st.reaped); err != nil {
 		fmt.Fprintf(os.Stderr, "agentexec spawner: %v; reaping with one goroutine per child\n", err)
 	} else {
@@ -159,7 +181,12 @@ func runSpawner(fd int) error {
 	if st.kernelLauncher() != nil {
 		serving = serving[1:] // launcher 0 only runs kernel-template launches
 	}
-	errs := make(chan error, len(serving))
+	errs := make(chan error, len(serving)+1)
+	if st.ksock >= 0 {
+		// The kernel launcher reads the kernel launches' socket itself (kernel.go).
+		kbuf, koob := make([]byte, maxMessage+1), make([]byte, len(oob))
+		go st.kernelLauncher().Do(func() { errs <- st.serveKernel(kbuf, koob) })
+	}
 	for i, l := range serving {
 		lbuf, loob := buf, oob
 		if i > 0 {
@@ -186,6 +213,11 @@ func (st *spawnerState) shutdown() {
 	done := func() bool { return true }
 	if st.reaper != nil {
 		done = st.reaper.killAll
+	}
+	if st.ksock >= 0 {
+		// The kernel child the kernel launcher waits for itself (waitKernelChild).
+		others := done
+		done = func() bool { return st.killKernelChild() && others() }
 	}
 	deadline := time.Now().Add(shutdownGrace)
 	if st.orphans != nil {
@@ -244,6 +276,7 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 			tool.prepare()
 		}
 	}
+	spawnerTimeline.mark("tools opened")
 	if !h.View.Empty() {
 		// A mount namespace of our own (the main process started us with
 		// CLONE_NEWNS): a slave of the host's before any mount, so that nothing
@@ -260,15 +293,18 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 	// Repository metadata and protect: paths, read-only in the private mount
 	// namespace (mounts.go); after the idmapped roots, whose mapping the binds
 	// inherit, and while the spawner still has CAP_SYS_ADMIN.
+	spawnerTimeline.mark("tool view")
 	if h.Mounts != nil {
 		if err := h.Mounts.apply(); err != nil {
 			return fmt.Errorf("mounts: %w", err)
 		}
 	}
+	spawnerTimeline.mark("protected mounts")
 	layers, err := h.Containment.applyCreds()
 	if err != nil {
 		return err
 	}
+	spawnerTimeline.mark("capabilities, no_new_privs")
 	r.Layers = layers
 	if !h.View.Empty() {
 		r.Layers = append(r.Layers, "tool-view")
@@ -281,6 +317,7 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 		r.Skipped = skipped
 		r.Layers = append(r.Layers, fmt.Sprintf("landlock-abi-%d", h.Landlock.ABI))
 	}
+	spawnerTimeline.mark("landlock")
 	// Every launch is forked from one of a few locked launcher threads. With
 	// Landlock ABI 6 each adds a signal-scope layer of its own, so that tools cannot
 	// signal the spawner's other threads by their ids (nor the tools of the other
@@ -313,10 +350,12 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 		tids = append(tids, l.TID())
 	}
 	r.Launchers = n
+	spawnerTimeline.mark("launcher threads")
 	layers, err = h.Containment.applySeccomp(tids, os.Getppid())
 	if err != nil {
 		return err
 	}
+	spawnerTimeline.mark("seccomp")
 	r.Layers = append(r.Layers, layers...)
 	// The per-launch layer's ruleset is made once; each child enforces it on itself.
 	if st.isolation, err = newLaunchIsolation(h); err != nil {
@@ -365,6 +404,11 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 			return rerr
 		}
 	}
+	if st.ksock >= 0 && !st.kernelInUse {
+		unix.Close(st.ksock) // the main process closes its end on ready
+		st.ksock = -1
+	}
+	r.KernelSock = st.ksock >= 0
 	for _, t := range h.Tools {
 		tool := st.tools[t.Name]
 		r.Templates = append(r.Templates, tool.status())
@@ -391,10 +435,55 @@ func (st *spawnerState) reply(m *reply, fds []int) {
 
 // launch runs one request: fork+exec through the Go runtime's clone3 path, reply with
 // the pid and pidfd, and hand the child to the reaper, which replies with the status.
+// A kernel-backend launch is handed to the kernel launcher when the kernel
+// launches have no socket of their own (ksock); with one, a kernel-backend launch
+// arrives here only because another was in flight or the kernel launcher could not
+// take it (redirect), and takes the userspace path.
 func (st *spawnerState) launch(m *launchMsg, fds []int) {
 	defer closeAll(fds)
-	fail := func(errno syscall.Errno, exec bool, format string, args ...any) {
-		st.reply(&reply{ID: m.ID, Kind: replyFailed, Errno: int(errno), Exec: exec, Err: fmt.Sprintf(format, args...)}, nil)
+	req, ok := st.parseLaunch(m, fds)
+	if !ok {
+		return
+	}
+	defer req.close()
+	if m.Kernel && st.ksock < 0 && st.kernelInUse && st.kernelBusy.CompareAndSwap(false, true) {
+		// One kernel-template child at a time: they all share launcher 0's
+		// domain. While one lives, the next launch takes the userspace path
+		// below, as does a launch the kernel backend cannot take (launchKernel).
+		handled := false
+		st.kernelLauncher().Do(func() {
+			handled = st.launchKernel(m, req, st.waitFor)
+		})
+		if handled {
+			return
+		}
+	}
+	st.launchUserspace(m, req)
+}
+
+// launchReq is a launch request with its fds sorted out (parseLaunch).
+type launchReq struct {
+	tool *spawnTool
+	// files are the child's fds 0, 1, 2, 3, …; cgroupFD the cgroup's (-1: none):
+	// a directory, or cgroup.procs for a kernel-backend launch (launchMsg.Kernel).
+	files    []uintptr
+	cgroupFD int
+	// stdin is the file opened for StdinPath (-1: none), closed by close.
+	stdin int
+}
+
+func (r *launchReq) close() {
+	if r.stdin >= 0 {
+		unix.Close(r.stdin)
+	}
+}
+
+// parseLaunch checks a request's fds and tool and opens its stdin file. On failure
+// it has replied and returns false.
+func (st *spawnerState) parseLaunch(m *launchMsg, fds []int) (req launchReq, ok bool) {
+	req.stdin, req.cgroupFD = -1, -1
+	fail := func(errno syscall.Errno, format string, args ...any) {
+		st.reply(&reply{ID: m.ID, Kind: replyFailed, Errno: int(errno), Err: fmt.Sprintf(format, args...)}, nil)
 	}
 	want := 2 + m.NExtra
 	if m.Cgroup {
@@ -404,14 +493,15 @@ func (st *spawnerState) launch(m *launchMsg, fds []int) {
 		want++
 	}
 	if len(fds) != want {
-		fail(unix.EINVAL, false, "launch %d: got %d fds, want %d", m.ID, len(fds), want)
-		return
+		fail(unix.EINVAL, "launch %d: got %d fds, want %d", m.ID, len(fds), want)
+		return req, false
 	}
 	tool, ok := st.tools[m.Tool]
 	if !ok {
-		fail(unix.ENOENT, false, "launch %d: tool %q is not in this spawner's profile", m.ID, m.Tool)
-		return
+		fail(unix.ENOENT, "launch %d: tool %q is not in this spawner's profile", m.ID, m.Tool)
+		return req, false
 	}
+	req.tool = tool
 	rest := fds
 	var stdin int
 	switch {
@@ -421,51 +511,45 @@ func (st *spawnerState) launch(m *launchMsg, fds []int) {
 		// Opened here, inside the sandbox, so the profile's Landlock rules decide.
 		in, err := unix.Open(m.StdinPath, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 		if err != nil {
-			fail(errnoOf(err), false, "open stdin %s: %v", m.StdinPath, err)
-			return
+			fail(errnoOf(err), "open stdin %s: %v", m.StdinPath, err)
+			return req, false
 		}
-		defer unix.Close(in)
-		stdin = in
+		req.stdin, stdin = in, in
 	default:
 		stdin, rest = rest[0], rest[1:]
 	}
-	files := []uintptr{uintptr(stdin), uintptr(rest[0]), uintptr(rest[1])}
+	req.files = []uintptr{uintptr(stdin), uintptr(rest[0]), uintptr(rest[1])}
 	rest = rest[2:]
-	cgroupFD := -1
 	if m.Cgroup {
-		cgroupFD, rest = rest[0], rest[1:]
+		req.cgroupFD, rest = rest[0], rest[1:]
 	}
 	for _, fd := range rest {
-		files = append(files, uintptr(fd))
+		req.files = append(req.files, uintptr(fd))
 	}
+	return req, true
+}
 
-	if m.Kernel {
-		handled := false
-		if st.kernelInUse && st.kernelBusy.CompareAndSwap(false, true) {
-			// One kernel-template child at a time: they all share launcher 0's
-			// domain. While one lives, the next launch takes the userspace path
-			// below, as does a launch the kernel backend cannot take (launchKernel).
-			st.kernelLauncher().Do(func() { handled = st.launchKernel(m, tool, files, cgroupFD) })
-		}
-		if handled {
+// launchUserspace launches through the userspace path (clone3 + execve) on the
+// calling launcher thread, never the kernel launcher: a userspace child forked
+// there would be nested below the kernel children's domain.
+func (st *spawnerState) launchUserspace(m *launchMsg, req launchReq) {
+	fail := func(errno syscall.Errno, exec bool, format string, args ...any) {
+		st.reply(&reply{ID: m.ID, Kind: replyFailed, Errno: int(errno), Exec: exec, Err: fmt.Sprintf(format, args...)}, nil)
+	}
+	tool, cgroupFD := req.tool, req.cgroupFD
+	if m.Kernel && m.Cgroup {
+		// The main process sent the cgroup's cgroup.procs for the kernel backend;
+		// clone3 needs the directory.
+		dfd, err := cgroupDirOfProcs(cgroupFD)
+		if err != nil {
+			fail(errnoOf(err), false, "launch %d: userspace path for a kernel-backend tool: %v", m.ID, err)
 			return
 		}
-		if m.Cgroup {
-			// The main process sent the cgroup's cgroup.procs for the kernel backend;
-			// clone3 needs the directory.
-			dfd, err := cgroupDirOfProcs(cgroupFD)
-			if err != nil {
-				fail(errnoOf(err), false, "launch %d: userspace path for a kernel-backend tool: %v", m.ID, err)
-				return
-			}
-			defer unix.Close(dfd)
-			cgroupFD = dfd
-		}
+		defer unix.Close(dfd)
+		cgroupFD = dfd
 	}
-	// Never on the kernel launcher: a userspace child forked there would be nested
-	// below the kernel children's domain.
 	path, state := tool.resolve()
-	pid, pidfd, err := st.isolation.forkExec(path, m.Argv, m.Dir, m.Env, files, cgroupFD) // on a launcher thread (serve)
+	pid, pidfd, err := st.isolation.forkExec(path, m.Argv, m.Dir, m.Env, req.files, cgroupFD) // on a launcher thread (serve)
 	if err != nil {
 		exec, msg := describeForkError(path, m.Dir, err)
 		fail(errnoOf(err), exec, "%s", msg)
@@ -505,7 +589,10 @@ func (st *spawnerState) reaped(c reaped, ws unix.WaitStatus, ru *unix.Rusage, er
 // child left running is gone (killKernelLeftovers), before the exit is reported.
 func (st *spawnerState) kernelDone() {
 	clean := true
-	if !st.closing.Load() { // at shutdown the orphan reaper kills everything
+	// At shutdown the orphan reaper kills everything. Where the spawner has no child
+	// left at all (noChildren: the usual case when kernel launches follow each
+	// other), the kernel child left nothing and the kernel launcher is not needed.
+	if !st.closing.Load() && !noChildren() {
 		st.kernelLauncher().Do(func() { clean = st.killKernelLeftovers() })
 	}
 	st.kernelDirty.Store(!clean)
@@ -550,14 +637,16 @@ func exitReply(id uint64, pid int, kernel bool, ws unix.WaitStatus, ru *unix.Rus
 }
 
 // launchKernel launches through the tool's kernel template, on the kernel launcher
-// (launcher 0), holding kernelBusy. cgroupFD, when set, is the launch cgroup's
-// cgroup.procs, opened by the main process. It returns false, with no child made,
+// (launcher 0), holding kernelBusy, and hands the started child to wait (the reaper,
+// or the kernel launcher itself: serveKernel). req.cgroupFD, when set, is the launch
+// cgroup's cgroup.procs, opened by the main process. It returns false, with no child made,
 // nothing replied and kernelBusy released, when the launch must take the userspace
 // path instead: the tool has no usable kernel template (lost when its binary was
 // removed or replaced by a script; kernelPath brings it back), the working
 // directory cannot be opened for FCHDIR, what the last kernel child left could not
 // be killed, or the spawn failed in a way the userspace path does not (fallsBack).
-func (st *spawnerState) launchKernel(m *launchMsg, tool *spawnTool, files []uintptr, cgroupFD int) (handled bool) {
+func (st *spawnerState) launchKernel(m *launchMsg, req launchReq, wait func(reaped)) (handled bool) {
+	tool, files, cgroupFD := req.tool, req.files, req.cgroupFD
 	started := false
 	defer func() {
 		if !started {
@@ -601,9 +690,9 @@ func (st *spawnerState) launchKernel(m *launchMsg, tool *spawnTool, files []uint
 	if recreated || back {
 		state = templates.StateRecreated
 	}
-	started = true // kernelBusy is released when the child is reaped (reaped)
+	started = true // kernelBusy is released when the child is reaped (kernelDone, waitKernelChild)
 	st.reply(&reply{ID: m.ID, Kind: replyStarted, Pid: pid, Backend: templates.BackendKernel, Template: state, PlacementNS: delay.Nanoseconds()}, []int{pidfd})
-	st.waitFor(reaped{id: m.ID, pid: pid, pidfd: pidfd, kernel: true})
+	wait(reaped{id: m.ID, pid: pid, pidfd: pidfd, kernel: true})
 	return true
 }
 

@@ -385,39 +385,89 @@ func makeTarget(shimDir string, r ViewRoot) error {
 
 // idmapUserNS returns an fd of a user namespace whose id maps send the on-disk
 // owner to the tool identity. Only a process can be put in a new user namespace and
-// have its maps written, so a placeholder (this binary, as `SPAWNER --userns-hold`)
-// is started in one with the maps (os/exec writes them before it execs), its
-// namespace opened, and the placeholder ended.
+// have its maps written (by its parent), so a placeholder is started in one with
+// the maps, its namespace opened, and the placeholder ended: the namespace lives
+// on through the fd.
+//
+// The placeholder never runs a single instruction of its own: it is started under
+// PTRACE_TRACEME (os/exec writes the maps, then the child execs this binary and
+// stops at once with SIGTRAP, before its first instruction), and killed. That costs
+// a fork and the kernel's part of an exec, not the Go runtime's start-up of a 26 MB
+// program (~4-6 ms here: docs/performance.md, "Start-up"). Where ptrace is refused
+// (Yama's ptrace_scope 3, a seccomp filter or LSM of the host), the placeholder is
+// this binary run as `SPAWNER --userns-hold`, which waits for its stdin to close.
 func idmapUserNS(from, to Owner) (int, error) {
 	self, err := os.Executable()
 	if err != nil {
 		self = "/proc/self/exe"
 	}
-	cmd := exec.Command(self, SpawnerCommand, userNSHoldFlag)
-	cmd.Env = []string{}
-	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: syscall.CLONE_NEWUSER,
-		// In the namespace, id From is kernel id To: on-disk From is seen as To
-		// through a mount idmapped with it, and To writes as From.
+	fd, err := stoppedUserNS(self, from, to)
+	if err == nil {
+		spawnerTimeline.mark("user namespace (stopped placeholder)")
+		return fd, nil
+	}
+	fd, herr := heldUserNS(self, from, to)
+	if herr != nil {
+		return -1, fmt.Errorf("tool view: user namespace for an idmapped mount: %w (a stopped placeholder: %w)", herr, err)
+	}
+	return fd, nil
+}
+
+// userNSAttr is the placeholder's namespace: in it, id From is kernel id To, so
+// that on-disk From is seen as To through a mount idmapped with it, and To writes
+// as From.
+func userNSAttr(from, to Owner) *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER,
 		UidMappings: []syscall.SysProcIDMap{{ContainerID: int(from.UID), HostID: int(to.UID), Size: 1}},
 		GidMappings: []syscall.SysProcIDMap{{ContainerID: int(from.GID), HostID: int(to.GID), Size: 1}},
 		Pdeathsig:   syscall.SIGKILL,
 	}
+}
+
+// stoppedUserNS makes the namespace with a placeholder that is stopped by ptrace
+// right after its exec (see idmapUserNS), then kills and reaps it.
+func stoppedUserNS(self string, from, to Owner) (int, error) {
+	attr := userNSAttr(from, to)
+	attr.Ptrace = true
+	// No fds, no environment; its arguments would make it wait on a closed stdin
+	// and exit, should it ever run.
+	p, err := os.StartProcess(self, []string{self, SpawnerCommand, userNSHoldFlag}, &os.ProcAttr{Env: []string{}, Sys: attr})
+	if err != nil {
+		return -1, err
+	}
+	defer func() {
+		_ = p.Kill()
+		_, _ = p.Wait()
+	}()
+	return openUserNS(p.Pid)
+}
+
+// heldUserNS makes the namespace with a placeholder that runs until its stdin
+// closes (holdUserNS).
+func heldUserNS(self string, from, to Owner) (int, error) {
+	cmd := exec.Command(self, SpawnerCommand, userNSHoldFlag)
+	cmd.Env = []string{}
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = userNSAttr(from, to)
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return -1, err
 	}
 	if err := cmd.Start(); err != nil {
-		return -1, fmt.Errorf("tool view: user namespace for an idmapped mount: %w", err)
+		return -1, err
 	}
 	defer func() {
 		in.Close()
 		_ = cmd.Wait()
 	}()
-	fd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/user", cmd.Process.Pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	return openUserNS(cmd.Process.Pid)
+}
+
+func openUserNS(pid int) (int, error) {
+	fd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/user", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return -1, fmt.Errorf("tool view: user namespace for an idmapped mount: %w", err)
+		return -1, fmt.Errorf("open the placeholder's user namespace: %w", err)
 	}
 	return fd, nil
 }
@@ -426,5 +476,4 @@ func idmapUserNS(from, to Owner) (int, error) {
 func holdUserNS() {
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	unix.Exit(0) // os.Exit sleeps a second in -race builds
-
 }

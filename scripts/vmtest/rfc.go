@@ -31,8 +31,9 @@ const rfcSeries = "rfc"
 // backend-aware tests run on both backends, and kernel_*_test.go): the rest of it
 // is the stock kernels' business (make vmtest), and some of it needs what this
 // small kernel lacks (CONFIG_PROC_CHILDREN for the orphan reaper, the io controller).
+// Of internal/spawner only the kernel launcher's own tests (kernel_sweep_test.go).
 var rfcDefaultPkgs = []string{"./internal/sys", "./internal/templates", "./scripts/vmtest/rfccheck",
-	".@runtime_test.go,kernel_*_test.go"}
+	".@runtime_test.go,kernel_*_test.go", "./internal/spawner@kernel_sweep_test.go"}
 
 // rfcGuestEnv is exported in RFC-kernel guests (through the kernel command line, see
 // guest.args): tests of the kernel backend fail there instead of skipping when the
