@@ -45,6 +45,15 @@ func (rt *Runtime) setupDenials() error {
 	return nil
 }
 
+// KernelDenials reports whether the runtime collects the kernel's denials and, when
+// it does not, why ("kernel_denials: off", or what the host lacks).
+func (rt *Runtime) KernelDenials() (on bool, why string) {
+	if rt.audit != nil {
+		return true, ""
+	}
+	return false, rt.denialsOff
+}
+
 // closeDenials closes the collector, restoring the host's audit state.
 func (rt *Runtime) closeDenials() error {
 	if rt.audit == nil {

@@ -43,6 +43,7 @@ const (
 	KindKernel     = "agentexec-kernel"
 	KindNoTemplate = "agentexec-notemplate"
 	KindNoCgroup   = "agentexec-nocgroup"
+	KindDenials    = "agentexec-denials"
 	KindOSExec     = "os/exec"
 	KindForkExec   = "forkexec"
 	KindPosixSpawn = "posix_spawn"

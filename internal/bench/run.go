@@ -53,6 +53,10 @@ type Config struct {
 	// Breakdown adds a diagnostic backend: userspace templates without per-launch
 	// cgroups (agentexec.WithoutCgroups), to show what cgroup placement costs.
 	Breakdown bool
+	// KernelDenials adds a backend: the userspace backend with kernel denials
+	// collected (agentexec.WithKernelDenials), to show what collection costs
+	// (docs/denials.md); it turns the host's audit on for the run if it is off.
+	KernelDenials bool
 	// Progress receives a progress bar (nil = none); give it only a terminal.
 	Progress io.Writer
 	// Command is recorded in the report.
@@ -294,6 +298,21 @@ func startBackends(ctx context.Context, cfg Config, ws string, rep *Report) ([]b
 		bs = append(bs, &rtBackend{kind: KindNoCgroup, rt: crt})
 		rep.Backends = append(rep.Backends, BackendInfo{Name: KindNoCgroup, Available: true,
 			Description: "diagnostic: agentexec userspace templates without per-launch cgroups"})
+	}
+
+	if cfg.KernelDenials {
+		drt, _, err := newRT(KindDenials, policy.KernelTemplatesOff, agentexec.WithKernelDenials())
+		if err != nil {
+			return bs, nil, err
+		}
+		info := BackendInfo{Name: KindDenials, Available: true,
+			Description: "agentexec userspace templates with kernel denials collected (audit)"}
+		if on, why := drt.KernelDenials(); !on {
+			info.Description += "; unavailable on this host, so the same as userspace: " + why
+			rep.Notes = append(rep.Notes, "denials: kernel denials unavailable: "+why)
+		}
+		bs = append(bs, &rtBackend{kind: KindDenials, rt: drt})
+		rep.Backends = append(rep.Backends, info)
 	}
 
 	bs = append(bs, osExecBackend{})

@@ -71,14 +71,19 @@ func TestParseKey(t *testing.T) {
 	}
 }
 
-func TestStaleRegexp(t *testing.T) {
-	re := staleRegexp("agentexec")
+func TestStaleName(t *testing.T) {
 	for name, want := range map[string]bool{
 		"agentexec-12": true, "agentexec-12-3": true, "agentexec-12-self": true,
 		"agentexec-x12": false, "agentexec-12-selfx": false, "agentexec-test-12": false, "xagentexec-12": false,
+		"agentexec-": false, "agentexec-12-": false, "agentexec-12-3-4": false, "agentexec-+12": false,
+		"agentexec-12-self-1": false, "agentexec--12": false, "agentexec": false,
 	} {
-		if got := re.MatchString(name); got != want {
+		pid, self, got := parseStaleName("agentexec", name)
+		if got != want {
 			t.Errorf("stale match %q = %v, want %v", name, got, want)
+		}
+		if got && (pid != 12 || self != strings.HasSuffix(name, "-self")) {
+			t.Errorf("%q: pid %d self %v", name, pid, self)
 		}
 	}
 }

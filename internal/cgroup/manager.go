@@ -4,9 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -77,7 +77,12 @@ type Manager struct {
 	mu     sync.Mutex
 	pools  map[string]*Pool
 	closed bool
-	bg     sync.WaitGroup // background recycling and replacement
+	bg     sync.WaitGroup // background recycling, replacement and the stale sweep
+
+	// stopSweep, closed by Close, ends the background stale sweep between groups.
+	stopSweep chan struct{}
+	// staleChecked counts the owner checks NewManager made itself (for tests).
+	staleChecked int
 }
 
 // leaf is the process-wide state of the move into <Self>/<prefix>-<pid>-self: a
@@ -92,7 +97,8 @@ var leaf struct {
 
 // NewManager prepares the base directory for pools under info.Dir. In order: it
 // removes stale <prefix>-<pid> directories whose pid is dead (killing what they still
-// hold, with cgroup.kill, then rmdir bottom-up); moves this process into a leaf when
+// hold, with cgroup.kill, then rmdir bottom-up; at most StaleChecksAtStart of them
+// are checked here, the others in the background, see removeStale); moves this process into a leaf when
 // required (see LeafPolicy); enables the wanted and available controllers in Self's
 // and the base's cgroup.subtree_control; creates <Dir>/<prefix>-<pid>.
 //
@@ -112,6 +118,7 @@ func NewManager(info *Info, opts Options) (*Manager, error) {
 		hasKill:   info.HasKill,
 		hasFreeze: info.HasFreeze,
 		pools:     map[string]*Pool{},
+		stopSweep: make(chan struct{}),
 	}
 	if m.prefix == "" {
 		m.prefix = DefaultPrefix
@@ -127,7 +134,8 @@ func NewManager(info *Info, opts Options) (*Manager, error) {
 		want = DefaultControllers
 	}
 
-	if err := m.removeStale(); err != nil {
+	rest, err := m.removeStale()
+	if err != nil {
 		return nil, err
 	}
 
@@ -177,6 +185,10 @@ func NewManager(info *Info, opts Options) (*Manager, error) {
 	m.hasKill = err == nil
 	_, err = os.Stat(filepath.Join(m.base, "cgroup.freeze"))
 	m.hasFreeze = err == nil
+	if len(rest) > 0 {
+		m.bg.Add(1)
+		go m.sweepStale(rest)
+	}
 	return m, nil
 }
 
@@ -278,47 +290,123 @@ func (m *Manager) exitLeaf() error {
 	return errors.Join(errs...)
 }
 
-// staleRegexp matches <prefix>-<pid>, <prefix>-<pid>-<n> and <prefix>-<pid>-self.
-func staleRegexp(prefix string) *regexp.Regexp {
-	return regexp.MustCompile("^" + regexp.QuoteMeta(prefix) + `-([0-9]+)(-[0-9]+|-self)?$`)
+// parseStaleName parses <prefix>-<pid>, <prefix>-<pid>-<n> and <prefix>-<pid>-self
+// (pid and n decimal digits); ok is false for any other name.
+func parseStaleName(prefix, name string) (pid int, self, ok bool) {
+	rest, found := strings.CutPrefix(name, prefix+"-")
+	if !found {
+		return 0, false, false
+	}
+	digits, suffix, hasSuffix := strings.Cut(rest, "-")
+	if !allDigits(digits) || hasSuffix && suffix != "self" && !allDigits(suffix) {
+		return 0, false, false
+	}
+	pid, err := strconv.Atoi(digits)
+	if err != nil {
+		return 0, false, false
+	}
+	return pid, suffix == "self", true
+}
+
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// StaleChecksAtStart bounds the candidate directories (named <prefix>-<pid>…, pid
+// not this process's) whose owner NewManager checks before it returns: each check
+// costs a kill(pid, 0), a getxattr and a read of /proc/<pid>/stat, and a host with a
+// few hundred runtimes has a few hundred candidates, nearly all of them live. The
+// candidates are taken in random order, so that the stale ones among them are
+// reached by some start even when every process is short-lived; the rest are
+// checked by a background goroutine of the Manager, which Close stops.
+const StaleChecksAtStart = 8
+
+// staleBudget is StaleChecksAtStart; benchmarks raise it to measure the unbounded
+// scan.
+var staleBudget = StaleChecksAtStart
+
+// staleCandidate is a directory of Dir that may be a stale base or leaf.
+type staleCandidate struct {
+	name string
+	pid  int
+	self bool // <prefix>-<pid>-self
 }
 
 // removeStale removes directories left in Dir by an earlier process with the same
 // prefix that no longer runs: its pid is gone, or (where the trusted.agentexec.owner
 // xattr could be written) the pid now belongs to a process with another start time.
-func (m *Manager) removeStale() error {
-	entries, err := os.ReadDir(m.info.Dir)
+// It checks at most StaleChecksAtStart candidates, chosen at random, and returns the
+// others for sweepStale.
+func (m *Manager) removeStale() (rest []staleCandidate, err error) {
+	entries, err := os.ReadDir(m.info.Dir) // names and types only: no call per entry
 	if err != nil {
-		return fmt.Errorf("cgroup: scanning for stale cgroups: %w", err)
+		return nil, fmt.Errorf("cgroup: scanning for stale cgroups: %w", err)
 	}
-	re := staleRegexp(m.prefix)
-	var errs []error
+	var cands []staleCandidate
 	for _, e := range entries {
 		if !e.IsDir() {
 			continue
 		}
-		sub := re.FindStringSubmatch(e.Name())
-		if sub == nil {
+		pid, self, ok := parseStaleName(m.prefix, e.Name())
+		if !ok || pid == os.Getpid() {
 			continue
 		}
-		pid, err := strconv.Atoi(sub[1])
-		dir := filepath.Join(m.info.Dir, e.Name())
-		if err != nil || pid == os.Getpid() || ownerAlive(dir, pid) {
-			continue
+		cands = append(cands, staleCandidate{name: e.Name(), pid: pid, self: self})
+	}
+	rand.Shuffle(len(cands), func(i, j int) { cands[i], cands[j] = cands[j], cands[i] })
+	n := min(len(cands), staleBudget)
+	var errs []error
+	for _, c := range cands[:n] {
+		m.staleChecked++
+		errs = append(errs, m.removeIfStale(c))
+	}
+	return cands[n:], errors.Join(errs...)
+}
+
+// sweepStale checks the candidates NewManager left, until done or Close. Failures
+// are reported by Warnings.
+func (m *Manager) sweepStale(cands []staleCandidate) {
+	defer m.bg.Done()
+	for _, c := range cands {
+		select {
+		case <-m.stopSweep:
+			return
+		default:
 		}
-		if sub[2] == "-self" {
-			// The dead process's leaf: it may hold that process's other children, which
-			// are not ours to kill. Remove it only when empty.
-			if err := unix.Rmdir(dir); err != nil && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENOENT) {
-				errs = append(errs, fmt.Errorf("cgroup: rmdir stale leaf %s: %w", dir, err))
-			}
-			continue
-		}
-		if err := m.destroyTree(dir); err != nil {
-			errs = append(errs, fmt.Errorf("cgroup: removing stale %s: %w", dir, err))
+		if err := m.removeIfStale(c); err != nil {
+			m.mu.Lock()
+			m.warnings = append(m.warnings, err.Error())
+			m.mu.Unlock()
 		}
 	}
-	return errors.Join(errs...)
+}
+
+// removeIfStale removes the candidate if its owner no longer runs.
+func (m *Manager) removeIfStale(c staleCandidate) error {
+	dir := filepath.Join(m.info.Dir, c.name)
+	if ownerAlive(dir, c.pid) {
+		return nil
+	}
+	if c.self {
+		// The dead process's leaf: it may hold that process's other children, which
+		// are not ours to kill. Remove it only when empty.
+		if err := unix.Rmdir(dir); err != nil && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("cgroup: rmdir stale leaf %s: %w", dir, err)
+		}
+		return nil
+	}
+	if err := m.destroyTree(dir); err != nil {
+		return fmt.Errorf("cgroup: removing stale %s: %w", dir, err)
+	}
+	return nil
 }
 
 func pidAlive(pid int) bool {
@@ -420,7 +508,13 @@ func (m *Manager) HasKill() bool { return m.hasKill }
 func (m *Manager) Moved() bool { return m.moved }
 
 // Warnings lists what NewManager could not set up (controllers not enabled, and why).
-func (m *Manager) Warnings() []string { return append([]string(nil), m.warnings...) }
+// Failures of the background stale sweep (see StaleChecksAtStart) are added as they
+// happen.
+func (m *Manager) Warnings() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.warnings...)
+}
 
 // Unenforced returns the names of the limits in l that cannot be enforced here:
 // exactly those asked for ("memory" for Memory > 0, "pids" for Pids > 0, "cpu" for
@@ -465,6 +559,7 @@ func (m *Manager) Close() error {
 	for _, p := range pools {
 		p.markClosed()
 	}
+	close(m.stopSweep)
 	m.bg.Wait()
 	if err := m.killDir(m.base); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		errs = append(errs, err)

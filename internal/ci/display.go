@@ -172,12 +172,12 @@ func clip(s string, n int) string {
 	return string(r[:n-1]) + "…"
 }
 
-var csiRE = regexp.MustCompile(`\x1b\[[0-9;?]*[ -/]*[@-~]`)
+var csiRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\x1b\[[0-9;?]*[ -/]*[@-~]`) })
 
 // sanitize drops escape sequences and control characters (escape sequences from tools would break the
 // redraw).
 func sanitize(s string) string {
-	s = csiRE.ReplaceAllString(s, "")
+	s = csiRE().ReplaceAllString(s, "")
 	return strings.Map(func(r rune) rune {
 		if r == '\t' {
 			return ' '

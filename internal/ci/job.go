@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -89,8 +90,8 @@ type StepLimits struct {
 // Required reports whether the step's failure fails the job.
 func (s *Step) Required() bool { return !s.ContinueOnError }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`) })
+var envNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`) })
 
 const nameRule = "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
@@ -177,7 +178,7 @@ func defaultName(file string) string {
 		}
 	}
 	s := b.String()
-	if !nameRE.MatchString(s) {
+	if !nameRE().MatchString(s) {
 		return "job"
 	}
 	return s
@@ -186,7 +187,7 @@ func defaultName(file string) string {
 // name reads a job or step name (what), failing with the rule when it is not valid.
 func (d *decoder) name(v *yaml.Node, field, what string) (string, bool) {
 	s, ok := d.Str(v, field)
-	if ok && !nameRE.MatchString(s) {
+	if ok && !nameRE().MatchString(s) {
 		d.Fail(yamlnode.Deref(v), field, "%q is not a valid %s name (%s)", s, what, nameRule)
 		return "", false
 	}
@@ -201,7 +202,7 @@ func (d *decoder) env(n *yaml.Node, field string) []EnvVar {
 	var out []EnvVar
 	for _, p := range pairs {
 		f := yamlnode.Join(field, p.Key)
-		if !envNameRE.MatchString(p.Key) {
+		if !envNameRE().MatchString(p.Key) {
 			d.Fail(p.K, f, "%q is not a valid environment variable name", p.Key)
 			continue
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -38,14 +39,14 @@ const (
 
 // nameRE is what a service or pool name may be: one NATS subject token, also valid
 // in a stream, consumer and micro service name.
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`) })
 
 // ErrBadName is wrapped by the errors about a service or pool name.
 var ErrBadName = errors.New("want 1 to 64 of A-Z a-z 0-9 _ -")
 
 // checkName checks a service or pool name.
 func checkName(what, name string) error {
-	if !nameRE.MatchString(name) {
+	if !nameRE().MatchString(name) {
 		return fmt.Errorf("%s %q: %w", what, name, ErrBadName)
 	}
 	return nil

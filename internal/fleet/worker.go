@@ -45,7 +45,9 @@ type WorkerConfig struct {
 }
 
 // semverRE is what the micro service accepts as a version.
-var semverRE = regexp.MustCompile(`^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
+var semverRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
+})
 
 // forever is the per-request server's drain timeout: a request's own timeout (the
 // policy's) bounds it, and the worker's DrainTimeout bounds the worker's stop.
@@ -126,7 +128,7 @@ func NewWorker(nc *nats.Conn, rt *agentexec.Runtime, cfg WorkerConfig) (*Worker,
 	w.runCtx, w.killAll = context.WithCancel(context.Background())
 	host, _ := os.Hostname()
 	version := cfg.Version
-	if !semverRE.MatchString(version) {
+	if !semverRE().MatchString(version) {
 		version = "0.0.0"
 	}
 	svc, err := micro.AddService(nc, micro.Config{

@@ -9,8 +9,9 @@
 //
 // # Guarantees
 //
-//   - Every output line is one whole JSON object, written by a single goroutine; lines
-//     never interleave. Results come in completion order.
+//   - Every output line is one whole JSON object, written whole, one write at a time,
+//     in the order emitted (writer.go); lines never interleave. Results come in
+//     completion order.
 //   - Every run request with a valid id is answered by exactly one result line (or,
 //     when it is refused before launch for a protocol reason, one error line).
 //   - An input line that cannot be accepted (invalid JSON, over the size limit, an

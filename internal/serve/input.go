@@ -12,13 +12,22 @@ import (
 // byte already taken from the input has been handed on.
 var errInputStopped = errors.New("serve: input stopped")
 
-// input reads the server's input on a goroutine of its own, in chunks handed to the
-// line reader (through Read). This is what lets a shutdown end reading without
-// losing lines: stop makes the reader goroutine's pending Read return at once when
-// the input supports read deadlines (an *os.File on a pipe or socket in non-blocking
-// mode, a net.Conn), and the lines of every byte it took are still read and
-// answered. With an input that has no deadlines, bytes that arrive after stop are
-// taken by the goroutine's pending Read and dropped; they were never read as lines.
+// input is the server's input as the line reader reads it, with a stop that ends
+// reading without losing lines.
+//
+// When the input supports read deadlines (an *os.File on a pipe or socket in
+// non-blocking mode, as `agentexec serve` makes its stdin; a net.Conn), Read reads
+// it directly, on the line reader's goroutine: stop moves the deadline to now, so a
+// pending Read returns at once and later ones read nothing, and every byte taken off
+// the input has been handed to the line reader. No goroutine sits between the input
+// and the line reader: a request line costs no hand-off from one goroutine to another
+// (one wake-up of a sleeping thread each on a busy host; docs/performance.md, "serve
+// overhead").
+//
+// Otherwise a goroutine of its own reads the input in chunks that Read hands out, so
+// that stop can end reading while that goroutine's Read is still pending (it may
+// never return): bytes that arrive after stop are taken by that Read and dropped;
+// they were never read as lines.
 type input struct {
 	r        io.Reader
 	deadline interface{ SetReadDeadline(time.Time) error }
@@ -42,10 +51,16 @@ func startInput(r io.Reader) *input {
 	if in.deadline != nil && in.deadline.SetReadDeadline(time.Time{}) != nil {
 		in.deadline = nil // e.g. an *os.File that is not pollable
 	}
-	go in.loop()
+	if in.deadline == nil {
+		go in.loop()
+	}
 	return in
 }
 
+// direct reports whether Read reads the input itself (it has read deadlines).
+func (in *input) direct() bool { return in.deadline != nil }
+
+// loop reads an input without deadlines into chunks.
 func (in *input) loop() {
 	defer close(in.chunks)
 	for {
@@ -57,21 +72,14 @@ func (in *input) loop() {
 		}
 		n, err := in.r.Read(buf)
 		if n > 0 {
-			if in.deadline != nil {
-				in.chunks <- buf[:n] // the line reader takes every chunk (see stop)
-			} else {
-				select {
-				case in.chunks <- buf[:n]:
-				case <-in.quit:
-					in.err = errInputStopped
-					return
-				}
+			select {
+			case in.chunks <- buf[:n]:
+			case <-in.quit:
+				in.err = errInputStopped
+				return
 			}
 		}
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				err = errInputStopped
-			}
 			in.err = err
 			return
 		}
@@ -90,8 +98,21 @@ func (in *input) stop() {
 	})
 }
 
-// Read hands out the chunks read, then the input's error (io.EOF at its end).
+// Read reads the input (direct) or hands out the chunks read, then the input's error
+// (io.EOF at its end, errInputStopped after stop).
 func (in *input) Read(p []byte) (int, error) {
+	if in.direct() {
+		select {
+		case <-in.quit:
+			return 0, errInputStopped
+		default:
+		}
+		n, err := in.r.Read(p)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = errInputStopped
+		}
+		return n, err
+	}
 	for len(in.cur) == 0 {
 		if in.curBuf != nil {
 			select {
@@ -108,18 +129,12 @@ func (in *input) Read(p []byte) (int, error) {
 		select {
 		case c, ok = <-in.chunks:
 		case <-in.quit:
-			if in.deadline != nil {
-				// The pending Read returns at once (its deadline passed); every chunk
-				// it took comes before chunks is closed.
-				c, ok = <-in.chunks
-			} else {
-				// Only what is already here: a Read still pending may never return.
-				select {
-				case c, ok = <-in.chunks:
-				default:
-					in.stopped = true
-					return 0, errInputStopped
-				}
+			// Only what is already here: a Read still pending may never return.
+			select {
+			case c, ok = <-in.chunks:
+			default:
+				in.stopped = true
+				return 0, errInputStopped
 			}
 		}
 		if !ok {

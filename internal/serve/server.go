@@ -88,23 +88,24 @@ func Serve(ctx context.Context, rt *agentexec.Runtime, in io.Reader, out io.Writ
 	cfg.setDefaults()
 	s := &server{
 		rt: rt, cfg: cfg, log: cfg.Logger, start: time.Now(),
-		calls:      map[string]*call{},
-		admit:      make(chan struct{}, cfg.MaxInflight+cfg.MaxQueued),
-		out:        make(chan []byte, 256),
-		stop:       make(chan struct{}),
-		stopping:   make(chan struct{}),
-		writerDone: make(chan struct{}),
-		writeFail:  make(chan struct{}),
-		backends:   map[string]uint64{},
-		statuses:   map[string]uint64{},
+		calls:    map[string]*call{},
+		admit:    make(chan struct{}, cfg.MaxInflight+cfg.MaxQueued),
+		out:      newLineWriter(out),
+		stopping: make(chan struct{}),
+		spare:    make(chan *lineReader),
+		quit:     make(chan struct{}),
+		backends: map[string]uint64{},
+		statuses: map[string]uint64{},
 	}
 	s.killCtx, s.killAll = context.WithCancel(context.WithoutCancel(ctx))
 	defer s.killAll()
-	go s.writeLoop(out)
+	defer close(s.quit)
+	stopWriter := make(chan struct{})
+	go s.out.run(stopWriter)
 
 	src := startInput(in)
 	readDone := make(chan error, 1)
-	go func() { readDone <- s.readLoop(ctx, src) }()
+	go s.read(ctx, newLineReader(src, s.cfg.MaxLineBytes), readDone)
 
 	var errs []error
 	readEnded := false
@@ -118,8 +119,8 @@ func Serve(ctx context.Context, rt *agentexec.Runtime, in io.Reader, out io.Writ
 		s.drain(ctx)
 	case <-ctx.Done():
 		s.log.Info("stopping: killing requests in flight", "in_flight", s.inFlight(), "cause", context.Cause(ctx))
-	case <-s.writeFail:
-		s.log.Error("output failed: killing requests in flight", "err", s.writeErr)
+	case <-s.out.failed():
+		s.log.Error("output failed: killing requests in flight", "err", s.out.failure())
 	}
 	// From here on every line read is answered with shutting_down (readLoop), until
 	// the results of the requests in flight are written; then the lines already
@@ -141,10 +142,10 @@ func Serve(ctx context.Context, rt *agentexec.Runtime, in io.Reader, out io.Writ
 			errs = append(errs, fmt.Errorf("serve: the input reader did not stop within %v", cfg.ShutdownTimeout))
 		}
 	}
-	close(s.stop)
-	<-s.writerDone
-	if s.writeErr != nil {
-		errs = append(errs, fmt.Errorf("serve: write output: %w", s.writeErr))
+	close(stopWriter)
+	<-s.out.done
+	if err := s.out.failure(); err != nil {
+		errs = append(errs, fmt.Errorf("serve: write output: %w", err))
 	}
 	return errors.Join(errs...)
 }
@@ -177,12 +178,12 @@ type server struct {
 
 	admit chan struct{} // tokens of requests in flight (queued + running)
 
-	out        chan []byte // whole lines, "\n" included
-	stop       chan struct{}
-	stopping   chan struct{} // closed by beginStop
-	writerDone chan struct{}
-	writeFail  chan struct{}
-	writeErr   error // set before writeFail is closed
+	out      *lineWriter
+	stopping chan struct{} // closed by beginStop
+
+	spare  chan *lineReader // to a parked runner: read on from here (read)
+	nspare atomic.Int32     // runners parked
+	quit   chan struct{}    // closed when Serve returns: parked runners end
 }
 
 type call struct {
@@ -238,7 +239,7 @@ func (s *server) drain(ctx context.Context) {
 		s.log.Warn("drain timeout: killing requests in flight", "timeout", s.cfg.DrainTimeout, "in_flight", s.inFlight())
 	case <-ctx.Done():
 		s.log.Info("stopping during drain: killing requests in flight", "in_flight", s.inFlight())
-	case <-s.writeFail:
+	case <-s.out.failed():
 	}
 }
 
@@ -255,64 +256,10 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 	}
 }
 
-// writeLoop is the only writer of out: every line is written whole, in the order
-// emitted. It flushes whenever no more lines are waiting.
-func (s *server) writeLoop(out io.Writer) {
-	defer close(s.writerDone)
-	var buf bytes.Buffer
-	failed := false
-	write := func(b []byte) {
-		if failed {
-			return
-		}
-		buf.Write(b)
-		if buf.Len() >= 64<<10 {
-			flush(out, &buf, &failed, s)
-		}
-	}
-	for {
-		select {
-		case b := <-s.out:
-			write(b)
-			for more := true; more; {
-				select {
-				case b := <-s.out:
-					write(b)
-				default:
-					more = false
-				}
-			}
-			flush(out, &buf, &failed, s)
-		case <-s.stop:
-			for {
-				select {
-				case b := <-s.out:
-					write(b)
-				default:
-					flush(out, &buf, &failed, s)
-					return
-				}
-			}
-		}
-	}
-}
-
-func flush(out io.Writer, buf *bytes.Buffer, failed *bool, s *server) {
-	if *failed || buf.Len() == 0 {
-		buf.Reset()
-		return
-	}
-	_, err := out.Write(buf.Bytes())
-	buf.Reset()
-	if err != nil {
-		*failed = true
-		s.writeErr = err
-		close(s.writeFail)
-	}
-}
-
-// emit queues one output line. After the writer has stopped it drops the line.
-func (s *server) emit(v any) {
+// emit writes one output line, or queues it while the output is busy (lineWriter);
+// direct is false on the input reader's goroutine, which must not wait for the
+// output. After the writer has stopped it drops the line.
+func (s *server) emit(v any, direct bool) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
@@ -320,10 +267,7 @@ func (s *server) emit(v any) {
 		s.log.Error("BUG: encode output line", "err", err)
 		return
 	}
-	select {
-	case s.out <- b.Bytes():
-	case <-s.writerDone:
-	}
+	s.out.emit(b.Bytes(), direct)
 }
 
 func (s *server) emitError(line int64, pe *ProtocolError) {
@@ -331,7 +275,7 @@ func (s *server) emitError(line int64, pe *ProtocolError) {
 	s.errLines++
 	s.mu.Unlock()
 	s.log.Debug("input line refused", "line", line, "id", pe.ID, "code", pe.Code, "error", pe.Msg)
-	s.emit(&ErrorLine{Type: TypeError, Line: line, ID: pe.ID, Code: pe.Code, Error: pe.Msg})
+	s.emit(&ErrorLine{Type: TypeError, Line: line, ID: pe.ID, Code: pe.Code, Error: pe.Msg}, false)
 }
 
 // control counts an answered control message (or an applied cancel) and emits its
@@ -341,7 +285,7 @@ func (s *server) control(reply any) {
 	s.controls++
 	s.mu.Unlock()
 	if reply != nil {
-		s.emit(reply)
+		s.emit(reply, false)
 	}
 }
 
@@ -356,20 +300,62 @@ func (s *server) shuttingDown(num int64, line []byte) {
 	s.emitError(num, &ProtocolError{Code: CodeShuttingDown, ID: id, Msg: "the server is shutting down; the line was not acted on"})
 }
 
-// readLoop reads and dispatches input lines until the input ends, a read fails, or
-// the input is stopped (src.stop, at the end of a shutdown). Every line it reads is
-// answered by exactly one line: a result (run), pong, stats or policy, an error
-// line, or, for a cancel that applies, the canceled request's result. Lines read
-// after the server began to stop are answered with shutting_down.
-func (s *server) readLoop(ctx context.Context, src *input) error {
-	lr := newLineReader(src, s.cfg.MaxLineBytes)
+// read is the input reader: it reads lines (readLoop) until the input ends, then
+// sends readLoop's error to done. A run request that gets a slot at once is run
+// on the reader's own goroutine, with no hand-off to another one before its launch:
+// the reader hands the input over to a successor, which goes on reading from where
+// it stopped, and becomes the request's runner (execute). There is one reader at a
+// time, and lines are read in order: a request is accepted (its id is in flight, a
+// cancel finds it) before the next line is read.
+//
+// The successor is a goroutine parked by an earlier runner when there is one (a
+// spare, up to maxSpares): its stack has grown already; a new goroutine's would
+// grow from 2 KiB again in the decoding of its next line, a few copies that cost
+// tens of µs a request on a busy host (docs/performance.md, "serve overhead").
+func (s *server) read(ctx context.Context, lr *lineReader, done chan<- error) {
+	for {
+		c, err := s.readLoop(ctx, lr)
+		if c == nil {
+			done <- err
+			return
+		}
+		select {
+		case s.spare <- lr:
+		default:
+			go s.read(ctx, lr, done)
+		}
+		s.execute(c)
+		if s.nspare.Add(1) > maxSpares {
+			s.nspare.Add(-1)
+			return
+		}
+		select {
+		case lr = <-s.spare:
+			s.nspare.Add(-1)
+		case <-s.quit:
+			s.nspare.Add(-1)
+			return
+		}
+	}
+}
+
+// maxSpares bounds the runners parked to read next (read).
+const maxSpares = 4
+
+// readLoop reads and dispatches input lines until the input ends, a read fails, the
+// input is stopped (src.stop, at the end of a shutdown), or a run request got a
+// slot: then it returns that request, for its goroutine to run (read). Every line it
+// reads is answered by exactly one line: a result (run), pong, stats or policy, an
+// error line, or, for a cancel that applies, the canceled request's result. Lines
+// read after the server began to stop are answered with shutting_down.
+func (s *server) readLoop(ctx context.Context, lr *lineReader) (*call, error) {
 	for {
 		line, num, size, err := lr.next()
 		if errors.Is(err, io.EOF) || errors.Is(err, errInputStopped) {
-			return nil
+			return nil, nil
 		}
 		if err != nil {
-			return fmt.Errorf("serve: read input line %d: %w", num+1, err)
+			return nil, fmt.Errorf("serve: read input line %d: %w", num+1, err)
 		}
 		s.mu.Lock()
 		s.lines++
@@ -390,47 +376,50 @@ func (s *server) readLoop(ctx context.Context, src *input) error {
 		}
 		switch m.Type {
 		case TypeRun:
-			s.accept(ctx, num, m)
+			if c := s.accept(ctx, num, m); c != nil {
+				return c, nil
+			}
 		case TypeCancel:
 			s.cancel(num, m.ID)
 		case TypePing:
 			s.control(&Pong{Type: TypePong, ID: m.ID, Version: s.cfg.Version})
 		case TypeStats:
 			s.control(nil)
-			s.emit(s.stats(m.ID))
+			s.emit(s.stats(m.ID), false)
 		case TypePolicy:
 			s.control(&PolicyLine{Type: TypePolicy, ID: m.ID, Report: agentexec.CheckHost(s.rt.Policy(), s.rt.Host())})
 		}
 	}
 }
 
-// accept registers a run request and starts it, or queues it while MaxInflight
-// requests run. It waits first (and so pauses the input) while
-// MaxInflight+MaxQueued requests are in flight.
-func (s *server) accept(ctx context.Context, num int64, m *Message) {
+// accept registers a run request and returns it when it got one of the MaxInflight
+// slots, for the caller to run (execute); it queues it while MaxInflight requests
+// run, and returns nil then or when it refused it. It waits first (and so pauses the
+// input) while MaxInflight+MaxQueued requests are in flight.
+func (s *server) accept(ctx context.Context, num int64, m *Message) *call {
 	refuse := func(pe *ProtocolError) { s.emitError(num, pe) }
 	shutting := &ProtocolError{Code: CodeShuttingDown, ID: m.ID, Msg: "the server is shutting down; the request was not run"}
 	select {
 	case s.admit <- struct{}{}:
 	case <-ctx.Done():
 		refuse(shutting)
-		return
+		return nil
 	case <-s.stopping:
 		refuse(shutting)
-		return
+		return nil
 	}
 	s.mu.Lock()
 	if s.closing || ctx.Err() != nil {
 		s.mu.Unlock()
 		<-s.admit
 		refuse(shutting)
-		return
+		return nil
 	}
 	if old, dup := s.calls[m.ID]; dup {
 		s.mu.Unlock()
 		<-s.admit
 		refuse(&ProtocolError{Code: CodeDuplicateID, ID: m.ID, Msg: fmt.Sprintf("id %q is in flight (the request of line %d)", m.ID, old.line)})
-		return
+		return nil
 	}
 	c := &call{id: m.ID, line: num, msg: m, accepted: time.Now()}
 	c.ctx, c.cancel = context.WithCancel(s.killCtx)
@@ -440,12 +429,13 @@ func (s *server) accept(ctx context.Context, num int64, m *Message) {
 	if s.nrunning < s.cfg.MaxInflight {
 		s.nrunning++
 		c.started = c.accepted
-		go s.execute(c)
-	} else {
-		c.queued = true
-		s.waiting = append(s.waiting, c)
+		s.mu.Unlock()
+		return c
 	}
+	c.queued = true
+	s.waiting = append(s.waiting, c)
 	s.mu.Unlock()
+	return nil
 }
 
 // cancel kills the request in flight with the given id; a queued one is answered
@@ -469,7 +459,7 @@ func (s *server) cancel(num int64, id string) {
 	s.mu.Unlock()
 	s.log.Debug("cancel", "id", id, "line", num, "queued", rj != nil)
 	if rj != nil {
-		s.writeResult(c, rj)
+		s.writeResult(c, rj, false)
 		s.wg.Done()
 		return
 	}
@@ -503,7 +493,7 @@ func (s *server) cancelQueued() {
 	}
 	s.mu.Unlock()
 	for i, c := range q {
-		s.writeResult(c, rjs[i])
+		s.writeResult(c, rjs[i], false)
 		s.wg.Done()
 	}
 }
@@ -538,7 +528,7 @@ func (s *server) execute(c *call) {
 			s.nrunning--
 		}
 		s.mu.Unlock()
-		s.writeResult(done, rj)
+		s.writeResult(done, rj, true)
 		s.wg.Done() // after the hand-over: a drain never sees a queued call without a runner
 	}
 }
@@ -575,12 +565,12 @@ func (s *server) account(c *call, rj *agentexec.ResultJSON) {
 }
 
 // writeResult writes c's result line, accounted for, and frees its admission token.
-func (s *server) writeResult(c *call, rj *agentexec.ResultJSON) {
+func (s *server) writeResult(c *call, rj *agentexec.ResultJSON, direct bool) {
 	c.cancel()
 	s.log.Debug("result", "id", c.id, "status", rj.Status, "server_queue", c.serverQueue())
 	// The result line is queued before the token is given back, so that a line read
 	// once the token is free (a ping behind a full queue) is answered after it.
-	s.emit(rj)
+	s.emit(rj, direct)
 	<-s.admit
 }
 
@@ -617,7 +607,7 @@ func (s *server) pump(id, typ string, r io.Reader) {
 			if len(send) > 0 {
 				ch := &Chunk{Type: typ, ID: id}
 				ch.Data, ch.Encoding = encodeOutput(send)
-				s.emit(ch)
+				s.emit(ch, true)
 			}
 			copy(buf, buf[n-held:n])
 		}

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 )
@@ -62,7 +63,7 @@ func (d *Decoder) Err() error {
 	return errors.Join(errs...)
 }
 
-var yamlLineRE = regexp.MustCompile(`^yaml: line ([0-9]+): (.*)$`)
+var yamlLineRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^yaml: line ([0-9]+): (.*)$`) })
 
 // SyntaxError turns a yaml.v3 parse error into a *FieldError. yaml.v3 has no typed
 // syntax error, so its "yaml: line N: msg" text is the only place the line is found
@@ -70,7 +71,7 @@ var yamlLineRE = regexp.MustCompile(`^yaml: line ([0-9]+): (.*)$`)
 // finds that one).
 func (d *Decoder) SyntaxError(err error) error {
 	fe := &FieldError{File: d.File, Msg: "YAML syntax error: " + strings.TrimPrefix(err.Error(), "yaml: "), Err: err}
-	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+	if m := yamlLineRE().FindStringSubmatch(err.Error()); m != nil {
 		fe.Line, _ = strconv.Atoi(m[1])
 		fe.Msg = "YAML syntax error: " + m[2]
 	}

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // yaml.v3 reports a syntax error with the line of the construct it was reading
@@ -411,7 +412,7 @@ func plainStart(v string) bool {
 	return true
 }
 
-var anchorRE = regexp.MustCompile(`^unknown anchor '(.*)' referenced$`)
+var anchorRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^unknown anchor '(.*)' referenced$`) })
 
 // locateSyntax finds where yaml.v3's syntax error msg points in data. yamlLine is
 // the line yaml.v3 printed (0 when it printed none).
@@ -422,8 +423,8 @@ func locateSyntax(data []byte, yamlLine int, msg string) (syntaxPos, bool) {
 	// prints none on the first line.
 	exactLine := max(yamlLine, 1)
 	switch {
-	case anchorRE.MatchString(msg):
-		name := anchorRE.FindStringSubmatch(msg)[1]
+	case anchorRE().MatchString(msg):
+		name := anchorRE().FindStringSubmatch(msg)[1]
 		for _, ln := range lx.lines {
 			for k := strings.Index(ln.text, "*"+name); k >= 0; {
 				endOK := k+1+len(name) == len(ln.text) || strings.ContainsRune(" ,]}", rune(ln.text[k+1+len(name)]))
@@ -493,7 +494,7 @@ func isScannerError(msg string) bool {
 func located(data []byte, text string) (line, col int, msg string) {
 	text = strings.TrimPrefix(text, "yaml: ")
 	yamlLine := 0
-	if m := yamlLineRE.FindStringSubmatch("yaml: " + text); m != nil {
+	if m := yamlLineRE().FindStringSubmatch("yaml: " + text); m != nil {
 		yamlLine, _ = strconv.Atoi(m[1])
 		text = m[2]
 	}
