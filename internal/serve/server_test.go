@@ -329,15 +329,18 @@ func waitGone(t *testing.T, marker string) {
 	t.Errorf("processes with %q still running: %v", marker, testutil.ProcsWith(marker))
 }
 
-func waitRunning(t *testing.T, marker string) {
+func waitRunning(t *testing.T, marker string) { t.Helper(); waitRunningN(t, marker, 1) }
+
+// waitRunningN waits until n processes with marker run.
+func waitRunningN(t *testing.T, marker string, n int) {
 	t.Helper()
 	for range 250 {
-		if len(testutil.ProcsWith(marker)) > 0 {
+		if len(testutil.ProcsWith(marker)) >= n {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("no process with %q started", marker)
+	t.Fatalf("fewer than %d processes with %q started", n, marker)
 }
 
 func TestServeCancelAndDuplicateID(t *testing.T) {
@@ -537,7 +540,9 @@ func TestServeContextKills(t *testing.T) {
 	for i := range 4 { // 2 running, 2 queued
 		s.send(fmt.Sprintf(`{"id":"%d","tool":"sleep","args":["%s"]}`, i, m))
 	}
-	waitRunning(t, m)
+	// Both running ones started (a request read after the first launched may
+	// not be yet: one goroutine reads and launches, another takes the input over).
+	waitRunningN(t, m, 2)
 	s.cancel()
 	var lines []map[string]any
 	timeout := time.After(10 * time.Second)
