@@ -15,6 +15,7 @@ import (
 	"github.com/agentexec/agentexec/internal/audit"
 	"github.com/agentexec/agentexec/internal/cgroup"
 	"github.com/agentexec/agentexec/internal/egress"
+	"github.com/agentexec/agentexec/internal/spawner"
 	"github.com/agentexec/agentexec/internal/templates"
 	"github.com/agentexec/agentexec/policy"
 )
@@ -90,7 +91,7 @@ type Runtime struct {
 	// accounts are the copies of /etc/passwd and /etc/group that name the tool
 	// identity in its tools' view (toolaccounts.go), in accountsDir, removed at Close.
 	accountsOnce sync.Once
-	accounts     [][2]string
+	accounts     []spawner.MountOp
 	accountsErr  error
 	accountsDir  string
 	// egressDir holds the egress proxy's CA bundle when the policy has secrets

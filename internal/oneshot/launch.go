@@ -130,6 +130,11 @@ func (s *session) prepare() error {
 		return err
 	}
 	s.prot = prot
+	if s.toolID {
+		if err := prot.addAccounts(uid, gid); err != nil {
+			return &LaunchError{Tool: l.tool.Name, Op: "tool identity account", Err: err}
+		}
+	}
 	s.tr.step("tmpdir, view, protection")
 	if err := s.cgroup(); err != nil {
 		return err
@@ -229,6 +234,18 @@ func (s *session) forkTool(out chan<- forked, release <-chan struct{}) {
 	if err := s.prot.applyOnThread(); err != nil {
 		out <- forked{err: fallbackf("protect: %v", err)}
 		return
+	}
+	if len(s.prot.accounts) > 0 {
+		// The account copies are other inodes than the host's /etc/passwd and
+		// /etc/group: the tool's rules are made again through this thread's
+		// mounts, as a spawner makes them after its own.
+		rs, err := toolRuleset(l.plan)
+		if err != nil {
+			out <- forked{err: &LaunchError{Tool: l.tool.Name, Op: "landlock", Err: err}}
+			return
+		}
+		unix.Close(s.ruleset)
+		s.ruleset = rs
 	}
 	layers, err := containThread(l.plan, spawner.ContainmentFor(l.prof), s.cred != nil)
 	if err != nil {
@@ -501,6 +518,9 @@ func (s *session) close() {
 			fmt.Fprintf(&s.tr.buf, "oneshot: cgroup close: %v\n", err)
 		}
 		s.tr.step("cgroup close")
+	}
+	if s.prot != nil && s.prot.accountsDir != "" {
+		_ = os.RemoveAll(s.prot.accountsDir)
 	}
 	if s.tmpDir != "" {
 		removeTmpDir(s.tmpDir)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/agentexec/agentexec"
 	"github.com/agentexec/agentexec/internal/oneshot"
+	"github.com/agentexec/agentexec/internal/spawner"
 	"github.com/agentexec/agentexec/internal/testutil"
 	"github.com/agentexec/agentexec/policy"
 )
@@ -372,8 +373,17 @@ func TestToolIdentityAsRoot(t *testing.T) {
 		t.Fatalf("control: root cannot read its own file: %v", err)
 	}
 	p := loadPolicy(t, ws, "", "", "  sh: {}\n  id: {}\n")
-	r := launch(t, p, 0, nil, "sh", "-c", "id -u; grep CapEff /proc/self/status; cat "+rootOnly+" >/dev/null 2>&1; echo root-only=$?")
+	r := launch(t, p, 0, nil, "sh", "-c", "id -u; grep CapEff /proc/self/status; cat "+rootOnly+" >/dev/null 2>&1; echo root-only=$?; id -un 2>&1")
 	lines := strings.Split(r.stdout, "\n")
+	// The identity has an account in the tool's view, as under a Runtime
+	// (spawner.AccountBinds); the host's /etc/passwd does not name it (the
+	// control: there, the uid has no name).
+	if !strings.Contains(r.stdout, "\n"+spawner.ToolAccountName+"\n") {
+		t.Errorf("id -un did not print %s: %q", spawner.ToolAccountName, r.stdout)
+	}
+	if b, _ := os.ReadFile("/etc/passwd"); strings.Contains(string(b), ":"+lines[0]+":") {
+		t.Errorf("the host's /etc/passwd names uid %s", lines[0])
+	}
 	uid, err := strconv.Atoi(lines[0])
 	if err != nil || uid < agentexec.ToolIDBase || uid >= agentexec.ToolIDBase+agentexec.ToolIDCount {
 		t.Errorf("tool uid %q, want one of [%d, %d)", lines[0], agentexec.ToolIDBase, agentexec.ToolIDBase+agentexec.ToolIDCount)

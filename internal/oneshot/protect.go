@@ -23,6 +23,11 @@ import (
 type protection struct {
 	plan      *spawner.Protection
 	sentinels []string
+	// accounts bind copies of /etc/passwd and /etc/group that name the tool
+	// identity (spawner.AccountBinds), written to accountsDir, which the session
+	// removes at its end (the binds keep the files for the tool).
+	accounts    []spawner.MountOp
+	accountsDir string
 }
 
 // planProtection scans the profile as a Runtime does (agentexec's protect.go): an
@@ -57,7 +62,7 @@ func threadNS() (spawner.NSID, error) {
 // applyOnThread gives the calling, locked thread a mount namespace of its own
 // with the protection's mounts. It runs before the thread drops its capabilities.
 func (p *protection) applyOnThread() error {
-	if p == nil || p.plan.Empty() {
+	if p == nil || p.plan.Empty() && len(p.accounts) == 0 {
 		return nil
 	}
 	host, err := threadNS()
@@ -68,6 +73,10 @@ func (p *protection) applyOnThread() error {
 		return fmt.Errorf("unshare(CLONE_NEWNS): %w", err)
 	}
 	plan := p.plan.MountPlan(host)
+	if plan == nil {
+		plan = &spawner.MountPlan{HostNS: host}
+	}
+	plan.Ops = append(plan.Ops, p.accounts...)
 	ns, err := threadNS()
 	if err != nil {
 		return err
@@ -132,4 +141,20 @@ func (p *protection) sweep() {
 			_ = os.RemoveAll(s)
 		}
 	}
+}
+
+// addAccounts gives the tool identity uid:gid an account in the tool's view
+// (read-only copies of /etc/passwd and /etc/group bound over the originals in the
+// forking thread's mount namespace), as a Runtime's spawner does.
+func (p *protection) addAccounts(uid, gid uint32) error {
+	dir, err := os.MkdirTemp("", "agentexec-accounts-")
+	if err != nil {
+		return err
+	}
+	p.accountsDir = dir
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
+	p.accounts, err = spawner.AccountBinds(dir, uid, gid)
+	return err
 }

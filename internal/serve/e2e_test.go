@@ -109,7 +109,15 @@ func (p *proc) send(lines ...string) {
 	p.t.Helper()
 	for _, l := range lines {
 		if _, err := io.WriteString(p.in, l+"\n"); err != nil {
-			p.t.Fatalf("write: %v", err)
+			// Say how the server ended (a write fails once it is gone).
+			done := make(chan error, 1)
+			go func() { done <- p.cmd.Wait() }()
+			select {
+			case werr := <-done:
+				p.t.Fatalf("write: %v; the server had ended: %v (%v)", err, werr, p.cmd.ProcessState)
+			case <-time.After(5 * time.Second):
+				p.t.Fatalf("write: %v; the server still runs", err)
+			}
 		}
 	}
 }
