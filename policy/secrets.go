@@ -66,20 +66,22 @@ var DefaultSecretPorts = []uint16{443}
 var secretNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9_-]{1,64}$`) })
 
 // reservedSecretVars are set by the runtime for launches with egress; a secret's
-// placeholder may not take their place.
-var reservedSecretVars = []string{
+// placeholder may not take their place (compared case-insensitively).
+var reservedSecretVars = append([]string{
 	"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "GIT_SSH_COMMAND",
 	"NPM_CONFIG_PROXY", "NPM_CONFIG_HTTPS_PROXY",
-	"SSL_CERT_FILE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "PIP_CERT", "CARGO_HTTP_CAINFO", "GIT_SSL_CAINFO",
-}
+}, SecretTrustVars...)
 
 // SecretTrustVars are the variables the runtime points at its CA bundle (the
-// system roots plus the egress proxy's CA) for launches with secrets; a tool with
-// secrets may not set them in env.set.
-var SecretTrustVars = []string{"SSL_CERT_FILE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "PIP_CERT", "CARGO_HTTP_CAINFO", "GIT_SSL_CAINFO"}
+// system roots plus the egress proxy's CA) for launches with secrets
+// (internal/egress sets exactly these); a tool with secrets may not set them in
+// env.set. npm_config_cafile is npm's: npm passes its cafile to Node as the only
+// CAs of a request, so NODE_EXTRA_CA_CERTS is ignored wherever a cafile is
+// configured, as global npmrc files often do.
+var SecretTrustVars = []string{"SSL_CERT_FILE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "npm_config_cafile", "REQUESTS_CA_BUNDLE", "PIP_CERT", "CARGO_HTTP_CAINFO", "GIT_SSL_CAINFO"}
 
 func reservedVar(name string) bool {
-	return slices.Contains(reservedSecretVars, strings.ToUpper(name))
+	return slices.ContainsFunc(reservedSecretVars, func(v string) bool { return strings.EqualFold(v, name) })
 }
 
 // Secret returns the secret with the given name.

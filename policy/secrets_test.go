@@ -197,6 +197,8 @@ func TestPolicySecretsErrors(t *testing.T) {
 			[]string{`p.yaml:9:44: tools.t.network.secrets[1]: secrets a and b both put their placeholder in T: give one of them another as:`}},
 		{"trust variable in env.set", gh + "  gh:\n    network: {allow: [api.github.com], secrets: [github]}\n    env: {set: {SSL_CERT_FILE: /etc/ca.pem}}\n",
 			[]string{`p.yaml:12:32: tools.gh.env.set.SSL_CERT_FILE: tool gh has secrets, and so gets SSL_CERT_FILE from the runtime (the system CA bundle plus the egress proxy's CA): drop it from env.set`}},
+		{"npm's trust variable in env.set", gh + "  gh:\n    network: {allow: [api.github.com], secrets: [github]}\n    env: {set: {npm_config_cafile: /etc/ca.pem}}\n",
+			[]string{`p.yaml:12:36: tools.gh.env.set.npm_config_cafile: tool gh has secrets, and so gets npm_config_cafile from the runtime (the system CA bundle plus the egress proxy's CA): drop it from env.set`}},
 		{"secrets+ in defaults", defs[:len(defs)-1] + "\n  network: {allow: [a.org], secrets+: [x]}\ntools: {cat: {}}\n",
 			[]string{`p.yaml:4:29: defaults.network.secrets+: secrets+ extends the defaults, which only a tool can do; write secrets`}},
 	}

@@ -122,11 +122,9 @@ func (s *Session) Env() []string {
 }
 
 // CAVars are the variables that point tools at the CA bundle of a launch with
-// secrets (system roots plus the proxy's CA, never the CA alone).
-// npm_config_cafile is npm's: npm passes its cafile to Node as the only CAs of a
-// request, so NODE_EXTRA_CA_CERTS is ignored wherever a cafile is configured, as
-// global npmrc files often do (cafile=/etc/ssl/certs/ca-certificates.crt).
-var CAVars = []string{"SSL_CERT_FILE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "npm_config_cafile", "REQUESTS_CA_BUNDLE", "PIP_CERT", "CARGO_HTTP_CAINFO", "GIT_SSL_CAINFO"}
+// secrets (system roots plus the proxy's CA, never the CA alone): the policy's
+// list, which also keeps tools with secrets from setting them.
+var CAVars = policy.SecretTrustVars
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
