@@ -575,13 +575,8 @@ func (r *Report) checkDenialsAndEgress(p *policy.Policy, h *Host) {
 	r.checkSecrets(p) // egress_secrets.go
 	// network.ssh: New refuses a known_hosts file that is missing or names no key
 	// for the tool's ssh hosts (egress_ssh.go); so does check.
-	for _, t := range p.Tools {
-		if t.Egress == nil || len(t.Egress.SSH) == 0 {
-			continue
-		}
-		if _, err := sshHostKeys(t.Egress); err != nil {
-			r.Problems = append(r.Problems, fmt.Sprintf("tool %s: %v", t.Name, err))
-		}
+	for _, err := range sshProblems(p) {
+		r.Problems = append(r.Problems, strings.TrimPrefix(err.Error(), "agentexec: "))
 	}
 }
 

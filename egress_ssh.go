@@ -24,9 +24,12 @@ import (
 // launch to begin) when a known_hosts file in force is missing, unreadable,
 // malformed or lists no key for the tool's ssh hosts, or when ssh_agent is set
 // without an SSH_AUTH_SOCK. Each error names the policy field.
-func (rt *Runtime) checkSSH() error {
+func (rt *Runtime) checkSSH() error { return errors.Join(sshProblems(rt.pol)...) }
+
+// sshProblems are checkSSH's refusals, one per tool and cause (check lists them).
+func sshProblems(p *policy.Policy) []error {
 	var errs []error
-	for _, t := range rt.pol.Tools {
+	for _, t := range p.Tools {
 		if t.Egress == nil || len(t.Egress.SSH) == 0 {
 			continue
 		}
@@ -37,7 +40,7 @@ func (rt *Runtime) checkSSH() error {
 			errs = append(errs, fmt.Errorf("agentexec: tool %s: %s: the runtime has no ssh-agent to forward to (SSH_AUTH_SOCK is not set)", t.Name, t.Egress.SSHAgentField))
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // sshSession gives a launch of a network.ssh tool what its ssh needs beyond the
@@ -182,7 +185,9 @@ func knownHostsNames(a policy.Allow) []string {
 }
 
 func knownHostsMatch(pattern, name string, a policy.Allow) bool {
-	pattern = strings.ToLower(pattern)
+	if !strings.HasPrefix(pattern, "|1|") { // a hashed name's base64 is case-sensitive
+		pattern = strings.ToLower(pattern)
+	}
 	if name == "" { // a wildcard entry: plain patterns beneath its domain
 		if strings.ContainsAny(pattern, "*?|") {
 			return false
