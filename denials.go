@@ -66,19 +66,6 @@ func (rt *Runtime) closeDenials() error {
 	return err
 }
 
-// denialsTreeGoneLocked says whether the launch collects kernel denials and its
-// cgroup is empty already: its whole tree has exited, every record of it is
-// queued, and the sync marker collectDenials waits for can be logged at once
-// (Launch.Ended) to come back while the rest of finish runs. Otherwise
-// collectDenials logs it. p.mu held: it guards the group's reads.
-func (p *Process) denialsTreeGoneLocked() bool {
-	if p.audit == nil || p.group == nil {
-		return false
-	}
-	populated, err := p.group.Populated()
-	return err == nil && !populated
-}
-
 // collectDenials puts a finished launch's denials into r: the kernel's (waiting
 // for records still in flight) and the egress proxy's, each with its hint.
 func (p *Process) collectDenials(r *Result) {

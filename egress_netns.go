@@ -50,7 +50,6 @@ func (rt *Runtime) egressNetNS(prt *profileRT, cfg *spawner.SpawnerConfig) bool 
 		return false
 	}
 	p := rt.egress
-	cfg.NetNS = false // the starter thread's namespace, not a new one per start
 	cfg.StarterSetup = func() error { return egressNamespace(p) }
 	prt.layers = append(prt.layers, "netns")
 	return true

@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -108,11 +106,7 @@ func tcpListeners(t *testing.T, pid int) []string {
 // own), and a spawner restarted after a death lands in the same namespace.
 func TestEgressNetNS(t *testing.T) {
 	requireNetNS(t)
-	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprint(w, "hello from the origin")
-	}))
-	defer origin.Close()
-	_, port, _ := net.SplitHostPort(origin.Listener.Addr().String())
+	port := startOrigin(t, "hello from the origin")
 	exe, _ := os.Executable()
 	p, _ := testPolicy(t, fmt.Sprintf(`  web:
     exec: %[1]q
@@ -266,11 +260,7 @@ func fdTargets(t *testing.T) []string {
 // listener, no namespace file) and no process in those namespaces.
 func TestEgressNetNSClose(t *testing.T) {
 	requireNetNS(t)
-	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprint(w, "hello")
-	}))
-	defer origin.Close()
-	_, port, _ := net.SplitHostPort(origin.Listener.Addr().String())
+	port := startOrigin(t, "hello")
 	exe, _ := os.Executable()
 	p, _ := testPolicy(t, fmt.Sprintf(`  web:
     exec: %[1]q

@@ -47,11 +47,7 @@ func proxyGet(target string) int {
 // connection it was refused is open to a tool whose policy lists the port.
 func TestEgressAllowList(t *testing.T) {
 	testutil.RequireLandlockABI(t, 4)
-	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprint(w, "hello from the origin")
-	}))
-	defer origin.Close()
-	_, port, _ := net.SplitHostPort(origin.Listener.Addr().String())
+	port := startOrigin(t, "hello from the origin")
 	other, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -159,4 +155,15 @@ func TestEgressGitClone(t *testing.T) {
 	if r.ExitCode == 0 || !slices.ContainsFunc(r.Denials, func(d policy.Denial) bool { return d.Layer == policy.LayerNetwork }) {
 		t.Errorf("unlisted origin: exit %d, denials %+v", r.ExitCode, r.Denials)
 	}
+}
+
+// startOrigin serves body over HTTP on loopback for the test and returns its port.
+func startOrigin(t *testing.T, body string) string {
+	t.Helper()
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, body)
+	}))
+	t.Cleanup(origin.Close)
+	_, port, _ := net.SplitHostPort(origin.Listener.Addr().String())
+	return port
 }

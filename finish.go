@@ -25,11 +25,13 @@ func (p *Process) finish() {
 	// The tool is done; anything it left running (daemonized grandchildren holding
 	// our pipes) goes with it.
 	p.mu.Lock()
-	p.killTreeLocked(false)
-	gone := p.denialsTreeGoneLocked()
+	empty := p.killTreeLocked(false)
 	p.mu.Unlock()
-	if gone {
-		p.audit.Ended() // the denials' sync marker, logged now to come back while the rest runs
+	if empty && p.audit != nil {
+		// The whole tree has exited and every record of it is queued: the denials'
+		// sync marker is logged now to come back while the rest runs (collectDenials
+		// logs it otherwise).
+		p.audit.Ended()
 	}
 	p.stdout.Wait()
 	p.stderr.Wait()

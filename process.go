@@ -151,12 +151,13 @@ func (p *Process) killTree() {
 }
 
 // killTreeLocked kills the tree; with always false, a cgroup is killed only when it
-// still holds processes (a killed cgroup is replaced, not reused).
-func (p *Process) killTreeLocked(always bool) {
+// still holds processes (a killed cgroup is replaced, not reused), and empty
+// reports that it held none: the launch's whole tree had exited.
+func (p *Process) killTreeLocked(always bool) (empty bool) {
 	if p.group != nil {
 		if !always {
 			if populated, err := p.group.Populated(); err == nil && !populated {
-				return
+				return true
 			}
 		}
 		_ = p.group.Kill()
@@ -164,4 +165,5 @@ func (p *Process) killTreeLocked(always bool) {
 		_ = unix.Kill(-p.child.Pid, syscall.SIGKILL)
 	}
 	_ = p.child.Signal(syscall.SIGKILL)
+	return false
 }

@@ -2,6 +2,7 @@ package contain
 
 import (
 	"fmt"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -17,10 +18,13 @@ import (
 // CLONE_NEWNET, and every tool it launches inherits that namespace at no
 // per-launch cost. The namespace holds only a loopback device that is down: no
 // route anywhere, not even to 127.0.0.1 of the host.
-func NetNSAvailable() (bool, string) {
+// The probe runs once per process (it is asked per profile and by check).
+func NetNSAvailable() (bool, string) { return netNSProbe() }
+
+var netNSProbe = sync.OnceValues(func() (bool, string) {
 	err := osthread.Throwaway(func() error { return unix.Unshare(unix.CLONE_NEWNET) })
 	if err != nil {
 		return false, fmt.Sprintf("unshare(CLONE_NEWNET): %v (needs CAP_SYS_ADMIN: run as root)", err)
 	}
 	return true, "unshare(CLONE_NEWNET) works"
-}
+})

@@ -218,30 +218,17 @@ func (w *Worker) shutdown() error {
 	if err := w.svc.Stop(); err != nil {
 		errs = append(errs, fmt.Errorf("fleet: stop the micro service: %w", err))
 	}
-	if !waitTimeout(&w.wg, w.cfg.DrainTimeout) {
+	if !serve.WaitTimeout(&w.wg, w.cfg.DrainTimeout) {
 		w.log.Warn("drain timeout: killing requests in flight", "timeout", w.cfg.DrainTimeout)
 	}
 	w.killAll()
-	if !waitTimeout(&w.wg, serve.DefaultShutdownTimeout) {
+	if !serve.WaitTimeout(&w.wg, serve.DefaultShutdownTimeout) {
 		errs = append(errs, serve.ErrShutdownTimeout)
 	}
 	if err := w.nc.Flush(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		errs = append(errs, fmt.Errorf("fleet: flush: %w", err))
 	}
 	return errors.Join(errs...)
-}
-
-func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-done:
-		return true
-	case <-t.C:
-		return false
-	}
 }
 
 // handle answers one message of either endpoint. It blocks (and so pauses its

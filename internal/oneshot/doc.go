@@ -35,6 +35,7 @@
 // package's OneShot* hooks, passed in by the caller).
 //
 // It must not import the front ends (serve, mcp, ci, bench) nor the root package
-// (the caller passes the root's decisions in Request), and makes no raw syscalls
-// (internal/sys does).
+// (the caller passes the root's decisions in Request). Its system calls go
+// through golang.org/x/sys/unix wrappers (kill, wait4, prctl, unshare, the mount
+// API); raw syscalls and unsafe structs, such as the fork itself, are internal/sys's.
 package oneshot

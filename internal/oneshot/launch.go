@@ -145,8 +145,12 @@ func (s *session) prepare() error {
 	if err := s.stdio(); err != nil {
 		return &LaunchError{Tool: l.tool.Name, Op: "pipe", Err: err}
 	}
-	if s.ruleset, err = toolRuleset(l.plan); err != nil {
-		return &LaunchError{Tool: l.tool.Name, Op: "landlock", Err: err}
+	// With account copies to bind, the rules are made on the forking thread after
+	// the binds (forkTool), through the same paths.
+	if len(prot.accounts) == 0 {
+		if s.ruleset, err = toolRuleset(l.plan); err != nil {
+			return &LaunchError{Tool: l.tool.Name, Op: "landlock", Err: err}
+		}
 	}
 	s.tr.step("stdio, tool ruleset")
 	return nil
@@ -237,14 +241,13 @@ func (s *session) forkTool(out chan<- forked, release <-chan struct{}) {
 	}
 	if len(s.prot.accounts) > 0 {
 		// The account copies are other inodes than the host's /etc/passwd and
-		// /etc/group: the tool's rules are made again through this thread's
-		// mounts, as a spawner makes them after its own.
+		// /etc/group: the tool's rules are made through this thread's mounts, as a
+		// spawner makes them after its own.
 		rs, err := toolRuleset(l.plan)
 		if err != nil {
 			out <- forked{err: &LaunchError{Tool: l.tool.Name, Op: "landlock", Err: err}}
 			return
 		}
-		unix.Close(s.ruleset)
 		s.ruleset = rs
 	}
 	layers, err := containThread(l.plan, spawner.ContainmentFor(l.prof), s.cred != nil)

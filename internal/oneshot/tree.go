@@ -1,14 +1,14 @@
 package oneshot
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/agentexec/agentexec/internal/spawner"
 )
 
 // Without a cgroup (a non-root caller without a delegated subtree, as a Runtime
@@ -77,30 +77,9 @@ func (o *orphans) killAll(tool int, toolDone func() bool, deadline time.Time) er
 
 // list reads the pids on the main thread's children list.
 func (o *orphans) list() ([]int, error) {
-	n := 0
-	for {
-		m, err := unix.Pread(o.children, o.buf[n:], int64(n))
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", childrenPath(), err)
-		}
-		if m == 0 {
-			break
-		}
-		n += m
-		if n == len(o.buf) {
-			o.buf = append(o.buf, make([]byte, len(o.buf))...)
-		}
-	}
-	var pids []int
-	for _, f := range bytes.Fields(o.buf[:n]) {
-		pid, err := strconv.Atoi(string(f))
-		if err != nil || pid <= 0 {
-			return nil, fmt.Errorf("read %s: unexpected %q", childrenPath(), f)
-		}
-		pids = append(pids, pid)
+	pids, err := spawner.ReadChildren(o.children, &o.buf)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", childrenPath(), err)
 	}
 	return pids, nil
 }

@@ -128,7 +128,7 @@ func Serve(ctx context.Context, rt *agentexec.Runtime, in io.Reader, out io.Writ
 	s.beginStop()
 	s.killAll()
 	s.cancelQueued()
-	if !waitTimeout(&s.wg, cfg.ShutdownTimeout) {
+	if !WaitTimeout(&s.wg, cfg.ShutdownTimeout) {
 		errs = append(errs, ErrShutdownTimeout)
 	}
 	src.stop()
@@ -243,7 +243,9 @@ func (s *server) drain(ctx context.Context) {
 	}
 }
 
-func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+// WaitTimeout waits for wg up to d and reports whether it finished; the fleet
+// worker drains with it too (internal/fleet).
+func WaitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	t := time.NewTimer(d)

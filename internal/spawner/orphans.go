@@ -140,28 +140,40 @@ func (o *orphanReaper) killAll(deadline time.Time, done func() bool) {
 
 // list reads the pids of the main thread's children.
 func (o *orphanReaper) list() ([]int, error) {
+	pids, err := ReadChildren(o.children, &o.buf)
+	if err != nil {
+		return nil, fmt.Errorf("read children: %w", err)
+	}
+	return pids, nil
+}
+
+// ReadChildren reads the pids of a /proc/PID/task/TID/children file open at fd
+// (CONFIG_PROC_CHILDREN), from its start, into *buf, which it grows as needed
+// and which the caller keeps for the next read (no allocation in the steady
+// state). The one-shot path's orphan list reads it too (internal/oneshot).
+func ReadChildren(fd int, buf *[]byte) ([]int, error) {
 	n := 0
 	for {
-		m, err := unix.Pread(o.children, o.buf[n:], int64(n))
+		m, err := unix.Pread(fd, (*buf)[n:], int64(n))
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read children: %w", err)
+			return nil, err
 		}
 		if m == 0 {
 			break
 		}
 		n += m
-		if n == len(o.buf) {
-			o.buf = append(o.buf, make([]byte, len(o.buf))...)
+		if n == len(*buf) {
+			*buf = append(*buf, make([]byte, len(*buf))...)
 		}
 	}
 	var pids []int
-	for _, f := range bytes.Fields(o.buf[:n]) {
+	for _, f := range bytes.Fields((*buf)[:n]) {
 		pid, err := strconv.Atoi(string(f))
 		if err != nil || pid <= 0 {
-			return nil, errors.New("read children: unexpected content")
+			return nil, fmt.Errorf("unexpected %q", f)
 		}
 		pids = append(pids, pid)
 	}
