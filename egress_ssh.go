@@ -71,8 +71,12 @@ func (rt *Runtime) sshSession(t *policy.Tool, s *egress.Session, g *grant) error
 	case prof.User != nil && !prof.User.Own:
 		uid, gid = int(prof.User.UID), int(prof.User.GID)
 	}
-	_, err = s.ServeSSHAgent(egress.AgentConfig{Upstream: up, HostKeys: keys, UID: uid, GID: gid, Rule: t.Egress.SSHAgentField,
-		Peer: func(pid int) error { return g.sshPeer(pid, rt.cg != nil) }})
+	cfg := egress.AgentConfig{Upstream: up, HostKeys: keys, UID: uid, GID: gid, Rule: t.Egress.SSHAgentField,
+		Peer: func(pid int) error { return g.sshPeer(pid, rt.cg != nil) }}
+	if rt.opts.noAgentPeerCheck {
+		cfg.Peer = nil
+	}
+	_, err = s.ServeSSHAgent(cfg)
 	return err
 }
 

@@ -1,11 +1,13 @@
 package agentexec_test
 
 import (
+	"bufio"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -447,5 +449,101 @@ func TestEgressSSHAgent(t *testing.T) {
 	}
 	if rogue.auths() != 1 {
 		t.Errorf("control: rogue sshd authentications %d, want 1", rogue.auths())
+	}
+}
+
+// A launch's agent socket serves only that launch's processes: another launch of
+// the same tool identity that learns the socket's path (here from the first
+// launch's output) and connects to it gets nothing from it, and the first launch's
+// result records the refusal. The control is the same connection with the peer
+// check off, which lists the agent's key, as the first launch itself does.
+func TestEgressSSHAgentPeer(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireLandlockABI(t, 4)
+	if _, err := os.Stat("/usr/bin/ssh-add"); err != nil {
+		t.Skipf("/usr/bin/ssh-add not installed (%v); make setup installs openssh-client", err)
+	}
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	keyring := agent.NewKeyring()
+	if err := keyring.Add(agent.AddedKey{PrivateKey: priv, Comment: "agent-peer-key"}); err != nil {
+		t.Fatal(err)
+	}
+	rawSock := filepath.Join(t.TempDir(), "agent.sock")
+	ln, err := net.Listen("unix", rawSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _ = agent.ServeAgent(keyring, c); c.Close() }()
+		}
+	}()
+	t.Setenv("SSH_AUTH_SOCK", rawSock)
+	_, hk, _ := ed25519.GenerateKey(rand.Reader)
+	hpub, _ := ssh.NewPublicKey(hk.Public())
+	kh := knownHosts(t, map[string]ssh.PublicKey{"[127.0.0.1]:1": hpub})
+	p, _ := testPolicy(t, fmt.Sprintf(`  holder:
+    exec: /bin/sh
+    network:
+      ssh: ["127.0.0.1:1"]
+      known_hosts: %q
+      ssh_agent: true
+      unix: true
+  intruder:
+    exec: /usr/bin/ssh-add
+    network: {unix: true}
+    env: {allow: [SSH_AUTH_SOCK]}
+`, kh))
+	for _, tc := range []struct {
+		name    string
+		opts    []agentexec.Option
+		refused bool
+	}{
+		{"peer check", nil, true},
+		{"control", []agentexec.Option{agentexec.WithoutAgentPeerCheckForTest()}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rt := newRuntime(t, p, tc.opts...)
+			release, stdin := io.Pipe()
+			defer stdin.Close()
+			holder, err := rt.Start(t.Context(), agentexec.Request{Tool: "holder", Stdin: release, Args: []string{"-c",
+				`echo "$SSH_AUTH_SOCK"; /usr/bin/ssh-add -l; echo listed; read x`}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := bufio.NewReader(holder.Stdout())
+			go io.Copy(io.Discard, holder.Stderr())
+			sock, _ := out.ReadString('\n')
+			sock = strings.TrimSpace(sock)
+			own, _ := out.ReadString('\n')
+			if !strings.Contains(own, "agent-peer-key") {
+				t.Fatalf("the launch's own ssh-add -l: %q (socket %q)", own, sock)
+			}
+			intr, err := rt.Run(t.Context(), agentexec.Request{Tool: "intruder", Args: []string{"-l"}, Env: map[string]string{"SSH_AUTH_SOCK": sock}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			stdin.Close()
+			go io.Copy(io.Discard, out)
+			res, err := holder.Wait()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := strings.Contains(string(intr.Stdout), "agent-peer-key")
+			refusal := slices.ContainsFunc(res.Denials, func(d policy.Denial) bool {
+				return d.Access == "net.egress.agent" && d.Hint != nil && strings.Contains(d.Hint.Text, "not a process of this launch")
+			})
+			if tc.refused && (got || !refusal) {
+				t.Errorf("another launch's ssh-add -l on the socket: exit %d, stdout %q; refusal in the holder's result %v (%+v)", intr.ExitCode, intr.Stdout, refusal, res.Denials)
+			}
+			if !tc.refused && !got {
+				t.Errorf("control: another launch's ssh-add -l without the peer check: exit %d, stdout %q, stderr %q", intr.ExitCode, intr.Stdout, intr.Stderr)
+			}
+		})
 	}
 }

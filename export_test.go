@@ -51,3 +51,7 @@ func WithEgressConfigForTest(f func(*egress.Config)) Option {
 // WithoutToolAccountsForTest leaves the tool identity nameless in its tools' view
 // (toolaccounts.go): the control of the accounts test.
 func WithoutToolAccountsForTest() Option { return func(o *options) { o.noToolAccounts = true } }
+
+// WithoutAgentPeerCheckForTest serves a launch's ssh-agent socket to any process
+// that reaches it: the control of TestEgressSSHAgentPeer.
+func WithoutAgentPeerCheckForTest() Option { return func(o *options) { o.noAgentPeerCheck = true } }

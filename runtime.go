@@ -48,6 +48,9 @@ type options struct {
 	// noToolAccounts leaves the tool identity without an account name in its
 	// tools' view: the control of the accounts test (export_test.go).
 	noToolAccounts bool
+	// noAgentPeerCheck serves a launch's ssh-agent socket to any process that
+	// reaches it: the control of the agent peer test (export_test.go).
+	noAgentPeerCheck bool
 }
 
 // WithSpawnerBinary runs spawners from an installed agentexec binary instead of the
