@@ -225,15 +225,8 @@ func CheckHost(p *policy.Policy, h *Host) *Report {
 	kt := h.KernelTemplates
 	r.KernelTemplates = KernelTemplatesReport{Setting: string(p.KernelTemplates), Available: kt.Available, Reason: kt.Reason,
 		Create: kt.Numbers.Create, Spawn: kt.Numbers.Spawn}
-	kernelOK := kt.Available && p.KernelTemplates != policy.KernelTemplatesOff
-	if kernelOK {
-		if ok, why := autoKernelTemplates(p.KernelTemplates); !ok {
-			kernelOK = false
-			r.KernelTemplates.Auto = why
-		} else if slow, reason := cgroupPlacementSlow(); slow {
-			r.KernelTemplates.Auto = "kernel_templates: require: " + reason
-		}
-	}
+	kernelOK, note, _ := kernelBackend(p.KernelTemplates, kt) // require without it: the problem below
+	r.KernelTemplates.Auto = note
 	if p.KernelTemplates == policy.KernelTemplatesRequire && !kt.Available {
 		r.Problems = append(r.Problems, "kernel_templates: require: spawn_template is not available: "+kt.Reason)
 	}

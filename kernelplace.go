@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/agentexec/agentexec/internal/templates"
 	"github.com/agentexec/agentexec/policy"
 )
 
@@ -53,15 +54,22 @@ func placementSlow(sc *bufio.Scanner) (bool, string) {
 	return false, ""
 }
 
-// autoKernelTemplates decides `kernel_templates: auto` on a host where the
-// syscalls are available: the kernel backend unless cgroup placement is slow
-// (cgroupPlacementSlow), in which case userspace, and why.
-func autoKernelTemplates(mode policy.KernelTemplates) (use bool, why string) {
-	if mode != "" && mode != policy.KernelTemplatesAuto {
-		return true, ""
+// kernelBackend decides whether launches use kernel templates, for New and
+// check alike: the policy's kernel_templates against the probe
+// (templates.UseKernel), then auto's placement rule. note says why auto takes the
+// userspace backend although the syscalls are there, or under require what the
+// kernel backend costs on this host ("" otherwise).
+func kernelBackend(mode policy.KernelTemplates, probe templates.Probe) (use bool, note string, err error) {
+	if use, err = templates.UseKernel(string(mode), probe); err != nil || !use {
+		return false, "", err
 	}
-	if slow, reason := cgroupPlacementSlow(); slow {
-		return false, "kernel_templates: auto uses the userspace backend: " + reason + "; remount it with -o remount,favordynmods or set kernel_templates: require"
+	slow, reason := cgroupPlacementSlow()
+	switch {
+	case !slow:
+		return true, "", nil
+	case mode == policy.KernelTemplatesRequire:
+		return true, "kernel_templates: require: " + reason, nil
+	default:
+		return false, "kernel_templates: auto uses the userspace backend: " + reason + "; remount it with -o remount,favordynmods or set kernel_templates: require", nil
 	}
-	return true, ""
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agentexec/agentexec/internal/templates"
 	"github.com/agentexec/agentexec/policy"
 )
 
@@ -29,10 +30,23 @@ func TestPlacementSlow(t *testing.T) {
 			t.Errorf("%s: reason %q does not name the mount option", tc.name, why)
 		}
 	}
-	// require and off are not auto's business.
-	for _, m := range []policy.KernelTemplates{policy.KernelTemplatesRequire, policy.KernelTemplatesOff} {
-		if use, why := autoKernelTemplates(m); !use || why != "" {
-			t.Errorf("%s: %v %q", m, use, why)
+	// off and an unavailable probe never take the kernel backend; require takes it
+	// whatever the mount (auto's choice depends on this host's mount: not asserted).
+	avail := templates.Probe{Available: true}
+	for _, tc := range []struct {
+		mode  policy.KernelTemplates
+		probe templates.Probe
+		want  bool
+	}{
+		{policy.KernelTemplatesOff, avail, false},
+		{policy.KernelTemplatesRequire, avail, true},
+		{policy.KernelTemplatesAuto, templates.Probe{}, false},
+	} {
+		if use, _, err := kernelBackend(tc.mode, tc.probe); use != tc.want || err != nil {
+			t.Errorf("%s (available %v): use %v, err %v; want %v", tc.mode, tc.probe.Available, use, err, tc.want)
 		}
+	}
+	if _, _, err := kernelBackend(policy.KernelTemplatesRequire, templates.Probe{Reason: "absent"}); err == nil {
+		t.Error("require without the syscalls: no error")
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/agentexec/agentexec/internal/cgroup"
 	"github.com/agentexec/agentexec/internal/egress"
 	"github.com/agentexec/agentexec/internal/spawner"
-	"github.com/agentexec/agentexec/internal/templates"
 	"github.com/agentexec/agentexec/policy"
 )
 
@@ -156,16 +155,13 @@ func New(ctx context.Context, p *policy.Policy, opts ...Option) (*Runtime, error
 			rt.Close()
 		}
 	}()
-	useKernel, err := templates.UseKernel(string(p.KernelTemplates), host.KernelTemplates)
+	// auto: not where placing each child in its cgroup is slow (kernelplace.go).
+	useKernel, note, err := kernelBackend(p.KernelTemplates, host.KernelTemplates)
 	if err != nil {
 		return nil, fmt.Errorf("agentexec: %w", err)
 	}
-	if useKernel {
-		// auto: not where placing each child in its cgroup is slow (kernelplace.go).
-		if ok, why := autoKernelTemplates(p.KernelTemplates); !ok {
-			useKernel = false
-			o.logger.Info(why)
-		}
+	if note != "" && !useKernel {
+		o.logger.Info(note)
 	}
 	rt.kernelTemplates = useKernel
 	for _, prof := range p.Profiles {
