@@ -331,11 +331,12 @@ func waitGone(t *testing.T, marker string) {
 
 func waitRunning(t *testing.T, marker string) { t.Helper(); waitRunningN(t, marker, 1) }
 
-// waitRunningN waits until n processes with marker run.
+// waitRunningN waits until n sleep processes with marker run (not only a shell whose
+// command line holds the marker: it may not have run its trap yet).
 func waitRunningN(t *testing.T, marker string, n int) {
 	t.Helper()
 	for range 250 {
-		if len(testutil.ProcsWith(marker)) >= n {
+		if len(testutil.SleepersWith(marker)) >= n {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -31,3 +31,23 @@ func ProcsWith(marker string) []int {
 	}
 	return pids
 }
+
+// SleepersWith returns the pids of sleep(1) processes (argv[0] named sleep) whose
+// command line contains marker. Wait with it, not ProcsWith, for a tool like
+// `sh -c "trap '' TERM; sleep MARKER"`: the shell's own command line holds the marker
+// from its exec on, before it has run its trap, so a signal sent when ProcsWith first
+// finds it may still kill the shell.
+func SleepersWith(marker string) []int {
+	var pids []int
+	for _, pid := range ProcsWith(marker) {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+		if err != nil {
+			continue
+		}
+		argv0, _, _ := bytes.Cut(b, []byte{0})
+		if string(argv0) == "sleep" || bytes.HasSuffix(argv0, []byte("/sleep")) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
