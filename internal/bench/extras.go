@@ -200,6 +200,10 @@ func measureServe(ctx context.Context, cfg Config, ws string, lib *agentexec.Run
 		s.Spawners++
 		s.SpawnersRSSKiB += treeRSS(pid)
 	}
+	s.DistinctKiB = 0
+	if kib, ok := distinctResidentKiB(treePids(cmd.Process.Pid)); ok {
+		s.DistinctKiB = kib
+	}
 
 	const call = "true"
 	req := agentexec.Request{Tool: call, Dir: ws}
@@ -329,8 +333,18 @@ func judge(rep *Report) {
 		return
 	}
 	if strings.HasPrefix(s.MemorySource, "idle `agentexec serve`") {
-		rep.Targets = append(rep.Targets, Target{Name: "idle serve resident memory (main + spawners)", Want: "< 30 MB",
-			Measured: fmt.Sprintf("%.1f MB", total), Met: met(total < 30)})
+		// The distinct pages the tree holds where they can be counted (root); else
+		// the sum of VmRSS, which counts the binary's shared pages once per process.
+		if s.DistinctKiB > 0 {
+			distinct := float64(s.DistinctKiB) * 1024 / 1e6
+			rep.Targets = append(rep.Targets, Target{Name: "idle serve resident memory (main + spawners, distinct pages)", Want: "< 30 MB",
+				Measured: fmt.Sprintf("%.1f MB", distinct), Met: met(distinct < 30),
+				Note: fmt.Sprintf("VmRSS summed over the processes, shared pages counted in each: %.1f MB", total)})
+			return
+		}
+		rep.Targets = append(rep.Targets, Target{Name: "idle serve resident memory (main + spawners, VmRSS summed)", Want: "< 30 MB",
+			Measured: fmt.Sprintf("%.1f MB", total), Met: met(total < 30),
+			Note: "distinct pages not countable here (pagemap frame numbers need CAP_SYS_ADMIN)"})
 	} else {
 		rep.Targets = append(rep.Targets, Target{Name: "idle serve resident memory (main + spawners)", Want: "< 30 MB",
 			Measured: fmt.Sprintf("spawners only %.1f MB", total), Note: s.MemoryNote})

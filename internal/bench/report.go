@@ -150,11 +150,16 @@ type StartupReport struct {
 	ServeReadyMS float64 `json:"serve_ready_ms,omitempty"`
 	// RSS is the idle resident memory: of an idle `agentexec serve` process and its
 	// spawners when MemorySource is "serve", else of the spawners only.
-	MainRSSKiB     int64  `json:"main_rss_kib"`
-	SpawnersRSSKiB int64  `json:"spawners_rss_kib"`
-	Spawners       int    `json:"spawners"`
-	MemorySource   string `json:"memory_source"`
-	MemoryNote     string `json:"memory_note,omitempty"`
+	MainRSSKiB     int64 `json:"main_rss_kib"`
+	SpawnersRSSKiB int64 `json:"spawners_rss_kib"`
+	Spawners       int   `json:"spawners"`
+	// DistinctKiB is the memory the serve process and its spawners hold, each
+	// physical page counted once (the binary's pages are shared between them); 0
+	// when it could not be counted (/proc/PID/pagemap frame numbers need
+	// CAP_SYS_ADMIN).
+	DistinctKiB  int64  `json:"distinct_kib,omitempty"`
+	MemorySource string `json:"memory_source"`
+	MemoryNote   string `json:"memory_note,omitempty"`
 }
 
 // Target is one of the issue's targets with its measured value.
@@ -267,6 +272,9 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 		fmt.Fprintf(&b, "\nidle memory (%s): main %.1f MiB + %d spawner(s) %.1f MiB = %.1f MiB", s.MemorySource,
 			float64(s.MainRSSKiB)/1024, s.Spawners, float64(s.SpawnersRSSKiB)/1024, float64(s.MainRSSKiB+s.SpawnersRSSKiB)/1024)
+		if s.DistinctKiB > 0 {
+			fmt.Fprintf(&b, "; distinct pages %.1f MiB", float64(s.DistinctKiB)/1024)
+		}
 		if s.MemoryNote != "" {
 			fmt.Fprintf(&b, " (%s)", s.MemoryNote)
 		}
