@@ -161,6 +161,16 @@ func alive(marker string) []int {
 	return live
 }
 
+// waitSleeper polls until a sleep process with marker runs (false after 10 s).
+func waitSleeper(marker string) bool {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if len(testutil.SleepersWith(marker)) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 func killAll(marker string) {
 	for _, pid := range testutil.ProcsWith(marker) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
@@ -246,7 +256,9 @@ func timeoutKillsTree(t *testing.T, noCgroup bool) {
 		t.Fatal(err)
 	}
 	defer killAll(control)
-	if len(alive(control)) == 0 {
+	// The background child may still be in its execve of sleep, when its command
+	// line reads empty: wait for the sleep itself (a dead one never shows).
+	if !waitSleeper(control) {
 		t.Errorf("control: the background sleep of a plain launch died, so the test proves nothing")
 	}
 }

@@ -15,7 +15,9 @@ func SleepMarker() string { return fmt.Sprintf("1000.%09d", time.Now().UnixNano(
 
 // ProcsWith returns the pids whose /proc/<pid>/cmdline contains marker, in the order
 // os.ReadDir lists /proc; nil when there is none. Processes that exit during the scan
-// and an unreadable /proc are skipped silently.
+// and an unreadable /proc are skipped silently, and so is a process in the middle of
+// an execve (its command line reads empty until the new program's arguments are in
+// place): poll, never conclude from one empty scan that a process died.
 func ProcsWith(marker string) []int {
 	var pids []int
 	ents, _ := os.ReadDir("/proc")
@@ -34,7 +36,7 @@ func ProcsWith(marker string) []int {
 
 // SleepersWith returns the pids of sleep(1) processes (argv[0] named sleep) whose
 // command line contains marker. Wait with it, not ProcsWith, for a tool like
-// `sh -c "trap '' TERM; sleep MARKER"`: the shell's own command line holds the marker
+// `sh -c "trap ” TERM; sleep MARKER"`: the shell's own command line holds the marker
 // from its exec on, before it has run its trap, so a signal sent when ProcsWith first
 // finds it may still kill the shell.
 func SleepersWith(marker string) []int {
