@@ -35,10 +35,10 @@ func ProcsWith(marker string) []int {
 }
 
 // SleepersWith returns the pids of sleep(1) processes (argv[0] named sleep) whose
-// command line contains marker. Wait with it, not ProcsWith, for a tool like
-// `sh -c "trap ” TERM; sleep MARKER"`: the shell's own command line holds the marker
-// from its exec on, before it has run its trap, so a signal sent when ProcsWith first
-// finds it may still kill the shell.
+// command line contains marker. Wait with it, not ProcsWith, for a shell that sets a
+// SIGTERM trap and then runs sleep MARKER: the shell's own command line holds the
+// marker from its exec on, before it has run its trap, so a signal sent when
+// ProcsWith first finds it may still kill the shell.
 func SleepersWith(marker string) []int {
 	var pids []int
 	for _, pid := range ProcsWith(marker) {
