@@ -12,6 +12,7 @@ import (
 	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
 	"golang.org/x/sys/unix"
 
+	"github.com/agentexec/agentexec/internal/sys"
 	"github.com/agentexec/agentexec/internal/templates"
 )
 
@@ -330,10 +331,8 @@ func (st *spawnerState) procPids() ([]int, error) {
 		if n == 0 {
 			return pids, nil
 		}
-		var names []string
-		_, _, names = unix.ParseDirent(buf[:n], -1, names)
-		for _, name := range names {
-			if pid, err := strconv.Atoi(name); err == nil && pid > 0 {
+		for name := range sys.Dirents(buf[:n]) {
+			if pid, err := strconv.Atoi(string(name)); err == nil && pid > 0 {
 				pids = append(pids, pid)
 			}
 		}
@@ -399,9 +398,9 @@ func (st *spawnerState) launchFromKernelSock(m *launchMsg, fds []int) {
 
 // waitKernelChild waits on the kernel launcher for the kernel child it just
 // started, reaps it, kills what it left (killKernelLeftovers, on this thread, whose
-// domain the child shared) and only then reports the exit and frees kernelBusy: as
-// with the reaper's kernelDone, what a kernel child leaves is gone before its result
-// returns and before the next kernel child starts.
+// domain the child shared) and only then reports the exit and frees kernelBusy: what
+// a kernel child leaves is gone before its result returns and before the next
+// kernel child starts.
 func (st *spawnerState) waitKernelChild(c reaped) {
 	pfd := []unix.PollFd{{Fd: int32(c.pidfd), Events: unix.POLLIN}}
 	for {

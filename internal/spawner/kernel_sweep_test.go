@@ -99,3 +99,47 @@ func TestKernelSpawnerShutdownKillsKernelChild(t *testing.T) {
 		t.Fatalf("the kernel child %d (state %s) outlived its spawner", ch.Pid, state)
 	}
 }
+
+// procPids, the kernel sweep's /proc listing where there is no children list (the
+// RFC kernel has no CONFIG_PROC_CHILDREN), lists this process and a child started
+// for the test, and again on the second call (the directory is rewound); a pid
+// that has exited and been reaped is gone.
+func TestProcPids(t *testing.T) {
+	fd, err := unix.Open("/proc", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	st := &spawnerState{procDir: fd}
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Skipf("needs sleep(1): %v", err)
+	}
+	child := cmd.Process.Pid
+	has := func(pids []int, pid int) bool {
+		for _, p := range pids {
+			if p == pid {
+				return true
+			}
+		}
+		return false
+	}
+	for round := range 2 {
+		pids, err := st.procPids()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !has(pids, os.Getpid()) || !has(pids, child) || !has(pids, 1) {
+			t.Fatalf("round %d: %d pids, self %d, child %d or 1 missing", round, len(pids), os.Getpid(), child)
+		}
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	pids, err := st.procPids()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if has(pids, child) {
+		t.Errorf("reaped child %d still listed", child)
+	}
+}

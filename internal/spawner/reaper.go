@@ -28,10 +28,9 @@ type reaper struct {
 
 // reaped is a child the reaper waits for.
 type reaped struct {
-	id     uint64
-	pid    int
-	pidfd  int
-	kernel bool
+	id    uint64
+	pid   int
+	pidfd int
 }
 
 func newReaper(done func(r reaped, ws unix.WaitStatus, ru *unix.Rusage, err error)) (*reaper, error) {

@@ -376,6 +376,11 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 			return err
 		}
 	}
+	if use && st.ksock < 0 {
+		// The main process gives kernel launches a socket of their own whenever
+		// kernel templates may be used (hello.KernelSock): they are read there only.
+		return errors.New("kernel templates without the kernel launches' socket (hello.KernelSock)")
+	}
 	if use {
 		st.kernelInUse = true
 		ks, err := probe.Syscalls()
@@ -435,8 +440,7 @@ func (st *spawnerState) reply(m *reply, fds []int) {
 
 // launch runs one request: fork+exec through the Go runtime's clone3 path, reply with
 // the pid and pidfd, and hand the child to the reaper, which replies with the status.
-// A kernel-backend launch is handed to the kernel launcher when the kernel
-// launches have no socket of their own (ksock); with one, a kernel-backend launch
+// Kernel-backend launches come on a socket of their own (ksock, serveKernel); one
 // arrives here only because another was in flight or the kernel launcher could not
 // take it (redirect), and takes the userspace path.
 func (st *spawnerState) launch(m *launchMsg, fds []int) {
@@ -446,18 +450,6 @@ func (st *spawnerState) launch(m *launchMsg, fds []int) {
 		return
 	}
 	defer req.close()
-	if m.Kernel && st.ksock < 0 && st.kernelInUse && st.kernelBusy.CompareAndSwap(false, true) {
-		// One kernel-template child at a time: they all share launcher 0's
-		// domain. While one lives, the next launch takes the userspace path
-		// below, as does a launch the kernel backend cannot take (launchKernel).
-		handled := false
-		st.kernelLauncher().Do(func() {
-			handled = st.launchKernel(m, req, st.waitFor)
-		})
-		if handled {
-			return
-		}
-	}
 	st.launchUserspace(m, req)
 }
 
@@ -574,41 +566,21 @@ func (st *spawnerState) waitFor(c reaped) {
 		fmt.Fprintf(os.Stderr, "agentexec spawner: %v; reaping launch %d with wait4\n", err, c.id)
 	}
 	unix.Close(c.pidfd)
-	go st.reap(c.id, c.pid, c.kernel)
+	go st.reap(c.id, c.pid)
 }
 
 // reaped reports a child the reaper collected.
 func (st *spawnerState) reaped(c reaped, ws unix.WaitStatus, ru *unix.Rusage, err error) {
-	if c.kernel {
-		st.kernelDone()
-	}
-	st.reply(exitReply(c.id, c.pid, c.kernel, ws, ru, err), nil)
-}
-
-// kernelDone frees the kernel launcher after its child was reaped, once what the
-// child left running is gone (killKernelLeftovers), before the exit is reported.
-func (st *spawnerState) kernelDone() {
-	clean := true
-	// At shutdown the orphan reaper kills everything. Where the spawner has no child
-	// left at all (noChildren: the usual case when kernel launches follow each
-	// other), the kernel child left nothing and the kernel launcher is not needed.
-	if !st.closing.Load() && !noChildren() {
-		st.kernelLauncher().Do(func() { clean = st.killKernelLeftovers() })
-	}
-	st.kernelDirty.Store(!clean)
-	st.kernelBusy.Store(false)
+	st.reply(exitReply(c.id, c.pid, false, ws, ru, err), nil)
 }
 
 // reap waits for the child in wait4 and reports its status and rusage (the fallback
 // when the reaper is not available).
-func (st *spawnerState) reap(id uint64, pid int, kernel bool) {
+func (st *spawnerState) reap(id uint64, pid int) {
 	var ws unix.WaitStatus
 	var ru unix.Rusage
 	_, err := wait4(pid, &ws, 0, &ru)
-	if kernel {
-		st.kernelDone()
-	}
-	st.reply(exitReply(id, pid, kernel, ws, &ru, err), nil)
+	st.reply(exitReply(id, pid, false, ws, &ru, err), nil)
 }
 
 // exitReply is the exited (or failed) reply for a reaped child. A kernel-template
@@ -637,8 +609,8 @@ func exitReply(id uint64, pid int, kernel bool, ws unix.WaitStatus, ru *unix.Rus
 }
 
 // launchKernel launches through the tool's kernel template, on the kernel launcher
-// (launcher 0), holding kernelBusy, and hands the started child to wait (the reaper,
-// or the kernel launcher itself: serveKernel). req.cgroupFD, when set, is the launch
+// (launcher 0), holding kernelBusy, and hands the started child to wait (the kernel
+// launcher waits for it itself: launchFromKernelSock). req.cgroupFD, when set, is the launch
 // cgroup's cgroup.procs, opened by the main process. It returns false, with no child made,
 // nothing replied and kernelBusy released, when the launch must take the userspace
 // path instead: the tool has no usable kernel template (lost when its binary was
@@ -690,9 +662,9 @@ func (st *spawnerState) launchKernel(m *launchMsg, req launchReq, wait func(reap
 	if recreated || back {
 		state = templates.StateRecreated
 	}
-	started = true // kernelBusy is released when the child is reaped (kernelDone, waitKernelChild)
+	started = true // kernelBusy is released when the child is reaped (waitKernelChild)
 	st.reply(&reply{ID: m.ID, Kind: replyStarted, Pid: pid, Backend: templates.BackendKernel, Template: state, PlacementNS: delay.Nanoseconds()}, []int{pidfd})
-	wait(reaped{id: m.ID, pid: pid, pidfd: pidfd, kernel: true})
+	wait(reaped{id: m.ID, pid: pid, pidfd: pidfd})
 	return true
 }
 
