@@ -16,6 +16,7 @@ import (
 	"github.com/agentexec/agentexec/internal/cgroup"
 	"github.com/agentexec/agentexec/internal/egress"
 	"github.com/agentexec/agentexec/internal/spawner"
+	"github.com/agentexec/agentexec/internal/tmpdir"
 	"github.com/agentexec/agentexec/policy"
 )
 
@@ -295,7 +296,7 @@ func (rt *Runtime) Close() error {
 	}
 	errs = append(errs, rt.closeDenials())
 	if rt.tmpDir != "" {
-		errs = append(errs, removeTmpDir(rt.tmpDir))
+		errs = append(errs, tmpdir.Remove(rt.tmpDir))
 	}
 	if rt.accountsDir != "" {
 		errs = append(errs, os.RemoveAll(rt.accountsDir))

@@ -1,63 +1,37 @@
 package agentexec
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/agentexec/agentexec/internal/tmpdir"
 	"github.com/agentexec/agentexec/policy"
 )
 
-// tmpDirPattern names the private ${TMPDIR} directories (os.MkdirTemp) under the
-// process's temporary directory (os.TempDir: $TMPDIR, else /tmp).
-const tmpDirPattern = "agentexec-tmp-"
-
 // setupTmpDir gives the runtime its own ${TMPDIR} when the policy's is private and
-// used (policy.TmpDirPlaceholder): a new directory under os.TempDir(), mode 0700,
-// owned by the identity the tools run as (tmpOwner), in place of the placeholder in
-// rt.pol (a copy made by policy.WithTmpDir), and the TMPDIR of the tools that may
-// write it. Nothing of it is shared with another runtime, even one started with the
-// same Policy. Close removes it, on New's failure paths too.
+// used (policy.TmpDirPlaceholder): a new directory (internal/tmpdir) owned by the
+// identity the tools run as (tmpOwner), in place of the placeholder in rt.pol (a
+// copy made by policy.WithTmpDir), and the TMPDIR of the tools that may write it.
+// Nothing of it is shared with another runtime, even one started with the same
+// Policy. Close removes it, on New's failure paths too.
 func (rt *Runtime) setupTmpDir() error {
 	if !rt.pol.UsesTmpDir() {
 		return nil
 	}
-	dir, err := os.MkdirTemp("", tmpDirPattern)
+	uid, gid, chown := rt.tmpOwner()
+	dir, err := tmpdir.Make(uid, gid, chown)
+	rt.tmpDir = dir
 	if err != nil {
-		return fmt.Errorf("agentexec: private TMPDIR: %w", err)
-	}
-	rt.tmpDir = dir
-	if dir, err = filepath.Abs(dir); err != nil { // $TMPDIR may be relative
-		return fmt.Errorf("agentexec: private TMPDIR: %w", err)
-	}
-	rt.tmpDir = dir
-	// MkdirTemp made it 0700 (less the umask): say it, whatever the umask.
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return fmt.Errorf("agentexec: private TMPDIR: %w", err)
-	}
-	if uid, gid, ok := rt.tmpOwner(); ok {
-		if err := os.Chown(dir, uid, gid); err != nil {
-			return fmt.Errorf("agentexec: private TMPDIR: give %s to the tools' uid %d: %w", dir, uid, err)
-		}
+		return fmt.Errorf("agentexec: %w", err)
 	}
 	q, err := rt.pol.WithTmpDir(dir)
 	if err != nil {
 		return fmt.Errorf("agentexec: %w", err)
 	}
-	// Tools that may write the directory are told about it (mktemp and the like
-	// would use /tmp otherwise), unless the policy sets TMPDIR itself or lets the
-	// requests set it. q is this runtime's own copy.
-	for _, t := range q.Tools {
-		if t.Profile == nil || t.Env.Allowed("TMPDIR") || slices.ContainsFunc(t.Env.Set, func(v policy.EnvVar) bool { return v.Name == "TMPDIR" }) {
-			continue
-		}
-		if slices.ContainsFunc(t.Profile.FS.Write, func(w string) bool { return policy.Beneath(dir, w) }) {
-			t.Env.Set = append(t.Env.Set, policy.EnvVar{Name: "TMPDIR", Value: dir})
-		}
+	for _, t := range q.Tools { // q is this runtime's own copy
+		tmpdir.TellTool(t, dir)
 	}
 	rt.pol = q
 	return nil
@@ -118,23 +92,4 @@ func usesTmpDir(p *policy.Policy, prof *policy.Profile) bool {
 		}
 	}
 	return false
-}
-
-// removeTmpDir removes the private ${TMPDIR} and everything the tools left in it.
-// A tool may have left directories without write permission, which stop RemoveAll
-// when the runtime is not root: those are made writable and the removal retried.
-func removeTmpDir(dir string) error {
-	err := os.RemoveAll(dir)
-	if err == nil || !errors.Is(err, fs.ErrPermission) {
-		return err
-	}
-	// WalkDir visits a directory before it reads it: made readable and writable
-	// first, it can be read and emptied.
-	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, _ error) error {
-		if d != nil && d.IsDir() {
-			_ = os.Chmod(path, 0o700)
-		}
-		return nil
-	})
-	return os.RemoveAll(dir)
 }

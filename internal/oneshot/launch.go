@@ -19,6 +19,7 @@ import (
 	"github.com/agentexec/agentexec/internal/spawner"
 	"github.com/agentexec/agentexec/internal/sys"
 	"github.com/agentexec/agentexec/internal/templates"
+	"github.com/agentexec/agentexec/internal/tmpdir"
 	"github.com/agentexec/agentexec/policy"
 )
 
@@ -526,7 +527,7 @@ func (s *session) close() {
 		_ = os.RemoveAll(s.prot.accountsDir)
 	}
 	if s.tmpDir != "" {
-		removeTmpDir(s.tmpDir)
+		_ = tmpdir.Remove(s.tmpDir)
 	}
 	if s.releaseID != nil {
 		s.releaseID()
