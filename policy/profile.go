@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strconv"
 )
 
 // profileOf computes the sandbox rules of merged settings, with built-in defaults for
@@ -54,18 +55,56 @@ func sortedSet[T cmp.Ordered](in []T) []T {
 }
 
 // key is a canonical text of the rules that decide a spawner: two profiles with the
-// same key can share one spawner and one Landlock ruleset.
+// same key can share one spawner and one Landlock ruleset. Built by hand (every
+// list with its length, strings quoted): fmt's reflection made it a fifth of a
+// policy load, which every one-shot run pays (docs/performance.md).
 func (p *Profile) key() string {
-	var u any = "none"
-	if p.User != nil {
-		u = *p.User
+	b := make([]byte, 0, 512)
+	strs := func(l []string) {
+		b = strconv.AppendInt(b, int64(len(l)), 10)
+		for _, s := range l {
+			b = strconv.AppendQuote(append(b, ','), s)
+		}
+		b = append(b, '|')
 	}
-	return fmt.Sprintf("%q|%q|%q|%q|%v|%v|%t|%q|%q|%t|%t|%t|%d|%d|%v|%q|%q|%d|%v",
-		p.FS.Read, p.FS.Write, p.FS.Exec, p.FS.Protect,
-		p.Network.ConnectTCP, p.Network.BindTCP, p.Network.Unix, p.Network.UnixSockets, p.Network.Isolated, p.Network.Egress,
-		p.IPC.ScopeAbstractUnix, p.IPC.ScopeSignals,
-		p.Limits.Memory, p.Limits.Pids, p.Limits.CPU,
-		p.Enforcement.Landlock, p.Enforcement.Cgroup, p.Concurrency, u)
+	ports := func(l []uint16) {
+		b = strconv.AppendInt(b, int64(len(l)), 10)
+		for _, n := range l {
+			b = strconv.AppendUint(append(b, ','), uint64(n), 10)
+		}
+		b = append(b, '|')
+	}
+	flag := func(v bool) { b = append(strconv.AppendBool(b, v), '|') }
+	word := func(s string) { b = append(strconv.AppendQuote(b, s), '|') }
+	strs(p.FS.Read)
+	strs(p.FS.Write)
+	strs(p.FS.Exec)
+	strs(p.FS.Protect)
+	ports(p.Network.ConnectTCP)
+	ports(p.Network.BindTCP)
+	flag(p.Network.Unix)
+	strs(p.Network.UnixSockets)
+	word(string(p.Network.Isolated))
+	flag(p.Network.Egress)
+	flag(p.IPC.ScopeAbstractUnix)
+	flag(p.IPC.ScopeSignals)
+	b = append(strconv.AppendInt(b, p.Limits.Memory, 10), '|')
+	b = append(strconv.AppendInt(b, p.Limits.Pids, 10), '|')
+	b = append(strconv.AppendFloat(b, p.Limits.CPU, 'g', -1, 64), '|')
+	word(string(p.Enforcement.Landlock))
+	word(string(p.Enforcement.Cgroup))
+	b = append(strconv.AppendInt(b, int64(p.Concurrency), 10), '|')
+	if u := p.User; u == nil {
+		b = append(b, "none"...)
+	} else {
+		b = strconv.AppendUint(b, uint64(u.UID), 10)
+		b = strconv.AppendUint(append(b, ':'), uint64(u.GID), 10)
+		for _, g := range u.Groups {
+			b = strconv.AppendUint(append(b, ','), uint64(g), 10)
+		}
+		flag(u.Own)
+	}
+	return string(b)
 }
 
 // Equal reports whether two profiles have the same sandbox rules (names and tool

@@ -70,11 +70,34 @@ func LoadBytes(name string, data []byte, opts Options) (*Policy, error) {
 // every tool not found or unusable. Only tools marked required make Resolve return an
 // error: the joined *FieldErrors (each wrapping the *ResolveError) of those tools.
 // The policy stays usable with its other tools when Resolve fails.
-func Resolve(p *Policy) error {
+func Resolve(p *Policy) error { return resolve(p, nil) }
+
+// ErrNotResolved is the error of a tool that ResolveTools was not asked for.
+var ErrNotResolved = errors.New("not resolved")
+
+// ResolveTools is Resolve for the named tools and the required ones only, for a
+// process that runs one tool (agentexec run's one-shot path): the others are left
+// with Path empty and a ResolveError wrapping ErrNotResolved. Names that are not
+// tools of p are ignored (the caller reports an unknown tool).
+func ResolveTools(p *Policy, names ...string) error {
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
+	}
+	return resolve(p, func(t *Tool) bool { return want[t.Name] || t.Required })
+}
+
+// resolve resolves the tools for which pick is true (all when pick is nil).
+func resolve(p *Policy, pick func(*Tool) bool) error {
 	var errs []error
+	roots := map[string]string{} // exec roots with their symlinks resolved, shared by the tools
 	for _, t := range p.Tools {
 		t.Path, t.ResolveError = "", nil
-		path, rerr := resolveTool(p, t)
+		if pick != nil && !pick(t) {
+			t.ResolveError = &ResolveError{Tool: t.Name, Exec: t.Exec, Reason: "was not looked up (the policy was resolved for other tools only)", Err: ErrNotResolved}
+			continue
+		}
+		path, rerr := resolveTool(p, t, roots)
 		if rerr != nil {
 			t.ResolveError = rerr
 			if t.Required {
@@ -88,7 +111,8 @@ func Resolve(p *Policy) error {
 	return errors.Join(errs...)
 }
 
-func resolveTool(p *Policy, t *Tool) (string, *ResolveError) {
+// resolveTool finds t's executable; roots caches the exec roots' resolved paths.
+func resolveTool(p *Policy, t *Tool, roots map[string]string) (string, *ResolveError) {
 	re := &ResolveError{Tool: t.Name, Exec: t.Exec}
 	var found string
 	if filepath.IsAbs(t.Exec) {
@@ -130,9 +154,13 @@ func resolveTool(p *Policy, t *Tool) (string, *ResolveError) {
 		}
 		ok := false
 		for _, root := range t.Profile.FS.Exec {
-			r, err := filepath.EvalSymlinks(root)
-			if err != nil {
-				r = root
+			r, seen := roots[root]
+			if !seen {
+				var err error
+				if r, err = filepath.EvalSymlinks(root); err != nil {
+					r = root
+				}
+				roots[root] = r
 			}
 			if Beneath(real, r) {
 				ok = true

@@ -133,3 +133,39 @@ func TestLoad(t *testing.T) {
 		t.Errorf("Workspace = %q, want the current directory %q", p.Workspace, wd)
 	}
 }
+
+// ResolveTools looks up the named tools and the required ones only; the others are
+// left unresolved with a reason (ErrNotResolved), and a required tool that is
+// unusable is still an error. Control: Resolve finds the tool ResolveTools left.
+func TestResolveTools(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	writeFile(t, filepath.Join(bin, "one"), 0o755)
+	writeFile(t, filepath.Join(bin, "two"), 0o755)
+	src := fmt.Sprintf(`version: 1
+path: [%[1]s]
+defaults:
+  filesystem: {exec: [%[1]s]}
+tools:
+  one: {}
+  two: {}
+  gone: {required: true}
+`, bin)
+	p := mustParse(t, src)
+	err := ResolveTools(p, "one", "nosuchtool")
+	if err == nil || !strings.Contains(err.Error(), "tools.gone") {
+		t.Errorf("the required tool's failure: got %v", err)
+	}
+	one, _ := p.Tool("one")
+	two, _ := p.Tool("two")
+	if one.Path != filepath.Join(bin, "one") || one.ResolveError != nil {
+		t.Errorf("one: path %q, error %v", one.Path, one.ResolveError)
+	}
+	if two.Path != "" || !errors.Is(two.ResolveError, ErrNotResolved) {
+		t.Errorf("two, not asked for: path %q, error %v", two.Path, two.ResolveError)
+	}
+	_ = Resolve(p)
+	if two.Path != filepath.Join(bin, "two") || two.ResolveError != nil {
+		t.Errorf("control: Resolve left two at %q, %v", two.Path, two.ResolveError)
+	}
+}

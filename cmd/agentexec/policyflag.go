@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/agentexec/agentexec/configs"
@@ -24,16 +25,45 @@ func (pf *policyFlags) register(fs *flag.FlagSet) {
 // current directory; ${HOME} comes from the host; ${TMPDIR} is a directory private
 // to the runtime (policy.TmpDirPlaceholder until it starts).
 func (pf *policyFlags) load() (*policy.Policy, error) {
+	name, data, opts, err := pf.source()
+	if err != nil {
+		return nil, err
+	}
+	return policy.LoadBytes(name, data, opts)
+}
+
+// loadFor is load with only tool (and the policy's required tools) resolved
+// (policy.ResolveTools): run's one-shot path runs that one tool and need not look
+// up the others' executables. The whole policy is still read and validated.
+func (pf *policyFlags) loadFor(tool string) (*policy.Policy, error) {
+	name, data, opts, err := pf.source()
+	if err != nil {
+		return nil, err
+	}
+	p, err := policy.Parse(name, data, opts)
+	if err != nil {
+		return nil, err
+	}
+	return p, policy.ResolveTools(p, tool)
+}
+
+// source is the policy's name and bytes (--policy's file, or the embedded default)
+// and the options to parse it with.
+func (pf *policyFlags) source() (string, []byte, policy.Options, error) {
 	opts := policy.HostOptions()
 	if pf.workspace != "" {
 		ws, err := filepath.Abs(pf.workspace)
 		if err != nil {
-			return nil, fmt.Errorf("workspace: %w", err)
+			return "", nil, opts, fmt.Errorf("workspace: %w", err)
 		}
 		opts.Workspace = ws
 	}
 	if pf.file == "" {
-		return policy.LoadBytes(configs.DefaultName, configs.Default, opts)
+		return configs.DefaultName, configs.Default, opts, nil
 	}
-	return policy.Load(pf.file, opts)
+	data, err := os.ReadFile(pf.file)
+	if err != nil {
+		return "", nil, opts, fmt.Errorf("policy: %w", err)
+	}
+	return pf.file, data, opts, nil
 }

@@ -44,7 +44,7 @@ func runOneShot(args []string) (code int, handled bool) {
 	}
 	rest := fs.Args()
 	oneshot.Trace("init to flags")
-	p, err := pf.load()
+	p, err := pf.loadFor(rest[0])
 	if err != nil {
 		return 0, false
 	}
