@@ -183,6 +183,22 @@ func OpenAudit(groups uint32, rcvbuf int) (*AuditConn, error) {
 // Close closes the socket; a Recv in progress returns os.ErrClosed.
 func (c *AuditConn) Close() error { return c.f.Close() }
 
+// SetRcvBuf sets the socket's receive buffer (as OpenAudit's rcvbuf) on an open
+// socket: a test shrinks a collector's once it has started, so that its start is
+// not the part that overflows.
+func (c *AuditConn) SetRcvBuf(n int) error {
+	var serr error
+	err := c.rc.Control(func(fd uintptr) {
+		if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n); serr != nil {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, n)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return os.NewSyscallError("setsockopt(SO_RCVBUF)", serr)
+}
+
 // SetReadDeadline bounds Recv (zero time: none).
 func (c *AuditConn) SetReadDeadline(t time.Time) error { return c.f.SetReadDeadline(t) }
 
