@@ -391,6 +391,22 @@ func splitPort(hostport string, def uint16) (string, uint16, error) {
 	return host, uint16(n), nil
 }
 
+// dialRecorded connects to an allowed target (dialTarget) and starts the record of
+// the connection. A failed dial is recorded (in the session's allowed list, with
+// its error) here; the caller answers it in its protocol.
+func (p *Proxy) dialRecorded(ctx context.Context, s *Session, method string, t *target) (net.Conn, Conn, time.Time, error) {
+	start := time.Now()
+	rec := Conn{Time: start, Method: method, Host: t.host, Port: t.port, Rule: t.rule}
+	up, addr, err := p.dialTarget(ctx, t)
+	if err != nil {
+		rec.Error = err.Error()
+		s.allow(rec, start)
+		return nil, rec, start, err
+	}
+	rec.Addr = addr
+	return up, rec, start, nil
+}
+
 // refuse answers a denied request and records the denial.
 func (p *Proxy) refuse(s *Session, w http.ResponseWriter, d *Denial) {
 	s.deny(d)
@@ -410,17 +426,12 @@ func (p *Proxy) connect(s *Session, w http.ResponseWriter, r *http.Request) {
 		p.refuse(s, w, d)
 		return
 	}
-	start := time.Now()
-	rec := Conn{Time: start, Method: r.Method, Host: t.host, Port: port, Rule: t.rule}
 	secrets := s.secretsFor(t.host, port)
-	up, addr, err := p.dialTarget(r.Context(), t)
+	up, rec, start, err := p.dialRecorded(r.Context(), s, r.Method, t)
 	if err != nil {
-		rec.Error = err.Error()
-		s.allow(rec, start)
 		http.Error(w, "agentexec egress: dial "+hostPort(t.host, port)+": "+err.Error(), http.StatusBadGateway)
 		return
 	}
-	rec.Addr = addr
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		up.Close()
@@ -539,16 +550,11 @@ func (p *Proxy) forward(s *Session, w http.ResponseWriter, r *http.Request) {
 		p.refuse(s, w, d)
 		return
 	}
-	start := time.Now()
-	rec := Conn{Time: start, Method: r.Method, Host: t.host, Port: port, Rule: t.rule}
-	up, addr, err := p.dialTarget(r.Context(), t)
+	up, rec, start, err := p.dialRecorded(r.Context(), s, r.Method, t)
 	if err != nil {
-		rec.Error = err.Error()
-		s.allow(rec, start)
 		http.Error(w, "agentexec egress: dial "+hostPort(t.host, port)+": "+err.Error(), http.StatusBadGateway)
 		return
 	}
-	rec.Addr = addr
 	cup := &countConn{Conn: up}
 	if !s.track(up) {
 		up.Close()

@@ -280,17 +280,12 @@ func (p *Proxy) serveSOCKS(c net.Conn, br *bufio.Reader) {
 		_ = socksReply(c, code)
 		return
 	}
-	start := time.Now()
-	rec := Conn{Time: start, Method: MethodSOCKS5, Host: t.host, Port: t.port, Rule: t.rule}
 	secrets := s.secretsFor(t.host, t.port)
-	up, addr, err := p.dialTarget(ctx, t)
+	up, rec, start, err := p.dialRecorded(ctx, s, MethodSOCKS5, t)
 	if err != nil {
-		rec.Error = err.Error()
-		s.allow(rec, start)
 		_ = socksReply(c, dialReplyCode(err))
 		return
 	}
-	rec.Addr = addr
 	if !s.track(up) {
 		up.Close()
 		return
