@@ -77,7 +77,7 @@ func addFrames(pid int, frames map[uint64]struct{}) error {
 				return fmt.Errorf("pagemap of %d at %#x: %w", pid, addr, err)
 			}
 			for i := uint64(0); i < n; i++ {
-				e := binary.LittleEndian.Uint64(b[i*8:])
+				e := binary.NativeEndian.Uint64(b[i*8:]) // pagemap entries are native u64s
 				if e&pagemapPresent == 0 {
 					continue
 				}
