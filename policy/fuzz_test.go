@@ -4,8 +4,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/agentexec/agentexec/internal/yamlnode"
 )
 
 // FuzzParse feeds arbitrary bytes to the parser. It calls parse directly, without
@@ -65,9 +66,8 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("error is not a *FieldError: %v", err)
 			}
 			// Every position is inside the file (or just past its end).
-			// Lines as YAML counts them: \n, \r\n and a lone \r each end one.
-			lines := strings.Count(strings.ReplaceAll(string(data), "\r\n", "\n"), "\n") +
-				strings.Count(strings.ReplaceAll(string(data), "\r\n", ""), "\r") + 1
+			// Lines as the YAML parser counts them (NEL, LS and PS end one too).
+			lines := yamlnode.Lines(data)
 			for _, e := range fuzzUnjoin(err) {
 				if errors.As(e, &fe) && (fe.Line < 0 || fe.Line > lines+1 || fe.Col < 0) {
 					t.Fatalf("error outside the file (%d lines): %v", lines, fe)

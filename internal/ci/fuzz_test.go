@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agentexec/agentexec/internal/yamlnode"
 	"github.com/agentexec/agentexec/policy"
 )
 
@@ -52,9 +53,8 @@ func FuzzParseJob(f *testing.F) {
 			if strings.Contains(err.Error(), "panicked") {
 				t.Fatal(err)
 			}
-			// Lines as YAML counts them: \n, \r\n and a lone \r each end one.
-			lines := strings.Count(strings.ReplaceAll(string(data), "\r\n", "\n"), "\n") +
-				strings.Count(strings.ReplaceAll(string(data), "\r\n", ""), "\r") + 1
+			// Lines as the YAML parser counts them (NEL, LS and PS end one too).
+			lines := yamlnode.Lines(data)
 			for _, e := range unjoin(err) {
 				var fe *policy.FieldError
 				if !errors.As(e, &fe) {
