@@ -67,18 +67,22 @@ test: setup fmt-check vet lint build
 	{ AGENTEXEC_STRICT=$${AGENTEXEC_STRICT:-1} AGENTEXEC_BIN=$(CURDIR)/$(BIN) $(GO) test -json -race -short $(TESTFLAGS) . ./internal/spawner ./internal/serve ./internal/cgroup; echo $$? >bin/.test-rc; } | $(TESTSUMMARY) race; exit $$(cat bin/.test-rc)
 	{ CGO_ENABLED=1 $(GO) test -json -count=1 ./internal/sys/...; echo $$? >bin/.test-rc; } | $(TESTSUMMARY) cgo; exit $$(cat bin/.test-rc)
 
-# Fuzz the three parsers of untrusted text, each for FUZZTIME (about 4 minutes in
-# all on 2 cores, builds included). A crasher is written to the package's
+# Fuzz the parsers of untrusted input, the three text ones each for FUZZTIME (about
+# 4 minutes in all on 2 cores, builds included). A crasher is written to the package's
 # testdata/fuzz/FuzzX/ and fails the run; commit it: plain go test replays it.
 # scripts/fuzz.sh counts Go's own end-of-run deadline race (golang/go#75804, a bare
 # "context deadline exceeded" with no failing input) as a pass, and bounds the
 # minimization of each new input (FUZZMINIMIZETIME, 5s: Go's 60s stalled the runs).
+# FuzzSOCKSRequest (the egress proxy's SOCKS5 request parser, which reads what
+# sandboxed tools send) is small: FUZZTIME_SMALL.
 FUZZTIME ?= 50s
+FUZZTIME_SMALL ?= 20s
 .PHONY: fuzz
 fuzz:
 	GO=$(GO) scripts/fuzz.sh ./internal/serve FuzzDecodeMessage $(FUZZTIME)
 	GO=$(GO) scripts/fuzz.sh ./policy FuzzParse $(FUZZTIME)
 	GO=$(GO) scripts/fuzz.sh ./internal/ci FuzzParseJob $(FUZZTIME)
+	GO=$(GO) scripts/fuzz.sh ./internal/egress FuzzSOCKSRequest $(FUZZTIME_SMALL)
 
 # The NATS fleet tests (docs/fleet.md): a real 3-node nats-server cluster embedded in
 # the test binary on loopback, `agentexec worker` processes killed with SIGKILL, a
