@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"net/netip"
 	"testing"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // FuzzSOCKSRequest feeds arbitrary bytes, as a sandboxed tool may send them, to the
@@ -63,6 +65,78 @@ func FuzzSOCKSRequest(f *testing.F) {
 		enc = append(enc, byte(r.port>>8), byte(r.port))
 		if !bytes.Equal(enc, data[:consumed]) {
 			t.Fatalf("request %+v re-encodes as %x, the parser consumed %x", r, enc, data[:consumed])
+		}
+	})
+}
+
+// FuzzCheckUserAuth feeds arbitrary data, as a sandboxed tool may ask the agent to
+// sign it, to the filter that decides whether the forwarded agent signs. Property:
+// what it accepts is exactly a user-authentication request (type 50) of the bound
+// session for the asked key, by public key, with nothing after it, or host-bound
+// to the session's host key: re-encoding what was parsed gives back the data.
+func FuzzCheckUserAuth(f *testing.F) {
+	sid, blob, hk := []byte("session-1"), []byte("key-blob"), []byte("host-key")
+	type userAuth struct {
+		SessionID []byte
+		Type      byte
+		User      string
+		Service   string
+		Method    string
+		HasSig    bool
+		Algo      string
+		PubKey    []byte
+	}
+	req := func(method string, rest ...[]byte) []byte {
+		b := ssh.Marshal(userAuth{sid, 50, "git", "ssh-connection", method, true, "ssh-ed25519", blob})
+		for _, r := range rest {
+			b = append(b, ssh.Marshal(struct{ B []byte }{r})...)
+		}
+		return b
+	}
+	f.Add(req("publickey"))
+	f.Add(req("publickey-hostbound-v00@openssh.com", hk))
+	f.Add(req("publickey-hostbound-v00@openssh.com", []byte("evil")))
+	f.Add(req("publickey", []byte("x")))
+	f.Add(req("hostbased"))
+	f.Add([]byte("SSHSIG arbitrary data"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if checkUserAuth(data, sid, blob, hk) != nil {
+			return
+		}
+		var got struct {
+			SessionID []byte
+			Type      byte
+			User      string
+			Service   string
+			Method    string
+			HasSig    bool
+			Algo      string
+			PubKey    []byte
+			Rest      []byte `ssh:"rest"`
+		}
+		if err := ssh.Unmarshal(data, &got); err != nil {
+			t.Fatalf("accepted data that does not parse: %v", err)
+		}
+		u := userAuth{got.SessionID, got.Type, got.User, got.Service, got.Method, got.HasSig, got.Algo, got.PubKey}
+		if u.Type != 50 || !bytes.Equal(u.SessionID, sid) || !u.HasSig || !bytes.Equal(u.PubKey, blob) {
+			t.Fatalf("accepted %+v", u)
+		}
+		want := ssh.Marshal(u)
+		switch u.Method {
+		case "publickey":
+		case "publickey-hostbound-v00@openssh.com":
+			want = append(want, ssh.Marshal(struct{ B []byte }{hk})...)
+		default:
+			t.Fatalf("accepted method %q", u.Method)
+		}
+		// A boolean is true for any byte but 0 (RFC 4251 section 5): the data's
+		// HasSig byte is made 1 before comparing.
+		norm := bytes.Clone(data)
+		if off := 4 + len(u.SessionID) + 1 + 4 + len(u.User) + 4 + len(u.Service) + 4 + len(u.Method); off < len(norm) && norm[off] != 0 {
+			norm[off] = 1
+		}
+		if !bytes.Equal(want, norm) {
+			t.Fatalf("accepted %x, which is not the request it parses as (%x)", data, want)
 		}
 	})
 }
