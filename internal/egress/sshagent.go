@@ -243,21 +243,27 @@ func (f *filterAgent) SignWithFlags(key ssh.PublicKey, data []byte, flags agent.
 	return up.SignWithFlags(key, data, flags)
 }
 
+// userAuthRequest is the data an ssh client signs for public-key authentication:
+// the session id, then SSH_MSG_USERAUTH_REQUEST (type 50) with the signature flag,
+// the algorithm and the public key; Rest is what follows (the host key of a
+// host-bound request).
+type userAuthRequest struct {
+	SessionID []byte
+	Type      byte
+	User      string
+	Service   string
+	Method    string
+	HasSig    bool
+	Algo      string
+	PubKey    []byte
+	Rest      []byte `ssh:"rest"`
+}
+
 // checkUserAuth checks that data is an SSH_MSG_USERAUTH_REQUEST (RFC 4252
 // section 7, and OpenSSH's publickey-hostbound-v00@openssh.com) of session sid
 // for public key blob, bound to hostKey when it names one.
 func checkUserAuth(data, sid, blob, hostKey []byte) error {
-	var req struct {
-		SessionID []byte
-		Type      byte
-		User      string
-		Service   string
-		Method    string
-		HasSig    bool
-		Algo      string
-		PubKey    []byte
-		Rest      []byte `ssh:"rest"`
-	}
+	var req userAuthRequest
 	if err := ssh.Unmarshal(data, &req); err != nil || req.Type != 50 {
 		return errors.New("the data is not an ssh user-authentication request")
 	}

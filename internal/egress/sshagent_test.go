@@ -19,16 +19,7 @@ import (
 func TestCheckUserAuth(t *testing.T) {
 	sid, blob, hk := []byte("session-1"), []byte("key-blob"), []byte("host-key")
 	req := func(sid []byte, method string, key []byte, rest ...[]byte) []byte {
-		b := ssh.Marshal(struct {
-			SessionID []byte
-			Type      byte
-			User      string
-			Service   string
-			Method    string
-			HasSig    bool
-			Algo      string
-			PubKey    []byte
-		}{sid, 50, "git", "ssh-connection", method, true, "ssh-ed25519", key})
+		b := ssh.Marshal(userAuthRequest{sid, 50, "git", "ssh-connection", method, true, "ssh-ed25519", key, nil})
 		for _, r := range rest {
 			b = append(b, ssh.Marshal(struct{ B []byte }{r})...)
 		}
