@@ -73,11 +73,12 @@ test: setup fmt-check vet lint build
 # scripts/fuzz.sh counts Go's own end-of-run deadline race (golang/go#75804, a bare
 # "context deadline exceeded" with no failing input) as a pass, and bounds the
 # minimization of each new input (FUZZMINIMIZETIME, 5s: Go's 60s stalled the runs).
-# FuzzSOCKSRequest and FuzzCheckUserAuth (the egress proxy's SOCKS5 request parser
-# and the forwarded ssh-agent's signing filter, which read what sandboxed tools
-# send) are small: FUZZTIME_SMALL.
+# FuzzSOCKSRequest, FuzzCheckUserAuth and FuzzUntrustedField (the egress proxy's
+# SOCKS5 request parser, the forwarded ssh-agent's signing filter, and audit records
+# carrying names a tool chose: input sandboxed tools control) are small:
+# FUZZTIME_SMALL.
 FUZZTIME ?= 50s
-FUZZTIME_SMALL ?= 20s
+FUZZTIME_SMALL ?= 15s
 .PHONY: fuzz
 fuzz:
 	GO=$(GO) scripts/fuzz.sh ./internal/serve FuzzDecodeMessage $(FUZZTIME)
@@ -85,6 +86,7 @@ fuzz:
 	GO=$(GO) scripts/fuzz.sh ./internal/ci FuzzParseJob $(FUZZTIME)
 	GO=$(GO) scripts/fuzz.sh ./internal/egress FuzzSOCKSRequest $(FUZZTIME_SMALL)
 	GO=$(GO) scripts/fuzz.sh ./internal/egress FuzzCheckUserAuth $(FUZZTIME_SMALL)
+	GO=$(GO) scripts/fuzz.sh ./internal/audit FuzzUntrustedField $(FUZZTIME_SMALL)
 
 # The NATS fleet tests (docs/fleet.md): a real 3-node nats-server cluster embedded in
 # the test binary on loopback, `agentexec worker` processes killed with SIGKILL, a
