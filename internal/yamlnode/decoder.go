@@ -90,7 +90,14 @@ func (d *Decoder) SyntaxErrorIn(data []byte, err error) error {
 // Single parses data as exactly one YAML document and returns its document node;
 // nil, nil when data holds no document at all. what names the file kind in the
 // error for a second document ("a policy", "a job file").
+//
+// The text must be UTF-8 (a UTF-8 byte order mark is allowed): yaml.v3 would read
+// a text that starts with a UTF-16 one as UTF-16, whose lines and columns no
+// position this package reports could name.
 func (d *Decoder) Single(data []byte, what string) (*yaml.Node, error) {
+	if len(data) >= 2 && (data[0] == 0xFE && data[1] == 0xFF || data[0] == 0xFF && data[1] == 0xFE) {
+		return nil, &FieldError{File: d.File, Line: 1, Col: 1, Msg: fmt.Sprintf("%s must be UTF-8; this one starts with a UTF-16 byte order mark (%X %X): save it as UTF-8", what, data[0], data[1])}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {

@@ -102,11 +102,23 @@ func TestSingle(t *testing.T) {
 	if err != nil || doc == nil || doc.Kind != yaml.DocumentNode {
 		t.Fatalf("Single(one doc) = %v, %v", doc, err)
 	}
+	// A UTF-8 byte order mark is no reason to refuse.
+	if doc, err := d.Single([]byte("\xef\xbb\xbfa: 1\n"), "a thing"); err != nil || doc == nil {
+		t.Errorf("Single(UTF-8 with BOM) = %v, %v", doc, err)
+	}
+	// Control: without the check, yaml.v3 reads the UTF-16 text (a mapping a: 1).
+	var n yaml.Node
+	if err := yaml.Unmarshal([]byte("\xff\xfea\x00:\x00 \x001\x00"), &n); err != nil || len(n.Content) == 0 || n.Content[0].Kind != yaml.MappingNode {
+		t.Errorf("control: yaml.v3 on UTF-16LE: %v, %+v", err, n)
+	}
 	for _, tc := range []struct{ src, want string }{
 		{"a: 1\n---\nb: 2\n", "f.yaml:2:1: a thing is a single YAML document; found another one here"},
 		{"a: [1\n", "f.yaml:1:4: YAML syntax error: did not find expected ',' or ']': the '[' here is never closed"},
 		{"a: 1\n---\n\tb: [\n", "f.yaml:3:1: YAML syntax error: found character that cannot start any token: a tab in the indentation: YAML indents with spaces only"},
 		{"a: *x\n", "f.yaml:1:4: YAML syntax error: unknown anchor 'x' referenced: no anchor &x comes before this alias"},
+		// UTF-16 (yaml.v3 would read it so: "\xfe\xff ( (00" is LS LS U+3030).
+		{"\xfe\xff ( (00", "f.yaml:1:1: a thing must be UTF-8; this one starts with a UTF-16 byte order mark (FE FF): save it as UTF-8"},
+		{"\xff\xfea\x00:\x00 \x001\x00", "f.yaml:1:1: a thing must be UTF-8; this one starts with a UTF-16 byte order mark (FF FE): save it as UTF-8"},
 	} {
 		_, err := d.Single([]byte(tc.src), "a thing")
 		var fe *FieldError
