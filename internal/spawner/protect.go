@@ -186,9 +186,8 @@ type rootScan struct {
 // the limits cut, is what a scan of one directory at a time finds.
 func (s *rootScan) walk() {
 	level := []string{s.root}
-	read, tooDeep, skippedRepos := 0, 0, 0
-	firstDeep, firstRepo := "", ""
-	var unreadable []string
+	read := 0
+	var cut cutoffs
 	for depth := 0; len(level) > 0; depth++ {
 		n := min(len(level), s.maxDirs-read)
 		listed := s.listLevel(level[:n], depth == 0)
@@ -197,17 +196,14 @@ func (s *rootScan) walk() {
 		for i, l := range listed {
 			dir := level[i]
 			if l.err != nil {
-				unreadable = append(unreadable, fmt.Sprintf("%s (%v)", dir, l.err))
+				cut.unreadable = append(cut.unreadable, fmt.Sprintf("%s (%v)", dir, l.err))
 				continue
 			}
 			prefix := strings.TrimSuffix(dir, "/") + "/"
 			if l.dotGit != KindNone {
 				path := prefix + ".git"
 				if s.repos >= s.maxRepos {
-					skippedRepos++
-					if firstRepo == "" {
-						firstRepo = path
-					}
+					cut.repo(path)
 				} else if s.addRepo(path, l.dotGit) {
 					s.repos++
 				}
@@ -215,10 +211,7 @@ func (s *rootScan) walk() {
 			for _, name := range l.subdirs {
 				path := prefix + name
 				if depth+1 > s.maxDepth {
-					tooDeep++
-					if firstDeep == "" {
-						firstDeep = path
-					}
+					cut.deep(path)
 					continue
 				}
 				next = append(next, path)
@@ -235,17 +228,45 @@ func (s *rootScan) walk() {
 		}
 		level = next
 	}
-	if tooDeep > 0 {
+	cut.report(s)
+}
+
+// cutoffs is what a root's scan left out by its depth and repository limits, and
+// the directories it could not read: counted with the first of each, then said in
+// the findings (report).
+type cutoffs struct {
+	tooDeep, skippedRepos int
+	firstDeep, firstRepo  string
+	unreadable            []string // "dir (error)"
+}
+
+func (c *cutoffs) deep(path string) {
+	c.tooDeep++
+	if c.firstDeep == "" {
+		c.firstDeep = path
+	}
+}
+
+func (c *cutoffs) repo(path string) {
+	c.skippedRepos++
+	if c.firstRepo == "" {
+		c.firstRepo = path
+	}
+}
+
+// report adds what was left out to the root's Incomplete findings.
+func (c *cutoffs) report(s *rootScan) {
+	if c.tooDeep > 0 {
 		s.f.Incomplete = append(s.f.Incomplete, fmt.Sprintf("%s: %d directories deeper than %d levels not scanned (first %s)",
-			s.root, tooDeep, s.maxDepth, firstDeep))
+			s.root, c.tooDeep, s.maxDepth, c.firstDeep))
 	}
-	if skippedRepos > 0 {
+	if c.skippedRepos > 0 {
 		s.f.Incomplete = append(s.f.Incomplete, fmt.Sprintf("%s: more than %d repositories: %d not protected (first %s)",
-			s.root, s.maxRepos, skippedRepos, firstRepo))
+			s.root, s.maxRepos, c.skippedRepos, c.firstRepo))
 	}
-	if len(unreadable) > 0 {
+	if n := len(c.unreadable); n > 0 {
 		s.f.Incomplete = append(s.f.Incomplete, fmt.Sprintf("%s: %d directories unreadable, not scanned: %s",
-			s.root, len(unreadable), strings.Join(unreadable[:min(len(unreadable), 3)], ", ")))
+			s.root, n, strings.Join(c.unreadable[:min(n, 3)], ", ")))
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
 )
 
@@ -65,9 +64,8 @@ func referenceWalk(s *rootScan) {
 		depth int
 	}
 	queue := []queued{{s.root, 0}}
-	read, tooDeep, skippedRepos := 0, 0, 0
-	firstDeep, firstRepo := "", ""
-	var unreadable []string
+	read := 0
+	var cut cutoffs
 	for len(queue) > 0 {
 		if read >= s.maxDirs {
 			s.f.Incomplete = append(s.f.Incomplete, fmt.Sprintf(
@@ -80,17 +78,14 @@ func referenceWalk(s *rootScan) {
 		read++
 		ents, err := os.ReadDir(q.dir)
 		if err != nil {
-			unreadable = append(unreadable, fmt.Sprintf("%s (%v)", q.dir, errors.Unwrap(err)))
+			cut.unreadable = append(cut.unreadable, fmt.Sprintf("%s (%v)", q.dir, errors.Unwrap(err)))
 			continue
 		}
 		for _, e := range ents {
 			path := filepath.Join(q.dir, e.Name())
 			if e.Name() == ".git" {
 				if s.repos >= s.maxRepos {
-					skippedRepos++
-					if firstRepo == "" {
-						firstRepo = path
-					}
+					cut.repo(path)
 					continue
 				}
 				if s.addRepo(path, kindOf(e.Type())) {
@@ -102,27 +97,13 @@ func referenceWalk(s *rootScan) {
 				continue
 			}
 			if q.depth+1 > s.maxDepth {
-				tooDeep++
-				if firstDeep == "" {
-					firstDeep = path
-				}
+				cut.deep(path)
 				continue
 			}
 			queue = append(queue, queued{path, q.depth + 1})
 		}
 	}
-	if tooDeep > 0 {
-		s.f.Incomplete = append(s.f.Incomplete, fmt.Sprintf("%s: %d directories deeper than %d levels not scanned (first %s)",
-			s.root, tooDeep, s.maxDepth, firstDeep))
-	}
-	if skippedRepos > 0 {
-		s.f.Incomplete = append(s.f.Incomplete, fmt.Sprintf("%s: more than %d repositories: %d not protected (first %s)",
-			s.root, s.maxRepos, skippedRepos, firstRepo))
-	}
-	if len(unreadable) > 0 {
-		s.f.Incomplete = append(s.f.Incomplete, fmt.Sprintf("%s: %d directories unreadable, not scanned: %s",
-			s.root, len(unreadable), strings.Join(unreadable[:min(len(unreadable), 3)], ", ")))
-	}
+	cut.report(s)
 }
 
 // The getdents walk, parallel per level, finds what the one-directory-at-a-time
