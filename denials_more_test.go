@@ -440,7 +440,7 @@ const floodPorts = 1000
 // floodEnv opts in to the 100,000-denial flood: while it streams (about a
 // second) every audit reader on the host, other runtimes' collectors and other
 // packages' kernel-denial tests included, overflows, so their launches of that
-// moment say "incomplete". Run it alone:
+// moment say "incomplete". Run it alone (CI does, with make flood-test):
 // AGENTEXEC_DENIAL_FLOOD=1 go test -count=1 -run TestKernelDenialsFlood100k .
 const floodEnv = "AGENTEXEC_DENIAL_FLOOD"
 
@@ -577,7 +577,7 @@ func TestKernelDenialsCapped(t *testing.T) {
 // the host for a moment.
 func TestKernelDenialsFlood100k(t *testing.T) {
 	if os.Getenv(floodEnv) != "1" {
-		t.Skipf("set %s=1 to run it alone: 100,000 audit events overflow every audit reader on the host (other packages' kernel-denial tests would see \"incomplete\")", floodEnv)
+		t.Skipf("run alone by make flood-test (%s=1): 100,000 audit events overflow every audit reader on the host (other packages' kernel-denial tests would see \"incomplete\")", floodEnv)
 	}
 	floodCheck(t, 100_000)
 }
