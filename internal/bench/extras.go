@@ -257,11 +257,11 @@ func childPids(pid int) []int {
 	return out
 }
 
-// treeRSS sums VmRSS of pid and its descendants.
+// treeRSS sums VmRSS of pid and its descendants (treePids, mem.go).
 func treeRSS(pid int) int64 {
-	n := rssKiB(pid)
-	for _, c := range childPids(pid) {
-		n += treeRSS(c)
+	var n int64
+	for _, p := range treePids(pid) {
+		n += rssKiB(p)
 	}
 	return n
 }
