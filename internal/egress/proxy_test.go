@@ -532,29 +532,39 @@ func (s *syncBuf) String() string {
 	return s.b.String()
 }
 
-// TestSecrets: the launch sees a placeholder; the secret's host receives the
-// real value (Bearer and Basic); a tunnelled destination receives only the
-// placeholder; the CA cannot vouch for other names (name constraints); the
-// bundle holds the system roots and the CA, never a key.
-func TestSecrets(t *testing.T) {
-	api := newOrigin(t, true)   // the secret's host: example.com (httptest's certificate name)
-	other := newOrigin(t, true) // another allowed destination, by IP literal
+// secretsFixture is a proxy with one secret, gh (sec: value real, as GH_TOKEN), for
+// example.com on api's port, api's certificate trusted upstream and other's as the
+// system roots; and a session allowed example.com and both origins by address.
+// api serves example.com (httptest's certificate name); other is another allowed
+// destination, by IP literal.
+func secretsFixture(t *testing.T, real string) (e *env, s *Session, sec *Secret, api, other *origin) {
+	t.Helper()
+	api, other = newOrigin(t, true), newOrigin(t, true)
 	dir := t.TempDir()
 	sysRoots := filepath.Join(dir, "system.pem")
-	sysPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: other.Certificate().Raw})
-	if err := os.WriteFile(sysRoots, sysPEM, 0o644); err != nil {
+	if err := os.WriteFile(sysRoots, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: other.Certificate().Raw}), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	host, _ := policy.ParseAllow("secrets.gh.hosts[0]", fmt.Sprintf("example.com:%d", api.port()), nil)
-	const real = "real-token-0123"
-	sec := &Secret{Name: "gh", Env: "GH_TOKEN", Value: real, Hosts: host}
-	e := newProxy(t, Config{Secrets: []*Secret{sec}, CADir: dir, SystemRoots: sysRoots, UpstreamRoots: poolOf(api)})
+	sec = &Secret{Name: "gh", Env: "GH_TOKEN", Value: real, Hosts: host}
+	e = newProxy(t, Config{Secrets: []*Secret{sec}, CADir: dir, SystemRoots: sysRoots, UpstreamRoots: poolOf(api)})
 	e.resolve("example.com", "127.0.0.1")
 	s, err := e.p.Session("l", egressOf(t, []string{fmt.Sprintf("example.com:%d", api.port()), fmt.Sprintf("127.0.0.1:%d", api.port()),
 		fmt.Sprintf("127.0.0.1:%d", other.port())}), []string{"gh"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return e, s, sec, api, other
+}
+
+// TestSecrets: the launch sees a placeholder; the secret's host receives the
+// real value (Bearer and Basic); a tunnelled destination receives only the
+// placeholder; the CA cannot vouch for other names (name constraints); the
+// bundle holds the system roots and the CA, never a key.
+func TestSecrets(t *testing.T) {
+	const real = "real-token-0123"
+	e, s, _, api, other := secretsFixture(t, real)
+	sysPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: other.Certificate().Raw})
 	envs := s.Env()
 	var placeholder, bundle string
 	for _, kv := range envs {

@@ -24,8 +24,6 @@ import (
 	"time"
 
 	"golang.org/x/net/proxy"
-
-	"github.com/agentexec/agentexec/policy"
 )
 
 // socksCred splits a session's SOCKS URL into its user and password.
@@ -536,23 +534,8 @@ func TestSocksServeAndClose(t *testing.T) {
 // placeholder); to another destination it is tunnelled untouched (the origin
 // receives the placeholder: the control).
 func TestSocksSecrets(t *testing.T) {
-	api := newOrigin(t, true)
-	other := newOrigin(t, true)
-	dir := t.TempDir()
-	sysRoots := filepath.Join(dir, "system.pem")
-	if err := os.WriteFile(sysRoots, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: other.Certificate().Raw}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	host, _ := policy.ParseAllow("secrets.gh.hosts[0]", fmt.Sprintf("example.com:%d", api.port()), nil)
 	const real = "real-token-socks"
-	sec := &Secret{Name: "gh", Env: "GH_TOKEN", Value: real, Hosts: host}
-	e := newProxy(t, Config{Secrets: []*Secret{sec}, CADir: dir, SystemRoots: sysRoots, UpstreamRoots: poolOf(api)})
-	e.resolve("example.com", "127.0.0.1")
-	s, err := e.p.Session("l", egressOf(t, []string{fmt.Sprintf("example.com:%d", api.port()), fmt.Sprintf("127.0.0.1:%d", api.port()),
-		fmt.Sprintf("127.0.0.1:%d", other.port())}), []string{"gh"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, s, sec, api, other := secretsFixture(t, real) // proxy_test.go
 	bundle, err := os.ReadFile(e.p.CABundle())
 	if err != nil {
 		t.Fatal(err)
