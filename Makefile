@@ -8,6 +8,10 @@
 
 GO        ?= go
 BIN       ?= bin/agentexec
+# The full build, beside BIN: BIN is the lean build (-tags agentexec_lean: no MCP SDK,
+# no NATS client, a faster start for every process), which hands mcp, worker and
+# ci/check --nats to this one (docs/cli.md, "Two binaries").
+BIN_FULL  ?= $(dir $(BIN))agentexec-full
 # Spawners restrict every thread of their process; static builds keep the binary
 # self-contained (the VM tier boots it in a busybox guest).
 BUILDENV  ?= CGO_ENABLED=0
@@ -40,7 +44,8 @@ setup-lint:
 	fi
 
 build:
-	$(BUILDENV) $(GO) build -trimpath -o $(BIN) ./cmd/agentexec
+	$(BUILDENV) $(GO) build -trimpath -tags agentexec_lean -o $(BIN) ./cmd/agentexec
+	$(BUILDENV) $(GO) build -trimpath -o $(BIN_FULL) ./cmd/agentexec
 
 demo: setup build
 	./$(BIN) check
@@ -48,6 +53,7 @@ demo: setup build
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags agentexec_lean ./cmd/agentexec
 
 lint: setup-lint
 	$(GOLANGCI_LINT) run ./...

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -9,10 +8,8 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/agentexec/agentexec"
-	"github.com/agentexec/agentexec/internal/fleet"
 )
 
 func cmdCheck(args []string) int {
@@ -21,7 +18,7 @@ func cmdCheck(args []string) int {
 	pf.register(fs)
 	asJSON := fs.Bool("json", false, "print the report as JSON (schema: docs/check.md)")
 	natsURL := fs.String("nats", "", "also report the NATS connection at `URLS`: server, JetStream, the service's workers (docs/fleet.md)")
-	service := fs.String("service", fleet.DefaultService, "the workers' service `NAME` (with --nats)")
+	service := fs.String("service", defaultService, "the workers' service `NAME` (with --nats)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -41,7 +38,7 @@ func cmdCheck(args []string) int {
 		return 1
 	}
 	r := agentexec.Check(p)
-	var nr *fleet.ProbeReport
+	var nr natsReport
 	if *natsURL != "" {
 		if nr, err = probeNATS(*natsURL, *service); err != nil {
 			r.Problems = append(r.Problems, fmt.Sprintf("nats: --nats %s: %v", redactURLs(*natsURL), err))
@@ -53,7 +50,7 @@ func cmdCheck(args []string) int {
 		enc.SetIndent("", "  ")
 		out := struct {
 			*agentexec.Report
-			NATS *fleet.ProbeReport `json:"nats,omitempty"`
+			NATS natsReport `json:"nats,omitempty"`
 		}{r, nr}
 		if err := enc.Encode(out); err != nil {
 			fmt.Fprintf(os.Stderr, "agentexec check: %v\n", err)
@@ -63,13 +60,8 @@ func cmdCheck(args []string) int {
 		text := *r
 		text.Warnings = withoutListedUnenforced(r)
 		text.WriteText(os.Stdout)
-		if nr != nil {
-			js := "jetstream: yes"
-			if !nr.JetStream {
-				js = "jetstream: no (" + nr.JSError + "): no durable ci jobs"
-			}
-			fmt.Printf("nats: %s, server %s %s, cluster %q; %s; service %s: %d worker(s) answered: %s\n",
-				nr.URL, nr.Server, nr.Version, nr.Cluster, js, nr.Service, len(nr.Workers), strings.Join(nr.Workers, ", "))
+		if line := natsLine(nr); line != "" {
+			fmt.Println(line)
 		}
 		if !r.Cgroup.CanCreate && os.Geteuid() != 0 {
 			fmt.Print(noCgroupNote)
@@ -110,15 +102,3 @@ const noCgroupNote = `note: this user cannot create cgroups, so tools get no cgr
   (or Delegate=yes in the unit of a service that runs it), or run it as root.
   docs/cgroups.md has the details.
 `
-
-// probeNATS connects to urls and reports on the connection (fleet.Probe).
-func probeNATS(urls, service string) (*fleet.ProbeReport, error) {
-	nc, err := fleet.Connect(fleet.ConnOptions{URL: urls, Name: "agentexec check"})
-	if err != nil {
-		return nil, err
-	}
-	defer nc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return fleet.Probe(ctx, nc, service, 500*time.Millisecond)
-}

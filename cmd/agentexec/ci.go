@@ -5,18 +5,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/url"
 	"os"
 	"os/signal"
 	"runtime"
-	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/agentexec/agentexec"
 	"github.com/agentexec/agentexec/internal/ci"
-	"github.com/agentexec/agentexec/internal/fleet"
 )
 
 func cmdCI(args []string) int {
@@ -29,8 +26,8 @@ func cmdCI(args []string) int {
 	workspace := fs.String("workspace", "", "workspace `DIR` (default: the job file's workspace:, or its directory)")
 	progress := fs.String("progress", "auto", "progress display: auto (live on a terminal unless CI=true), tty or plain")
 	natsURL := fs.String("nats", "", "submit the job to a NATS worker pool at `URLS` instead of running it here (docs/fleet.md)")
-	pool := fs.String("pool", fleet.DefaultPool, "worker pool `NAME` (with --nats)")
-	service := fs.String("service", fleet.DefaultService, "service `NAME` (with --nats)")
+	pool := fs.String("pool", defaultPool, "worker pool `NAME` (with --nats)")
+	service := fs.String("service", defaultService, "service `NAME` (with --nats)")
 	kernelDenials := fs.Bool("kernel-denials", false, "report what the kernel refused each step (Landlock, seccomp), as the policy's kernel_denials: on (docs/denials.md)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: agentexec ci [flags] JOB.yaml [flags]   (docs/ci.md)")
@@ -85,15 +82,9 @@ func cmdCI(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if *natsURL != "" {
-		nc, err := fleet.Connect(fleet.ConnOptions{URL: *natsURL, Name: "agentexec ci"})
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "agentexec ci: --nats %s: %v\n", redactURLs(*natsURL), err)
-			return ci.ExitFailed
-		}
-		defer nc.Close()
-		return fleet.SubmitCI(ctx, nc, fleet.SubmitConfig{Service: *service, Pool: *pool, JobFile: jobFiles[0],
-			Workspace: *workspace, Artifacts: *artifacts, Jobs: *jobs, KeepGoing: *keepGoing,
-			Report: *report, JUnit: *junit, Stdout: os.Stdout, Stderr: os.Stderr})
+		return submitCI(ctx, *natsURL, ciSubmission{service: *service, pool: *pool, jobFile: jobFiles[0],
+			workspace: *workspace, artifacts: *artifacts, jobs: *jobs, keepGoing: *keepGoing,
+			report: *report, junit: *junit})
 	}
 	return ci.Run(ctx, cfg)
 }
@@ -119,17 +110,4 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
-}
-
-// redactURLs is a --nats value fit for a message: each URL without its password.
-func redactURLs(s string) string {
-	parts := strings.Split(s, ",")
-	for i, p := range parts {
-		if u, err := url.Parse(strings.TrimSpace(p)); err == nil {
-			parts[i] = u.Redacted()
-		} else {
-			parts[i] = "(unparsable URL)"
-		}
-	}
-	return strings.Join(parts, ",")
 }

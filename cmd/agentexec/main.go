@@ -55,6 +55,9 @@ func realMain(args []string) int {
 		return 2
 	}
 	cmd, rest := args[0], args[1:]
+	if leanBuild && needsFull(cmd, rest) {
+		return execFull(cmd, rest)
+	}
 	switch cmd {
 	case "check":
 		return cmdCheck(rest)

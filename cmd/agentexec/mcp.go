@@ -1,3 +1,5 @@
+//go:build !agentexec_lean
+
 package main
 
 import (

@@ -46,7 +46,8 @@ var built struct {
 
 // AgentexecBinary returns the agentexec binary under test: $AGENTEXEC_BIN when set
 // (the Makefile sets it), otherwise one built on first use (go build with
-// CGO_ENABLED=0 of this module's cmd/agentexec) into a temporary directory and
+// CGO_ENABLED=0 of this module's cmd/agentexec, as make build does: the lean build,
+// with the full build beside it as agentexec-full) into a temporary directory and
 // shared by every test of the process. A build failure fails the test. A package
 // that uses it should call RemoveAgentexecBinary from TestMain after m.Run.
 func AgentexecBinary(t testing.TB) string {
@@ -63,11 +64,15 @@ func AgentexecBinary(t testing.TB) string {
 		built.path = filepath.Join(dir, "agentexec")
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Join(filepath.Dir(file), "..", "..")
-		cmd := exec.Command("go", "build", "-o", built.path, "./cmd/agentexec")
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			built.err = fmt.Errorf("go build: %w\n%s", err, out)
+		// As make build: the lean build, and the full one beside it (docs/cli.md).
+		for _, b := range [][]string{{"-tags", "agentexec_lean", "-o", built.path}, {"-o", filepath.Join(dir, "agentexec-full")}} {
+			cmd := exec.Command("go", append(append([]string{"build"}, b...), "./cmd/agentexec")...)
+			cmd.Dir = root
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				built.err = fmt.Errorf("go build: %w\n%s", err, out)
+				return
+			}
 		}
 	})
 	if built.err != nil {
