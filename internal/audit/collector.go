@@ -13,10 +13,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/elastic/go-seccomp-bpf/arch"
 	"golang.org/x/sys/unix"
 
 	"github.com/agentexec/agentexec/internal/sys"
+	"github.com/agentexec/agentexec/internal/syscalltab"
 	"github.com/agentexec/agentexec/policy"
 )
 
@@ -527,11 +527,9 @@ func denialsOf(r Record) []policy.Denial {
 // SyscallName names syscall nr of the audit architecture arch ("syscall_NR" when
 // unknown).
 func SyscallName(auditArch uint32, nr int) string {
-	for _, a := range []*arch.Info{arch.X86_64, arch.AARCH64, arch.I386, arch.ARM} {
-		if uint32(a.ID) == auditArch {
-			if n, ok := a.SyscallNumbers[nr]; ok {
-				return n
-			}
+	if a := syscalltab.ByAuditID(auditArch); a != nil {
+		if n, ok := a.SyscallName(nr); ok {
+			return n
 		}
 	}
 	return "syscall_" + strconv.Itoa(nr)

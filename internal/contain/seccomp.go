@@ -6,12 +6,11 @@ import (
 	"runtime"
 	"strings"
 
-	seccomp "github.com/elastic/go-seccomp-bpf"
-	"github.com/elastic/go-seccomp-bpf/arch"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/agentexec/agentexec/internal/sys"
+	"github.com/agentexec/agentexec/internal/syscalltab"
 )
 
 // NetMode is what socket(2) may create under a profile's filter.
@@ -74,9 +73,9 @@ type Filter struct {
 
 // Seccomp return values (include/uapi/linux/seccomp.h).
 const (
-	retAllow       = uint32(seccomp.ActionAllow)
-	retEPERM       = uint32(seccomp.ActionErrno) | uint32(unix.EPERM)
-	retKillProcess = uint32(seccomp.ActionKillProcess)
+	retAllow       = uint32(unix.SECCOMP_RET_ALLOW)
+	retEPERM       = uint32(unix.SECCOMP_RET_ERRNO) | uint32(unix.EPERM)
+	retKillProcess = uint32(unix.SECCOMP_RET_KILL_PROCESS)
 )
 
 // sigPerThread is signal 33 (SIGRTMIN+1 as the kernel numbers it): Go's
@@ -192,24 +191,24 @@ func BuildSeccomp(s SeccompSpec) (*Filter, error) {
 // ErrUnsupportedArch reports an architecture the filter is not written for.
 var ErrUnsupportedArch = fmt.Errorf("seccomp filter: architecture %s: %w", runtime.GOARCH, errors.ErrUnsupported)
 
-func archInfo() (*arch.Info, error) {
+func archInfo() (*syscalltab.Arch, error) {
 	switch runtime.GOARCH {
 	case "amd64":
-		return arch.X86_64, nil
+		return syscalltab.X86_64, nil
 	case "arm64":
-		return arch.AARCH64, nil
+		return syscalltab.AArch64, nil
 	}
 	return nil, ErrUnsupportedArch
 }
 
-func buildRules(s SeccompSpec, ai *arch.Info) ([]rule, error) {
+func buildRules(s SeccompSpec, ai *syscalltab.Arch) ([]rule, error) {
 	var rules []rule
 	var problems []error
 	add := func(r rule, name string) {
-		nr, ok := ai.SyscallNames[name]
+		nr, ok := ai.Number(name)
 		if !ok {
 			// Not every syscall exists on every architecture (iopl on arm64).
-			if ai == arch.X86_64 {
+			if ai == syscalltab.X86_64 {
 				problems = append(problems, fmt.Errorf("syscall %q unknown on %s", name, ai.Name))
 			}
 			return
@@ -356,58 +355,68 @@ func buildRules(s SeccompSpec, ai *arch.Info) ([]rule, error) {
 // assemble lays the rules out as classic BPF: an architecture check, then one
 // block per syscall number, then allow. Every block ends in a return, so the
 // accumulator holds the syscall number whenever control reaches the next block.
-func assemble(rules []rule, ai *arch.Info) ([]bpf.Instruction, error) {
-	p := seccomp.NewProgram()
-	for _, r := range rules {
-		next := p.NewLabel()
-		p.JmpIfTrue(bpf.JumpNotEqual, r.nr, next)
-		for _, set := range r.when {
-			miss := p.NewLabel()
-			for _, c := range set {
-				p.LdLo(c.arg)
-				switch c.op {
-				case opEq:
-					p.JmpIfTrue(bpf.JumpNotEqual, c.val, miss)
-				case opNe:
-					p.JmpIfTrue(bpf.JumpEqual, c.val, miss)
-				case opBitsAny:
-					p.JmpIfTrue(bpf.JumpBitsNotSet, c.val, miss)
-				case opBitsNone:
-					p.JmpIfTrue(bpf.JumpBitsSet, c.val, miss)
-				}
-			}
-			p.Ret(seccomp.Action(r.onMatch))
-			p.SetLabel(miss)
-		}
-		if len(r.when) == 0 {
-			p.Ret(seccomp.Action(r.onMatch))
-		} else {
-			p.Ret(seccomp.Action(r.otherwise))
-		}
-		p.SetLabel(next)
-	}
-	p.Ret(seccomp.ActionAllow)
-	body, err := p.Assemble()
-	if err != nil {
-		return nil, err
-	}
-
+// All jumps go forward within one block; a block longer than a jump can skip (255
+// instructions) is an error.
+func assemble(rules []rule, ai *syscalltab.Arch) ([]bpf.Instruction, error) {
 	// struct seccomp_data: int nr at 0, __u32 arch at 4 (include/uapi/linux/seccomp.h).
-	head := []bpf.Instruction{
+	prog := []bpf.Instruction{
 		bpf.LoadAbsolute{Off: 4, Size: 4},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(ai.ID), SkipTrue: 1},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: ai.AuditID, SkipTrue: 1},
 		// A foreign ABI (i386 through int 0x80 on x86_64) would bypass every rule:
 		// kill the process rather than answer EPERM to every call including exit.
 		bpf.RetConstant{Val: retKillProcess},
 		bpf.LoadAbsolute{Off: 0, Size: 4},
 	}
-	if ai == arch.X86_64 {
-		head = append(head,
+	if ai == syscalltab.X86_64 {
+		prog = append(prog,
 			bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: x32SyscallBit, SkipFalse: 1},
 			bpf.RetConstant{Val: retEPERM},
 		)
 	}
-	return append(head, body...), nil
+	for _, r := range rules {
+		body := ruleBody(r)
+		if len(body) > 255 {
+			return nil, fmt.Errorf("%s: %d instructions, more than a jump can skip", r.name, len(body))
+		}
+		prog = append(prog, bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: r.nr, SkipTrue: uint8(len(body))})
+		prog = append(prog, body...)
+	}
+	return append(prog, bpf.RetConstant{Val: retAllow}), nil
+}
+
+// ruleBody is a rule's block after its syscall-number test: each condition set
+// loads and tests its arguments, jumping past the set's return (to the next set)
+// at the first condition that fails, and returns onMatch when all hold; then
+// otherwise (or onMatch for a rule without conditions).
+func ruleBody(r rule) []bpf.Instruction {
+	var body []bpf.Instruction
+	for _, set := range r.when {
+		for i, c := range set {
+			// The low 32 bits of argument c.arg: seccomp_data.args at 16, 8 bytes
+			// each, little-endian on both architectures the filter is written for.
+			body = append(body, bpf.LoadAbsolute{Off: 16 + 8*c.arg, Size: 4})
+			// A failed condition skips the rest of the set: two instructions per
+			// condition left, and the set's return.
+			skip := uint8(2*(len(set)-1-i) + 1)
+			var cond bpf.JumpTest
+			switch c.op {
+			case opEq:
+				cond = bpf.JumpNotEqual
+			case opNe:
+				cond = bpf.JumpEqual
+			case opBitsAny:
+				cond = bpf.JumpBitsNotSet
+			case opBitsNone:
+				cond = bpf.JumpBitsSet
+			}
+			body = append(body, bpf.JumpIf{Cond: cond, Val: c.val, SkipTrue: skip})
+		}
+		body = append(body, bpf.RetConstant{Val: r.onMatch})
+	}
+	if len(r.when) == 0 {
+		return append(body, bpf.RetConstant{Val: r.onMatch})
+	}
+	return append(body, bpf.RetConstant{Val: r.otherwise})
 }
 
 // Rules returns the filter's rules, one line each, for `agentexec check`.

@@ -8,6 +8,8 @@ import (
 	"github.com/elastic/go-seccomp-bpf/arch"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/agentexec/agentexec/internal/syscalltab"
 )
 
 // seccompData lays out struct seccomp_data for x/net/bpf's VM, which loads words
@@ -43,12 +45,12 @@ func runFilter(t *testing.T, f *Filter, auditArch uint32, name string, args ...u
 
 func requireAMD64(t *testing.T) {
 	t.Helper()
-	if _, err := archInfo(); err != nil || arch.X86_64 != mustArch(t) {
+	if _, err := archInfo(); err != nil || syscalltab.X86_64 != mustArch(t) {
 		t.Skip("rule table test is written for x86_64 syscall numbers")
 	}
 }
 
-func mustArch(t *testing.T) *arch.Info {
+func mustArch(t *testing.T) *syscalltab.Arch {
 	ai, err := archInfo()
 	if err != nil {
 		t.Skip(err)
@@ -222,7 +224,7 @@ func TestFilterRulesText(t *testing.T) {
 // the build's GOARCH; only syscalls an architecture lacks are left out.
 func TestRulesAssembleForEachArch(t *testing.T) {
 	spec := SeccompSpec{Network: NetTCP, Unix: true, SpawnerPID: spawner, ProtectPIDs: []int{1}, ProtectTIDs: []int{2}}
-	for _, ai := range []*arch.Info{arch.X86_64, arch.AARCH64} {
+	for _, ai := range []*syscalltab.Arch{syscalltab.X86_64, syscalltab.AArch64} {
 		rules, err := buildRules(spec, ai)
 		if err != nil {
 			t.Fatalf("%s: %v", ai.Name, err)
@@ -237,7 +239,7 @@ func TestRulesAssembleForEachArch(t *testing.T) {
 		var skipped []string
 		for _, d := range denied {
 			for _, n := range d.names {
-				if _, ok := ai.SyscallNames[n]; !ok {
+				if _, ok := ai.Number(n); !ok {
 					skipped = append(skipped, n)
 				}
 			}
