@@ -24,8 +24,8 @@ type protection struct {
 	plan      *spawner.Protection
 	sentinels []string
 	// accounts bind copies of /etc/passwd and /etc/group that name the tool
-	// identity (spawner.AccountBinds), written to accountsDir, which the session
-	// removes at its end (the binds keep the files for the tool).
+	// identity: kept in accountCacheDir, or written to accountsDir, which the
+	// session removes at its end (the binds keep the files for the tool).
 	accounts    []spawner.MountOp
 	accountsDir string
 }
@@ -145,8 +145,15 @@ func (p *protection) sweep() {
 
 // addAccounts gives the tool identity uid:gid an account in the tool's view
 // (read-only copies of /etc/passwd and /etc/group bound over the originals in the
-// forking thread's mount namespace), as a Runtime's spawner does.
+// forking thread's mount namespace), as a Runtime's spawner does. The copies come
+// from the cache of earlier runs (cachedAccountBinds), or, where it cannot be used,
+// from a directory of this run's (accountsDir, removed at the end).
 func (p *protection) addAccounts(uid, gid uint32) error {
+	ops, ok, err := cachedAccountBinds(uid, gid)
+	if ok || err != nil {
+		p.accounts = ops
+		return err
+	}
 	dir, err := os.MkdirTemp("", "agentexec-accounts-")
 	if err != nil {
 		return err

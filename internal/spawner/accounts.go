@@ -22,11 +22,17 @@ import (
 // ToolAccountName is the tool identity's user and group name in its tools' view.
 const ToolAccountName = "agentexec-tool"
 
-// AccountBinds writes into dir (which must exist) copies of /etc/passwd and
-// /etc/group that add the account of uid and gid, and returns the read-only binds
-// of the copies over the originals, for a mount plan. A host file that is absent
-// or already names the id is left alone (no bind).
-func AccountBinds(dir string, uid, gid uint32) ([]MountOp, error) {
+// AccountFile is the content of one account file in a tool's view: the host file
+// with the tool identity's entry added.
+type AccountFile struct {
+	Host string // /etc/passwd or /etc/group
+	Data []byte
+}
+
+// AccountFiles returns the copies of /etc/passwd and /etc/group that add the
+// account of uid and gid. A host file that is absent or already names the id is
+// left out (it needs no copy).
+func AccountFiles(uid, gid uint32) ([]AccountFile, error) {
 	files := []struct {
 		host, line string
 		id         uint32
@@ -34,7 +40,7 @@ func AccountBinds(dir string, uid, gid uint32) ([]MountOp, error) {
 		{"/etc/passwd", fmt.Sprintf("%s:x:%d:%d:agentexec tool identity:/nonexistent:/usr/sbin/nologin", ToolAccountName, uid, gid), uid},
 		{"/etc/group", fmt.Sprintf("%s:x:%d:", ToolAccountName, gid), gid},
 	}
-	var ops []MountOp
+	var out []AccountFile
 	for _, f := range files {
 		data, err := os.ReadFile(f.host)
 		if os.IsNotExist(err) {
@@ -49,15 +55,35 @@ func AccountBinds(dir string, uid, gid uint32) ([]MountOp, error) {
 		if len(data) > 0 && data[len(data)-1] != '\n' {
 			data = append(data, '\n')
 		}
-		data = append(data, f.line+"\n"...)
-		cp := filepath.Join(dir, filepath.Base(f.host))
-		if err := os.WriteFile(cp, data, 0o444); err != nil {
+		out = append(out, AccountFile{Host: f.host, Data: append(data, f.line+"\n"...)})
+	}
+	return out, nil
+}
+
+// AccountBind is the read-only bind of an account file's copy at src over the host
+// file, for a mount plan.
+func AccountBind(src string, f AccountFile) MountOp {
+	return MountOp{Kind: MountBind, Source: src, Target: f.Host, AttrSet: unix.MOUNT_ATTR_RDONLY, Optional: true}
+}
+
+// AccountBinds writes into dir (which must exist) copies of /etc/passwd and
+// /etc/group that add the account of uid and gid (AccountFiles), and returns the
+// read-only binds of the copies over the originals, for a mount plan.
+func AccountBinds(dir string, uid, gid uint32) ([]MountOp, error) {
+	files, err := AccountFiles(uid, gid)
+	if err != nil {
+		return nil, err
+	}
+	var ops []MountOp
+	for _, f := range files {
+		cp := filepath.Join(dir, filepath.Base(f.Host))
+		if err := os.WriteFile(cp, f.Data, 0o444); err != nil {
 			return nil, err
 		}
 		if err := os.Chmod(cp, 0o444); err != nil { // whatever the umask
 			return nil, err
 		}
-		ops = append(ops, MountOp{Kind: MountBind, Source: cp, Target: f.host, AttrSet: unix.MOUNT_ATTR_RDONLY, Optional: true})
+		ops = append(ops, AccountBind(cp, f))
 	}
 	return ops, nil
 }
