@@ -37,12 +37,7 @@ func cachedAccountBinds(uid, gid uint32) (ops []spawner.MountOp, ok bool, err er
 	if err != nil || len(files) == 0 {
 		return nil, err == nil, err
 	}
-	if err := os.MkdirAll(accountCacheDir, 0o755); err != nil {
-		return nil, false, nil
-	}
-	var st unix.Stat_t
-	if err := unix.Lstat(accountCacheDir, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR ||
-		st.Uid != 0 || st.Mode&0o022 != 0 {
+	if !usableCacheDir() {
 		return nil, false, nil
 	}
 	wrote := false
@@ -61,6 +56,17 @@ func cachedAccountBinds(uid, gid uint32) (ops []spawner.MountOp, ok bool, err er
 		trimAccountCache(ops)
 	}
 	return ops, true, nil
+}
+
+// usableCacheDir makes accountCacheDir if needed and reports whether it may be
+// used: a directory (not a link) of root's that no one else may write.
+func usableCacheDir() bool {
+	if os.MkdirAll(accountCacheDir, 0o755) != nil {
+		return false
+	}
+	var st unix.Stat_t
+	return unix.Lstat(accountCacheDir, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR &&
+		st.Uid == 0 && st.Mode&0o022 == 0
 }
 
 // validCopy reports whether path is a copy this code wrote: a regular file of
