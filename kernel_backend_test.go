@@ -94,11 +94,12 @@ func TestKernelBackendRuns(t *testing.T) {
 	}
 }
 
-// The working directory reaches a kernel-template child through FCHDIR with a
-// readable directory fd (the RFC refuses O_PATH fds: every such launch died with
-// "killed by SIGHUP or launch action failed"). A directory the spawner cannot open
-// for reading (DAC: mode 0111, search only) takes the userspace path for that
-// launch, whose chdir needs search permission only; the tool works in it either way.
+// The working directory reaches a kernel-template child as the kernel launcher's
+// own (it changes directory itself; the RFC's spawn copies the caller's): the
+// workspace, a subdirectory, a directory that can be searched but not read (mode
+// 0111: FCHDIR would have needed it opened readable, so such launches took the
+// userspace path), back again, and a directory replaced under the same path
+// between launches (a renamed-away one must not be reused: its contents differ).
 func TestKernelBackendWorkingDirectory(t *testing.T) {
 	p, ws := kernelPolicy(t, "")
 	rt := newRuntime(t, p)
@@ -115,15 +116,33 @@ func TestKernelBackendWorkingDirectory(t *testing.T) {
 	if err := os.Chmod(searchOnly, 0o111); err != nil {
 		t.Fatal(err)
 	}
+	replace := func() {
+		if err := os.Rename(sub, sub+".old"); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(sub, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(sub, "here.txt"), []byte("new sub\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, c := range []struct {
 		dir, want string
 		backend   agentexec.Backend
+		before    func()
 	}{
-		{"", "top\n", agentexec.BackendKernel},
-		{sub, "sub\n", agentexec.BackendKernel},
-		{searchOnly, "xonly\n", agentexec.BackendUserspace},
-		{sub, "sub\n", agentexec.BackendKernel},
+		{"", "top\n", agentexec.BackendKernel, nil},
+		{sub, "sub\n", agentexec.BackendKernel, nil},
+		{sub, "sub\n", agentexec.BackendKernel, nil},
+		{searchOnly, "xonly\n", agentexec.BackendKernel, nil},
+		{sub, "sub\n", agentexec.BackendKernel, nil},
+		{sub, "new sub\n", agentexec.BackendKernel, replace},
+		{"", "top\n", agentexec.BackendKernel, nil},
 	} {
+		if c.before != nil {
+			c.before()
+		}
 		r, err := rt.Run(context.Background(), agentexec.Request{Tool: "cat", Args: []string{"here.txt"}, Dir: c.dir})
 		if err != nil {
 			t.Fatalf("dir %q: %v", c.dir, err)

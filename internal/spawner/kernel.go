@@ -143,6 +143,68 @@ func fallsBack(err error) (lost bool, ok bool) {
 	return false, errors.Is(err, unix.E2BIG)
 }
 
+// kernelCwd is the kernel launcher thread's working directory. The RFC's spawn
+// makes its child without CLONE_FS, so the child starts in a copy of the calling
+// thread's: once the kernel launcher has an fs_struct of its own (unshare
+// CLONE_FS, setup), a launch enters its directory with a chdir on the launcher
+// (enter), and repeated launches in the same directory (the workspace, nearly
+// always) cost one stat each, where an FCHDIR action needed the directory opened,
+// readable, for every launch (openKernelDir). chdir needs search permission only,
+// as the userspace child's own chdir does.
+type kernelCwd struct {
+	own      bool   // the thread has its own fs_struct; else every launch uses FCHDIR
+	orig     string // the spawner's working directory, for launches that name none
+	path     string // the directory the thread is in, as last entered ("" when unsure)
+	dev, ino uint64 // and its identity: a path that resolves elsewhere now is entered again
+}
+
+// setup gives the kernel launcher a working directory of its own. Runs on the
+// kernel launcher, which never leaves its OS thread. Where the unshare is refused
+// every launch keeps using FCHDIR.
+func (c *kernelCwd) setup() {
+	orig, err := os.Getwd()
+	if err != nil {
+		return
+	}
+	if unix.Unshare(unix.CLONE_FS) != nil {
+		return
+	}
+	c.own, c.orig = true, orig
+}
+
+// enter makes dir the working directory of the next kernel child: on a thread with
+// its own working directory it returns templates.NoFD after entering dir (or
+// finding itself there already, by dev and inode, which the thread's reference to
+// its directory keeps from being reused); otherwise the fd for FCHDIR
+// (openKernelDir). An error leaves the launch to the userspace path. Runs on the
+// kernel launcher.
+func (c *kernelCwd) enter(dir string) (int, error) {
+	if !c.own {
+		return openKernelDir(dir)
+	}
+	if dir == "" {
+		dir = c.orig
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return -1, &os.PathError{Op: "stat working directory", Path: dir, Err: err}
+	}
+	if c.path == dir && st.Dev == c.dev && st.Ino == c.ino {
+		return templates.NoFD, nil
+	}
+	c.path = ""
+	if err := unix.Chdir(dir); err != nil {
+		return -1, &os.PathError{Op: "chdir (kernel launcher)", Path: dir, Err: err}
+	}
+	// What chdir entered, which a rename after the stat could have changed: the
+	// child starts there either way, as it would in what an open made now names.
+	if err := unix.Stat(".", &st); err != nil {
+		return -1, &os.PathError{Op: "stat", Path: dir, Err: err}
+	}
+	c.path, c.dev, c.ino = dir, st.Dev, st.Ino
+	return templates.NoFD, nil
+}
+
 // openKernelDir opens the launch's working directory for the FCHDIR action. The
 // RFC's FCHDIR looks the fd up with fdget, which skips O_PATH files (fchdir(2)
 // itself takes them), so the fd must be a real open: O_RDONLY|O_DIRECTORY. That

@@ -100,6 +100,9 @@ type spawnerState struct {
 	// state of each tool's kernel template (kernel.go). Used on launcher 0 only.
 	ksys   templates.KernelSys
 	ktools map[string]*kernelTool
+	// kcwd is the kernel launcher thread's own working directory (kernel.go):
+	// kernel children start in it, with no FCHDIR action. Used on launcher 0 only.
+	kcwd kernelCwd
 	// procDir is /proc, opened before the restriction when kernel templates may be
 	// used: where the orphan list is missing (no CONFIG_PROC_CHILDREN),
 	// killKernelLeftovers looks for them there. -1: none.
@@ -397,6 +400,7 @@ func (st *spawnerState) setup(h *hello, r *ready) error {
 			if rerr = st.isolation.restrictKernelLauncher(); rerr != nil {
 				return
 			}
+			st.kcwd.setup()
 			for _, t := range h.Tools {
 				tool := st.tools[t.Name]
 				if !t.Hot || tool.tmpl == nil || !tool.tmpl.ELF {
@@ -635,7 +639,7 @@ func (st *spawnerState) launchKernel(m *launchMsg, req launchReq, wait func(reap
 	if kt == nil {
 		return false
 	}
-	dirfd, err := openKernelDir(m.Dir)
+	dirfd, err := st.kcwd.enter(m.Dir)
 	if err != nil {
 		return false
 	}

@@ -100,3 +100,79 @@ func TestKernelBackendReal(t *testing.T) {
 		t.Fatalf("Stats = %+v", s)
 	}
 }
+
+// The working directory of a kernel-template child, on a kernel that has the
+// syscalls: without FCHDIR the child starts in the calling thread's working
+// directory (the RFC clones without CLONE_FS, so a thread that unshared CLONE_FS
+// passes its own: the spawner's kernel launcher relies on it, internal/spawner
+// kernelCwd), and FCHDIR still moves it (TestKernelBackendRealDirFD has the
+// O_PATH case).
+func TestKernelWorkingDirectoryReal(t *testing.T) {
+	ks := requireKernelTemplates(t)
+	pwd := binary(t, "pwd")
+	dir, other := t.TempDir(), t.TempDir()
+	type outcome struct {
+		out string
+		st  ChildStatus
+		err error
+	}
+	results := make(chan []outcome, 1)
+	go func() {
+		// This thread gets a working directory of its own: it is never unlocked, so
+		// it ends with the goroutine and no other goroutine runs in that directory.
+		runtime.LockOSThread()
+		var res []outcome
+		defer func() { results <- res }()
+		fail := func(err error) { res = append(res, outcome{err: err}) }
+		if err := unix.Unshare(unix.CLONE_FS); err != nil {
+			fail(err)
+			return
+		}
+		if err := unix.Chdir(dir); err != nil {
+			fail(err)
+			return
+		}
+		k, err := NewKernel(ks, pwd)
+		if err != nil {
+			fail(err)
+			return
+		}
+		defer k.Close()
+		rdFD, err := unix.Open(other, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			fail(err)
+			return
+		}
+		defer unix.Close(rdFD)
+		for _, dirFD := range []int{NoFD, rdFD} {
+			r, w, err := os.Pipe()
+			if err != nil {
+				fail(err)
+				return
+			}
+			pid, pidfd, _, err := k.Spawn(SpawnSpec{Argv: []string{"pwd"}, Stdin: NoFD, Stdout: int(w.Fd()), Stderr: NoFD, DirFD: dirFD, ResetSignals: true})
+			w.Close()
+			if err != nil {
+				r.Close()
+				fail(err)
+				return
+			}
+			out, _ := io.ReadAll(r)
+			r.Close()
+			unix.Close(pidfd)
+			var ws syscall.WaitStatus
+			_, err = syscall.Wait4(pid, &ws, 0, nil)
+			res = append(res, outcome{out: string(out), st: DecodeKernelWaitStatus(ws), err: err})
+		}
+	}()
+	res := <-results
+	if len(res) != 2 {
+		t.Fatalf("setup: %+v", res)
+	}
+	if res[0].err != nil || res[0].out != dir+"\n" || res[0].st != (ChildStatus{}) {
+		t.Errorf("no FCHDIR from a thread in %s: %+v; want the thread's directory", dir, res[0])
+	}
+	if res[1].err != nil || res[1].out != other+"\n" || res[1].st != (ChildStatus{}) {
+		t.Errorf("FCHDIR to a readable fd of %s: %+v", other, res[1])
+	}
+}
