@@ -53,6 +53,11 @@ type Config struct {
 	Runtime bool
 	// Env is every backend's environment (and PATH is how tools are found).
 	Env []string
+	// OutputPipe gives every launch a pipe for stdout and stderr, read to the end
+	// by the harness as an agent reads a tool's output, instead of /dev/null. Some
+	// tools do less when their output is /dev/null (rg stops at the first match),
+	// and a tool writing to a pipe competes for the CPUs with its reader.
+	OutputPipe bool
 }
 
 // Backend is one way of running a call.
@@ -302,8 +307,22 @@ func launch(b Backend, path, name string, args []string, cfg Config, devNull *os
 	env := append(slices.Clone(cfg.Env), b.env...)
 	fds := []uintptr{devNull.Fd(), devNull.Fd(), devNull.Fd()}
 	t0 := time.Now()
+	var out *outputPipe
+	if cfg.OutputPipe {
+		var err error
+		if out, err = newOutputPipe(); err != nil {
+			return 0, 0, 0, err
+		}
+		fds[1], fds[2] = out.w.Fd(), out.w.Fd()
+	}
 	pid, err := syscall.ForkExec(argv[0], argv, &syscall.ProcAttr{Dir: cfg.Workspace, Env: env, Files: fds})
+	if out != nil {
+		out.w.Close() // the child has its own copy
+	}
 	if err != nil {
+		if out != nil {
+			<-out.drained
+		}
 		return 0, 0, 0, fmt.Errorf("%s: %w", argv[0], err)
 	}
 	var ws syscall.WaitStatus
@@ -314,8 +333,32 @@ func launch(b Backend, path, name string, args []string, cfg Config, devNull *os
 			break
 		}
 	}
+	if out != nil {
+		<-out.drained // the output read to its end is part of the call
+	}
 	wall := time.Since(t0)
 	return wall, time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ws, err
+}
+
+// outputPipe is a launch's stdout and stderr (Config.OutputPipe): a pipe whose read
+// end a goroutine reads to EOF, as an agent reads a tool's output.
+type outputPipe struct {
+	w       *os.File
+	drained chan struct{}
+}
+
+func newOutputPipe() (*outputPipe, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	o := &outputPipe{w: w, drained: make(chan struct{})}
+	go func() {
+		_, _ = io.Copy(io.Discard, r)
+		r.Close()
+		close(o.drained)
+	}()
+	return o, nil
 }
 
 // runPath runs one call through an `agentexec run` backend with

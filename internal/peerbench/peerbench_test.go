@@ -105,3 +105,29 @@ func TestRunNoCall(t *testing.T) {
 		t.Fatal("Calls 0 accepted")
 	}
 }
+
+// With OutputPipe every call's stdout is a pipe the harness reads to its end: a
+// tool that insists on a pipe runs (control: with /dev/null it fails the direct
+// launch and is skipped), and one that writes 4 MiB, more than a pipe holds, ends.
+func TestRunOutputPipe(t *testing.T) {
+	dir := t.TempDir()
+	pipeOnly := filepath.Join(dir, "pipe-only")
+	writeExe(t, pipeOnly, "#!/bin/sh\n[ -p /dev/stdout ] || exit 3\necho ok\n")
+	mix := []Call{{"pipe-only", []string{pipeOnly}}, {"big", []string{"head", "-c", "4194304", "/dev/zero"}}}
+	cfg := Config{Binary: "/bin/true", Workspace: t.TempDir(), Calls: 2, Env: []string{"PATH=/usr/bin:/bin"},
+		Backends: []string{}, Mix: mix}
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Mix) != 1 || rep.Mix[0].Name != "big" || !strings.Contains(strings.Join(rep.Notes, "\n"), "pipe-only: skipped") {
+		t.Fatalf("/dev/null output: calls %+v, notes %q; want pipe-only skipped", rep.Mix, rep.Notes)
+	}
+	cfg.OutputPipe = true
+	if rep, err = Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Mix) != 2 {
+		t.Fatalf("pipe output: %d calls, want 2; notes %q", len(rep.Mix), rep.Notes)
+	}
+}

@@ -19,7 +19,11 @@
 // process and the descendants it reaped) per call: steadier than wall time on a
 // loaded machine for start-up costs such as package initialisation.
 //
-// Every backend's stdout and stderr go to /dev/null and its stdin is /dev/null.
+// Every backend's stdin is /dev/null, and so are its stdout and stderr unless
+// -stdout pipe gives each call a pipe that the harness reads to its end (part of
+// the call's time), as an agent reads a tool's output: some tools do less when
+// their output is /dev/null (rg stops at its first match), and a tool that writes
+// to a pipe shares the CPUs with its reader.
 package main
 
 import (
@@ -54,7 +58,11 @@ func main() {
 	cpu := flag.Bool("cpu", false, "also report the median CPU time (user+sys) per call")
 	base := flag.String("base", "", "a second agentexec `BINARY` (e.g. a build of an earlier commit): its backends are added as base-…")
 	asJSON := flag.Bool("json", false, "print the report as JSON")
+	stdout := flag.String("stdout", "null", "every call's stdout and stderr: null (/dev/null) or pipe (read by the harness to its end)")
 	flag.Parse()
+	if *stdout != "null" && *stdout != "pipe" {
+		fatal(fmt.Errorf("-stdout %q: want null or pipe", *stdout))
+	}
 	if *tools != "" {
 		keep := strings.Split(*tools, ",")
 		var m []peerbench.Call
@@ -70,7 +78,7 @@ func main() {
 		}
 		mix = m
 	}
-	cfg := peerbench.Config{Mix: mix, Calls: *calls, Runtime: true,
+	cfg := peerbench.Config{Mix: mix, Calls: *calls, Runtime: true, OutputPipe: *stdout == "pipe",
 		Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"}}
 	var err error
 	if cfg.Workspace, err = filepath.Abs(*ws); err != nil {
