@@ -83,16 +83,20 @@ func (l *Launch) Run(ctx context.Context) (Result, error) {
 // session is what one launch holds: the tool identity, the cgroup, the stdio
 // pipes and the tool's Landlock layer.
 type session struct {
-	l           *Launch
-	cred        *sys.Cred
-	releaseID   func()
-	cgm         *cgroup.Manager
-	pool        *cgroup.Pool
-	group       *cgroup.Group
-	ruleset     int
-	files       [3]int // the child's fds 0, 1, 2
-	childEnds   []int  // pipe ends of the child, closed once it has them
-	copies      sync.WaitGroup
+	l         *Launch
+	cred      *sys.Cred
+	releaseID func()
+	cgm       *cgroup.Manager
+	pool      *cgroup.Pool
+	group     *cgroup.Group
+	ruleset   int
+	files     [3]int // the child's fds 0, 1, 2
+	childEnds []int  // pipe ends of the child, closed once it has them
+	copies    sync.WaitGroup
+	// exited is closed when the tool has exited (or never started): the output
+	// copiers stop pausing between reads (capped.run).
+	exited      chan struct{}
+	exitedOnce  sync.Once
 	outs        [2]*capped // stdout and stderr copiers (nil: inherited)
 	stdinFeeder *os.File
 	unenforced  []string
@@ -306,10 +310,11 @@ func (s *session) run(ctx context.Context, res Result) (Result, error) {
 	}
 	res.Unenforced = s.unenforced
 	res.Pid = f.pid
-	w := &waiter{pid: f.pid, pidfd: f.pidfd, done: make(chan struct{})}
+	w := &waiter{pid: f.pid, pidfd: f.pidfd, done: make(chan struct{}), onExit: s.toolExited}
 	go w.wait()
 	stop := s.arm(ctx, w, l.timeout, &res)
 	<-w.done
+	s.toolExited()
 	res.Wall = time.Since(start)
 	s.tr.step("tool ran")
 	stop()
@@ -426,6 +431,7 @@ type waiter struct {
 	status     unix.WaitStatus
 	err        error
 	done       chan struct{}
+	onExit     func() // called as soon as the tool has exited, before it is reaped
 }
 
 func (w *waiter) wait() {
@@ -440,6 +446,9 @@ func (w *waiter) wait() {
 			w.err = fmt.Errorf("waitid: %w", err)
 			break
 		}
+	}
+	if w.onExit != nil {
+		w.onExit()
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -509,6 +518,7 @@ func restoreIgnored(sigs []syscall.Signal) {
 // removes everything below its base, which the supervisor is not in), the tool
 // identity, the pipes.
 func (s *session) close() {
+	s.toolExited()
 	s.closeChildEnds()
 	if s.ruleset >= 0 {
 		unix.Close(s.ruleset)
@@ -532,6 +542,16 @@ func (s *session) close() {
 	if s.releaseID != nil {
 		s.releaseID()
 	}
+}
+
+// toolExited tells the output copiers that no more output is coming but what the
+// pipes hold (and what leftovers write before they are killed).
+func (s *session) toolExited() {
+	s.exitedOnce.Do(func() {
+		if s.exited != nil {
+			close(s.exited)
+		}
+	})
 }
 
 func (s *session) closeChildEnds() {

@@ -3,6 +3,7 @@ package oneshot
 import (
 	"io"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,6 +27,9 @@ func (s *session) stdio() error {
 		errf = os.Stderr
 	}
 	limit := s.l.tool.OutputBytes
+	if s.exited == nil {
+		s.exited = make(chan struct{})
+	}
 	// stdin
 	if usable(in) && !isTerminal(in) {
 		s.files[0] = int(in.Fd())
@@ -58,7 +62,7 @@ func (s *session) stdio() error {
 		}
 		s.files[i+1] = p[1]
 		s.childEnds = append(s.childEnds, p[1])
-		c := &capped{r: os.NewFile(uintptr(p[0]), "|out"), w: f, limit: limit}
+		c := &capped{r: os.NewFile(uintptr(p[0]), "|out"), w: f, limit: limit, exited: s.exited}
 		s.outs[i] = c
 		s.copies.Add(1)
 		go func() {
@@ -81,19 +85,44 @@ func isTerminal(f *os.File) bool {
 	return err == nil
 }
 
+// readPause is how long the copier lets output gather after a short read.
+const readPause = time.Millisecond
+
+// chattyReads is how many short reads in a row make the copier pause.
+const chattyReads = 4
+
 // capped copies the tool's output to w up to limit bytes (0: no limit), then
-// reads on and counts what it drops, so that the tool never blocks.
+// reads on and counts what it drops, so that the tool never blocks for long.
+//
+// After chattyReads reads in a row that each found the pipe less than half as
+// full as the buffer (a tool writing in many small pieces), it waits readPause (or
+// until the tool has exited: exited closed) before each read. A tool that writes
+// its output in a few pieces is read as it comes: pausing there only delayed the
+// end (0.2-0.45 ms more for cat README.md, whose 7 KB came in two reads). A
+// copier that read every write as it came woke once per write, on a 2-core host
+// competing for a CPU with the tool's own threads: rg with 37 KB of output in
+// small writes ran 12-17% longer than with its stdout on a file (docs/performance.md).
+// A tool that fills the pipe (64 KiB) during a pause waits for its end, and from
+// then on finds the copier reading full buffers, which it does without pausing.
 type capped struct {
 	r       *os.File
 	w       io.Writer
 	limit   int64
 	written int64
 	dropped int64
+	exited  <-chan struct{} // closed once the tool has exited: no more pauses
 }
 
 func (c *capped) run() {
 	defer c.r.Close()
 	buf := make([]byte, 64<<10)
+	var pause *time.Timer
+	shortReads := 0 // in a row
+	defer func() {
+		if pause != nil {
+			pause.Stop()
+		}
+	}()
 	for {
 		n, err := c.r.Read(buf)
 		if n > 0 {
@@ -109,6 +138,23 @@ func (c *capped) run() {
 		}
 		if err != nil {
 			return
+		}
+		if n < len(buf)/2 {
+			shortReads++
+		} else {
+			shortReads = 0
+		}
+		if shortReads >= chattyReads && c.exited != nil {
+			if pause == nil {
+				pause = time.NewTimer(readPause)
+			} else {
+				pause.Reset(readPause)
+			}
+			select {
+			case <-pause.C:
+			case <-c.exited:
+				c.exited = nil // drain at full speed from now on
+			}
 		}
 	}
 }
