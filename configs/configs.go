@@ -6,6 +6,8 @@
 // assistant. Every file here is loaded by the policy package's tests.
 package configs
 
+//go:generate go run ./gen
+
 import "embed"
 
 // FS holds every policy in this directory (default.yaml, agent.yaml, ci.yaml,
