@@ -59,7 +59,10 @@ type Options struct {
 	// creator (a sandbox a tool built for itself) is not agentexec's.
 	CreatorExe string
 
-	pauseReader chan struct{} // tests: the reader waits for it to close before its first read
+	// Tests: the reader waits for pauseReader to close before its next read, once
+	// it has handled sync marker pauseAfter (0: at once).
+	pauseReader chan struct{}
+	pauseAfter  uint64
 }
 
 // ErrUnavailable is matched by every *UnavailableError.

@@ -73,9 +73,19 @@ func openEnabled(t *testing.T, opts Options) *Collector {
 	t.Helper()
 	before := requireAudit(t)
 	opts.Enable = true
-	if opts.StateDir == "" {
-		opts.StateDir = t.TempDir()
+	// The host's shared state directory, as every agentexec process uses: other
+	// packages' tests (the root package's runtimes) turn audit on and restore it
+	// while these run, and with a private directory neither side knew of the
+	// other: a runtime restoring "off" turned audit off under this package's test
+	// (its marker never came back: TestKernelLateRecords failed one CI run so), or
+	// the reverse. Shared, the last holder restores.
+	shared := opts.StateDir == ""
+	if shared {
+		opts.StateDir = DefaultStateDir
 	}
+	// Whether what requireAudit saw is the host's own setting (no holder then),
+	// which the last holder restores: only then can the cleanup compare with it.
+	pristine := !shared || noAuditHolders(t, opts.StateDir)
 	c, err := Open(opts)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -84,6 +94,11 @@ func openEnabled(t *testing.T, opts Options) *Collector {
 		if _, err := c.Close(); err != nil {
 			t.Errorf("Close: %v", err)
 		}
+		if !pristine || !noAuditHolders(t, opts.StateDir) {
+			// Another process held audit on at the open or holds it now: the last
+			// holder restores the host's setting, which this test did not see.
+			return
+		}
 		after := hostStatus(t)
 		if after.Enabled != before.Enabled || after.BacklogLimit != before.BacklogLimit {
 			t.Errorf("audit not restored: enabled %d backlog_limit %d, found enabled %d backlog_limit %d",
@@ -91,6 +106,31 @@ func openEnabled(t *testing.T, opts Options) *Collector {
 		}
 	})
 	return c
+}
+
+// noAuditHolders reports whether no live process holds the host's audit switch
+// through the state directory dir (read under its lock).
+func noAuditHolders(t *testing.T, dir string) bool {
+	t.Helper()
+	h := &hostSwitch{dir: dir}
+	f, err := h.lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	s, err := h.read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s == nil {
+		return true
+	}
+	for _, x := range s.Holders {
+		if x.alive() {
+			return false
+		}
+	}
+	return true
 }
 
 // sandbox is a Landlock ruleset that lets cat run and read only allowed/.

@@ -24,6 +24,9 @@ func (c *Collector) read() {
 	for {
 		c.mu.Lock()
 		pause := c.opts.pauseReader
+		if c.markerSeen < c.opts.pauseAfter {
+			pause = nil
+		}
 		c.mu.Unlock()
 		if pause != nil {
 			<-pause
