@@ -84,7 +84,9 @@ func (m *Manager) signalTree(dir string) (int, error) {
 
 // waitEventPath waits up to timeout for "key value" in dir's cgroup.events, opened by
 // path for this one wait. A missing directory counts as reached (nothing is left in it
-// to wait for): for "populated 0", a removed group is an empty one.
+// to wait for): for "populated 0", a removed group is an empty one. So does one
+// removed while we wait (kernfs then answers ENODEV on the open file): another
+// runtime removing the same stale group at the same moment does that.
 func waitEventPath(dir, key string, value int64, timeout time.Duration) error {
 	p := filepath.Join(dir, "cgroup.events")
 	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -96,6 +98,9 @@ func waitEventPath(dir, key string, value int64, timeout time.Duration) error {
 	}
 	defer unix.Close(fd)
 	if err := waitEventFD(fd, key, value, timeout); err != nil {
+		if errors.Is(err, unix.ENODEV) {
+			return nil
+		}
 		return fmt.Errorf("%s: %w", dir, err)
 	}
 	return nil
@@ -103,7 +108,8 @@ func waitEventPath(dir, key string, value int64, timeout time.Duration) error {
 
 // waitEventFD waits for "key value" in the cgroup.events file open at fd. kernfs
 // signals a change of the file with POLLPRI|POLLERR to poll(2) after a read, so this
-// sleeps in the kernel instead of spinning.
+// sleeps in the kernel instead of spinning. It does not signal the group's removal,
+// so each sleep is at most removalCheck: a removed group's file then reads ENODEV.
 func waitEventFD(fd int, key string, value int64, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	var buf [256]byte
@@ -119,7 +125,7 @@ func waitEventFD(fd int, key string, value int64, timeout time.Duration) error {
 		if left <= 0 {
 			return fmt.Errorf("%w: cgroup.events %s=%d after %v", ErrNotEmpty, key, v, timeout)
 		}
-		ms := int(left / time.Millisecond)
+		ms := int(min(left, removalCheck) / time.Millisecond)
 		if ms == 0 {
 			ms = 1
 		}
@@ -129,6 +135,9 @@ func waitEventFD(fd int, key string, value int64, timeout time.Duration) error {
 		}
 	}
 }
+
+// removalCheck bounds one sleep of waitEventFD (see there).
+const removalCheck = 50 * time.Millisecond
 
 // readKeyFD preads a flat-keyed cgroup file ("key value" lines) at fd and returns key's
 // value. A missing key is an error (never a silent zero).

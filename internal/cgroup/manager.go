@@ -103,7 +103,8 @@ var leaf struct {
 // and the base's cgroup.subtree_control; creates <Dir>/<prefix>-<pid>.
 //
 // A controller that cannot be enabled is not an error: it is missing from
-// Controllers() and reported by Unenforced, and Warnings() says why.
+// Controllers() and reported by Unenforced, and Warnings() says why. Nor is a stale
+// group that cannot be removed (Warnings() names it).
 func NewManager(info *Info, opts Options) (*Manager, error) {
 	if info == nil || info.Mode == ModeNone {
 		return nil, &FeatureError{Feature: "cgroup v2", Have: "no cgroup2 mount", Want: "cgroup2 at " + unifiedMount + " or " + hybridMount}
@@ -134,9 +135,11 @@ func NewManager(info *Info, opts Options) (*Manager, error) {
 		want = DefaultControllers
 	}
 
+	// Stale groups are other, dead runtimes' leftovers: failing to remove one is
+	// reported, never a reason to run this runtime's tools without cgroups.
 	rest, err := m.removeStale()
 	if err != nil {
-		return nil, err
+		m.warnings = append(m.warnings, err.Error())
 	}
 
 	var avail []string

@@ -235,3 +235,58 @@ func BenchmarkNewManagerStale(b *testing.B) {
 	b.ReportMetric(float64(mu)/1e6, "ms_unbounded")
 	b.ReportMetric(float64(mb)/float64(mu), "x_bounded/unbounded")
 }
+
+// TestStaleConcurrentRemoval: runtimes that start at the same moment (a fleet
+// worker's jobs after another worker was killed) find the same dead runtime's groups,
+// with its tools still running in them, and remove them at once. Neither may fail:
+// a failed stale removal used to fail NewManager, and the runtime then ran its
+// tools without cgroups.
+func TestStaleConcurrentRemoval(t *testing.T) {
+	const rounds, groups, removers = 20, 6, 3
+	h := newStaleHostN(t, "race", 0, 0)
+	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pidMax, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range rounds {
+		var dirs []string
+		for i := range groups {
+			p := filepath.Join(h.info.Dir, h.prefix+"-"+strconv.Itoa(pidMax+1+round*groups+i))
+			sub := filepath.Join(p, "pool", "g0")
+			if err := os.MkdirAll(sub, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = rmdirTree(p) })
+			c := helperCmd("sleep")
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			go c.Wait()
+			if err := os.WriteFile(filepath.Join(sub, "cgroup.procs"), []byte(strconv.Itoa(c.Process.Pid)), 0o644); err != nil {
+				c.Process.Kill()
+				t.Fatal(err)
+			}
+			dirs = append(dirs, p)
+		}
+		errs := make(chan error, removers)
+		for range removers {
+			m := &Manager{info: *h.info, prefix: h.prefix, drain: 10 * time.Second, hasKill: h.info.HasKill}
+			go func() {
+				_, err := m.removeStale()
+				errs <- err
+			}()
+		}
+		for range removers {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: a concurrent stale removal failed: %v", round, err)
+			}
+		}
+		if n := h.count(dirs); n != 0 {
+			t.Fatalf("round %d: %d of %d stale groups left", round, n, len(dirs))
+		}
+	}
+}
