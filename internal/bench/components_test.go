@@ -38,7 +38,7 @@ func benchPolicy(tb testing.TB, tools ...string) (*policy.Policy, string) {
 	if len(tools) == 0 {
 		tools = StartupTools
 	}
-	p, err := policy.Parse("bench.yaml", []byte(PolicyYAML(tools, 4, "off")), policy.Options{Workspace: ws, Home: "/root", TmpDir: "/tmp", CPUs: 2})
+	p, err := policy.Parse("bench.yaml", []byte(PolicyYAML(tools, 4, "off")), policy.Options{Workspace: ws, Home: "/root", CPUs: 2})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func BenchmarkSpawnerRoundTrip(b *testing.B) {
 	if _, err := GenerateWorkspace(ws); err != nil {
 		b.Fatal(err)
 	}
-	p, err := policy.Parse("bench.yaml", []byte(PolicyYAML([]string{"true", "python3", "rg"}, 4, "off")), policy.Options{Workspace: ws, Home: "/root", TmpDir: "/tmp", CPUs: 2})
+	p, err := policy.Parse("bench.yaml", []byte(PolicyYAML([]string{"true", "python3", "rg"}, 4, "off")), policy.Options{Workspace: ws, Home: "/root", CPUs: 2})
 	if err != nil {
 		b.Fatal(err)
 	}

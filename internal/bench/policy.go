@@ -78,11 +78,11 @@ tools:
 // loadPolicy parses and resolves the benchmark policy (file "" = PolicyYAML with
 // StartupTools) for workspace ws, with kernel templates set to kt.
 func loadPolicy(file, ws string, inflight int, kt policy.KernelTemplates) (*policy.Policy, error) {
-	tmp := os.Getenv("TMPDIR")
-	if tmp == "" {
-		tmp = "/tmp"
-	}
-	opts := policy.Options{Workspace: ws, Home: os.Getenv("HOME"), TmpDir: tmp, CPUs: runtime.NumCPU()}
+	// ${TMPDIR} is a directory of the runtime's own (Options.TmpDir empty), as for
+	// `run` and `serve`: with the host's shared /tmp writable, the runtime would scan
+	// it for git repositories to protect and make hooks/ and info/ in those that lack
+	// them, other programs' included.
+	opts := policy.Options{Workspace: ws, Home: os.Getenv("HOME"), CPUs: runtime.NumCPU()}
 	if opts.Home == "" {
 		opts.Home = "/root"
 	}

@@ -63,7 +63,7 @@ func (m *Manager) signalTree(dir string) (int, error) {
 			}
 		}
 		pids, err := readPids(filepath.Join(d, "cgroup.procs"))
-		if err != nil {
+		if err != nil && !removed(err) { // removed meanwhile: nothing left to signal
 			errs = append(errs, err)
 		}
 		for _, pid := range pids {
@@ -74,7 +74,7 @@ func (m *Manager) signalTree(dir string) (int, error) {
 		}
 		total += len(pids)
 		if frozen {
-			if err := writeFile(filepath.Join(d, "cgroup.freeze"), "0"); err != nil {
+			if err := writeFile(filepath.Join(d, "cgroup.freeze"), "0"); err != nil && !removed(err) {
 				errs = append(errs, err)
 			}
 		}
@@ -85,12 +85,13 @@ func (m *Manager) signalTree(dir string) (int, error) {
 // waitEventPath waits up to timeout for "key value" in dir's cgroup.events, opened by
 // path for this one wait. A missing directory counts as reached (nothing is left in it
 // to wait for): for "populated 0", a removed group is an empty one. So does one
-// removed while we wait (kernfs then answers ENODEV on the open file): another
+// removed while we open or wait (kernfs then answers ENODEV, to open(2) or on the
+// open file): another
 // runtime removing the same stale group at the same moment does that.
 func waitEventPath(dir, key string, value int64, timeout time.Duration) error {
 	p := filepath.Join(dir, "cgroup.events")
 	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if errors.Is(err, unix.ENOENT) {
+	if removed(err) { // ENODEV: the group is being removed, its files still listed
 		return nil
 	}
 	if err != nil {

@@ -401,7 +401,7 @@ func (m *Manager) removeIfStale(c staleCandidate) error {
 	if c.self {
 		// The dead process's leaf: it may hold that process's other children, which
 		// are not ours to kill. Remove it only when empty.
-		if err := unix.Rmdir(dir); err != nil && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENOENT) {
+		if err := unix.Rmdir(dir); err != nil && !errors.Is(err, unix.EBUSY) && !removed(err) {
 			return fmt.Errorf("cgroup: rmdir stale leaf %s: %w", dir, err)
 		}
 		return nil
@@ -463,8 +463,12 @@ func markOwner(dir string) {
 
 // destroyTree kills every process in dir's subtree, waits until it is empty and
 // removes its directories bottom-up.
+//
+// Another runtime may remove the same group at the same moment (two runtimes sweeping
+// one dead runtime's groups): a group removed between opening one of its files and
+// writing or reading it answers ENODEV, which counts as done, like ENOENT.
 func (m *Manager) destroyTree(dir string) error {
-	if err := m.killDir(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := m.killDir(dir); err != nil && !removed(err) {
 		return err
 	}
 	if err := waitEventPath(dir, "populated", 0, m.drain); err != nil {
@@ -473,10 +477,16 @@ func (m *Manager) destroyTree(dir string) error {
 	return rmdirTree(dir)
 }
 
+// removed reports whether err says the cgroup is gone: ENOENT by path, ENODEV on a
+// file opened before its group was removed.
+func removed(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENODEV)
+}
+
 // rmdirTree removes dir and its sub-cgroups, children first.
 func rmdirTree(dir string) error {
 	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
+	if removed(err) {
 		return nil
 	}
 	if err != nil {
@@ -489,7 +499,7 @@ func rmdirTree(dir string) error {
 			}
 		}
 	}
-	if err := unix.Rmdir(dir); err != nil && !errors.Is(err, unix.ENOENT) {
+	if err := unix.Rmdir(dir); err != nil && !removed(err) {
 		return fmt.Errorf("cgroup: rmdir %s: %w", dir, err)
 	}
 	return nil

@@ -389,3 +389,42 @@ func TestSpawnerMountPlan(t *testing.T) {
 		t.Errorf("the host's mount table changed")
 	}
 }
+
+// EnsureHookDirs makes the hooks/ and info/ a repository lacks, and leaves alone a
+// git directory without HEAD: one being deleted while a runtime starts (a remover
+// that emptied it would otherwise find hooks/ back and fail to remove it).
+func TestEnsureHookDirsSkipsDyingRepos(t *testing.T) {
+	root := t.TempDir()
+	for _, name := range []string{"live", "dying"} {
+		gd := filepath.Join(root, name, ".git")
+		if err := os.MkdirAll(gd, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(gd, "config"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "live", ".git", "HEAD"), []byte("ref: refs/heads/main\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := scanProtection([]string{root}, nil, scanMaxDepth, scanMaxDirs, scanMaxRepos)
+	if len(f.Repos) != 2 {
+		t.Fatalf("scan found %d repositories (%+v), want live and dying", len(f.Repos), f.Repos)
+	}
+	made, err := EnsureHookDirs(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{filepath.Join(root, "live", ".git", "hooks"), filepath.Join(root, "live", ".git", "info")}
+	if !slices.Equal(made, want) {
+		t.Errorf("made %v, want %v (the live repository's, not the dying one's)", made, want)
+	}
+	for _, p := range want {
+		if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
+			t.Errorf("%s: %v, want a directory", p, err)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(root, "dying", ".git", "hooks")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the dying repository got hooks/ (%v)", err)
+	}
+}
