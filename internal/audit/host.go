@@ -88,6 +88,33 @@ func procStart(pid int) (string, error) {
 	return f[19], nil
 }
 
+// LiveHolders returns how many live processes hold the host's audit switch on
+// through the state directory dir (DefaultStateDir when empty), read under its
+// lock. While any does, the host's own setting is the one saved in the state
+// file, and the last holder to close restores it.
+func LiveHolders(dir string) (int, error) {
+	if dir == "" {
+		dir = DefaultStateDir
+	}
+	h := &hostSwitch{dir: dir}
+	f, err := h.lock()
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	s, err := h.read()
+	if err != nil || s == nil {
+		return 0, err
+	}
+	n := 0
+	for _, x := range s.Holders {
+		if x.alive() {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // hostSwitch holds the host's audit switch for one collector.
 type hostSwitch struct {
 	dir  string

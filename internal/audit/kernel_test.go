@@ -112,25 +112,11 @@ func openEnabled(t *testing.T, opts Options) *Collector {
 // through the state directory dir (read under its lock).
 func noAuditHolders(t *testing.T, dir string) bool {
 	t.Helper()
-	h := &hostSwitch{dir: dir}
-	f, err := h.lock()
+	n, err := LiveHolders(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	s, err := h.read()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s == nil {
-		return true
-	}
-	for _, x := range s.Holders {
-		if x.alive() {
-			return false
-		}
-	}
-	return true
+	return n == 0
 }
 
 // sandbox is a Landlock ruleset that lets cat run and read only allowed/.
