@@ -76,6 +76,9 @@ type Reply struct {
 	Final []byte
 	// Type is Final's "type".
 	Type string
+	// Resent says Final was sent again because the first one was lost
+	// (HeaderResent); the chunks streamed before it may be missing.
+	Resent bool
 }
 
 // Do sends one protocol line to the pool.
@@ -133,6 +136,7 @@ func (c *Client) do(ctx context.Context, subject string, line []byte) (*Reply, e
 				continue
 			}
 			rep.Final, rep.Type = m.Data, h.Type
+			rep.Resent = m.Header.Get(HeaderResent) != ""
 			return rep, nil
 		}
 		if errors.Is(err, nats.ErrNoResponders) {
@@ -157,19 +161,43 @@ func (c *Client) do(ctx context.Context, subject string, line []byte) (*Reply, e
 			continue
 		}
 		lastProbe = time.Now()
-		if c.probe(ctx, rep.Worker) {
+		switch c.probe(ctx, rep.Worker, inbox) {
+		case probeAlive:
 			misses = 0
-		} else if misses++; misses >= c.opt.ProbeMisses {
-			return nil, fmt.Errorf("%w (worker %s)", ErrWorkerLost, rep.Worker)
+		case probeUnknown:
+			// The worker is there but does not know the request: it sent the final
+			// line so long ago that it forgot it, and that line never came.
+			return nil, fmt.Errorf("%w (worker %s: it no longer knows the request; its answer was lost)", ErrWorkerLost, rep.Worker)
+		case probeGone:
+			if misses++; misses >= c.opt.ProbeMisses {
+				return nil, fmt.Errorf("%w (worker %s)", ErrWorkerLost, rep.Worker)
+			}
 		}
 	}
 }
 
-// probe pings a worker on its subject: false only when NATS says nobody listens
-// there (a timeout proves nothing: the worker may be busy).
-func (c *Client) probe(ctx context.Context, worker string) bool {
+type probeResult int
+
+const (
+	probeAlive   probeResult = iota // answered, or busy (a timeout proves nothing)
+	probeGone                       // NATS says nobody listens on the worker's subject
+	probeUnknown                    // the worker answered that it does not know the request
+)
+
+// probe pings a worker on its subject, naming the reply subject of the request
+// in flight (HeaderInflight). A worker that already sent that request's final
+// line sends it again (the first was lost), and one that never knew it, or no
+// longer does, says so. Workers that predate the header answer a plain pong.
+func (c *Client) probe(ctx context.Context, worker, inbox string) probeResult {
 	pctx, cancel := context.WithTimeout(ctx, c.opt.ProbeInterval)
 	defer cancel()
-	_, err := c.nc.RequestWithContext(pctx, WorkerSubject(c.opt.Service, worker), []byte(`{"type":"ping"}`))
-	return !errors.Is(err, nats.ErrNoResponders)
+	m, err := c.nc.RequestMsgWithContext(pctx, &nats.Msg{Subject: WorkerSubject(c.opt.Service, worker),
+		Data: []byte(`{"type":"ping"}`), Header: nats.Header{HeaderInflight: []string{inbox}}})
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return probeGone
+	case err == nil && m.Header.Get(HeaderRequest) == RequestUnknown:
+		return probeUnknown
+	}
+	return probeAlive
 }

@@ -29,6 +29,26 @@ const (
 	// "cancel-applied" (the answer to a cancel that applies, whose request's
 	// result follows on that request's own reply subject).
 	HeaderEvent = "Agentexec-Event"
+	// HeaderInflight, on a ping to a worker's subject, names the reply subject of a
+	// request the client still waits for; the pong then carries HeaderRequest, and
+	// a worker that already sent that request's final line sends it again (the
+	// first one was lost: NATS delivers at most once, and a worker's connection
+	// that drops can take a message with it).
+	HeaderInflight = "Agentexec-Inflight"
+	// HeaderRequest, on such a pong: "running" (accepted, no final line yet),
+	// "done" (the final line was sent and has been sent again) or "unknown" (not
+	// known to this worker, or finished too long ago to be remembered).
+	HeaderRequest = "Agentexec-Request"
+	// HeaderResent marks a final line sent again after such a ping: the stdout and
+	// stderr lines a streamed request sent before it are not sent again.
+	HeaderResent = "Agentexec-Resent"
+)
+
+// States of HeaderRequest.
+const (
+	RequestRunning = "running"
+	RequestDone    = "done"
+	RequestUnknown = "unknown"
 )
 
 // Events of HeaderEvent.

@@ -70,8 +70,14 @@ type Worker struct {
 	stopCh  chan struct{} // closed when the worker begins to stop
 	wg      sync.WaitGroup
 
+	// dropForTest, when set, is asked before each publish whether to lose the
+	// message (tests of a lost answer); forgetForTest keeps finals from recent.
+	dropForTest   atomic.Pointer[func(*nats.Msg) bool]
+	forgetForTest atomic.Bool
+
 	mu                                              sync.Mutex
 	calls                                           map[string]*call
+	recent                                          recentFinals
 	stopping                                        bool
 	requests, results, errLines, messages, controls uint64
 	running, queued                                 int64
@@ -263,7 +269,14 @@ func (w *Worker) handle(r micro.Request) {
 	case serve.TypeRun:
 		w.accept(r, m, data)
 	case serve.TypePing:
-		w.control(reply, &serve.Pong{Type: serve.TypePong, ID: m.ID, Version: w.cfg.Version})
+		pong := &nats.Msg{Subject: reply, Data: mustJSON(&serve.Pong{Type: serve.TypePong, ID: m.ID, Version: w.cfg.Version})}
+		if inbox := r.Headers().Get(HeaderInflight); inbox != "" {
+			pong.Header = nats.Header{HeaderRequest: []string{w.requestState(inbox)}}
+		}
+		w.mu.Lock()
+		w.controls++
+		w.mu.Unlock()
+		w.publish(pong)
 	case serve.TypeStats:
 		w.control(reply, w.stats(m.ID))
 	case serve.TypePolicy:
@@ -272,6 +285,25 @@ func (w *Worker) handle(r micro.Request) {
 		// DecodeMessage accepted a type this worker does not know (a newer protocol).
 		w.replyError(reply, &serve.ProtocolError{Code: serve.CodeUnknownType, ID: m.ID, Msg: fmt.Sprintf("field \"type\": message type %q is not served over NATS", m.Type)})
 	}
+}
+
+// requestState says what the worker knows of the request whose reply subject is
+// inbox, and sends its final line again when it was already sent.
+func (w *Worker) requestState(inbox string) string {
+	w.mu.Lock()
+	for _, c := range w.calls {
+		if c.reply == inbox {
+			w.mu.Unlock()
+			return RequestRunning
+		}
+	}
+	final, ok := w.recent.get(inbox)
+	w.mu.Unlock()
+	if !ok {
+		return RequestUnknown
+	}
+	w.publish(&nats.Msg{Subject: inbox, Data: final, Header: nats.Header{HeaderResent: []string{"1"}}})
+	return RequestDone
 }
 
 func (w *Worker) control(reply string, v any) {
@@ -385,6 +417,9 @@ func (w *Worker) finish(c *call, out *lineWriter) {
 	c.cancel()
 	w.mu.Lock()
 	delete(w.calls, c.id)
+	if out.sent != nil && !w.forgetForTest.Load() {
+		w.recent.add(c.reply, out.sent)
+	}
 	if out.isResult {
 		w.results++
 		w.statuses[out.status]++
@@ -421,9 +456,10 @@ type lineWriter struct {
 	w       *Worker
 	c       *call
 	pending []byte
-	// set by the final line (result or error)
+	// set by the final line (result or error); sent is that line as published
 	final, isResult bool
 	status, backend string
+	sent            []byte
 }
 
 func (lw *lineWriter) Write(p []byte) (int, error) {
@@ -473,7 +509,56 @@ func (lw *lineWriter) line(line []byte) {
 			fmt.Errorf("fleet: the result line of %d bytes is over the NATS max payload of %d bytes; ask for less output (max_output_bytes)", len(line), lw.w.nc.MaxPayload())))
 		lw.status, lw.backend = agentexec.StatusError, ""
 	}
-	lw.w.publish(&nats.Msg{Subject: lw.c.reply, Data: bytes.Clone(line)})
+	data := bytes.Clone(line)
+	if lw.final {
+		lw.sent = data
+	}
+	lw.w.publish(&nats.Msg{Subject: lw.c.reply, Data: data})
+}
+
+// Bounds of the final lines a worker keeps to send again (recentFinals).
+const (
+	recentMaxLines = 4096
+	recentMaxBytes = 16 << 20
+)
+
+// recentFinals keeps the final lines of the latest finished requests by reply
+// subject, oldest evicted first past recentMaxLines or recentMaxBytes, so that a
+// client whose answer was lost gets it again (HeaderInflight).
+type recentFinals struct {
+	byInbox map[string][]byte
+	order   []string // insertion order; order[head:] are live
+	head    int
+	bytes   int
+}
+
+func (r *recentFinals) add(inbox string, final []byte) {
+	if r.byInbox == nil {
+		r.byInbox = map[string][]byte{}
+	}
+	if old, ok := r.byInbox[inbox]; ok {
+		r.bytes -= len(old)
+	} else {
+		r.order = append(r.order, inbox)
+	}
+	r.byInbox[inbox] = final
+	r.bytes += len(final)
+	for len(r.byInbox) > recentMaxLines || r.bytes > recentMaxBytes {
+		victim := r.order[r.head]
+		r.order[r.head] = ""
+		r.head++
+		r.bytes -= len(r.byInbox[victim])
+		delete(r.byInbox, victim)
+	}
+	if r.head > len(r.order)/2 && r.head > 64 {
+		r.order = append([]string(nil), r.order[r.head:]...)
+		r.head = 0
+	}
+}
+
+func (r *recentFinals) get(inbox string) ([]byte, bool) {
+	b, ok := r.byInbox[inbox]
+	return b, ok
 }
 
 func mustJSON(v any) []byte {
@@ -500,6 +585,9 @@ func (w *Worker) publish(m *nats.Msg) {
 		m.Header = nats.Header{}
 	}
 	m.Header.Set(HeaderWorker, w.id)
+	if drop := w.dropForTest.Load(); drop != nil && (*drop)(m) {
+		return
+	}
 	if err := w.nc.PublishMsg(m); err != nil {
 		w.log.Error("publish", "subject", m.Subject, "err", err)
 	}

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -200,5 +202,104 @@ func TestOnlyCredentialedPublish(t *testing.T) {
 	rep, err := NewClient(c.connect(agentUser, agentPass), ClientOptions{}).Do(context.Background(), []byte(`{"id":"x","tool":"echo","args":["ok"]}`))
 	if err != nil || !strings.Contains(string(rep.Final), `"stdout":"ok\n"`) {
 		t.Fatalf("agent's request: %s %v", rep.Final, err)
+	}
+}
+
+// TestLostAnswerResent: a worker's final line that NATS loses (at most once: a
+// worker whose connection drops can take a message with it) reaches the client all
+// the same: its probe names the request, and the worker sends the line again. The
+// controls: a client that does not probe hears nothing until its deadline (the
+// hang this prevents), and a worker that no longer remembers the line makes the
+// client fail with ErrWorkerLost instead of waiting.
+func TestLostAnswerResent(t *testing.T) {
+	rt, _ := newRuntime(t)
+	c := startCluster(t, 1, false)
+	w, err := NewWorker(c.connect(workerUser, workerPass), rt, WorkerConfig{Version: "1.2.3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dropped atomic.Int64
+	drop := func(m *nats.Msg) bool {
+		// Every first result line of a request is lost; resent ones pass.
+		if m.Header.Get(HeaderResent) == "" && bytes.Contains(m.Data, []byte(`"type":"result"`)) {
+			dropped.Add(1)
+			return true
+		}
+		return false
+	}
+	w.dropForTest.Store(&drop)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("worker Run: %v", err)
+		}
+	})
+	nc := c.connect(agentUser, agentPass)
+	cl := NewClient(nc, ClientOptions{ProbeInterval: 100 * time.Millisecond})
+	rctx, rcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer rcancel()
+
+	rep, err := cl.Do(rctx, []byte(`{"id":"a","tool":"echo","args":["hello"]}`))
+	if err != nil {
+		t.Fatalf("request whose result was lost: %v, want the result sent again", err)
+	}
+	var res agentexec.ResultJSON
+	if err := json.Unmarshal(rep.Final, &res); err != nil || res.ID != "a" || res.Stdout != "hello\n" || !rep.Resent {
+		t.Errorf("answer %s (resent %v, %v), want a's result, resent", rep.Final, rep.Resent, err)
+	}
+	if n := dropped.Load(); n != 1 {
+		t.Errorf("%d result lines lost, want 1", n)
+	}
+
+	// Control: without probes the lost line is never asked for.
+	noProbe := NewClient(nc, ClientOptions{ProbeInterval: time.Hour})
+	cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer ccancel()
+	if _, err := noProbe.Do(cctx, []byte(`{"id":"b","tool":"echo","args":["hello"]}`)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("control without probes: %v, want no answer until the deadline", err)
+	}
+
+	// A worker that no longer has the line: a clear error, not a wait.
+	w.forgetForTest.Store(true)
+	start := time.Now()
+	_, err = cl.Do(rctx, []byte(`{"id":"c","tool":"echo","args":["hello"]}`))
+	if !errors.Is(err, ErrWorkerLost) || !strings.Contains(err.Error(), "no longer knows the request") {
+		t.Errorf("forgotten answer: %v, want ErrWorkerLost saying the worker no longer knows the request", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("forgotten answer took %v to report", d)
+	}
+}
+
+// recentFinals stays within its bounds, evicting the oldest first.
+func TestRecentFinalsBounded(t *testing.T) {
+	var r recentFinals
+	for i := range recentMaxLines + 10 {
+		r.add(fmt.Sprintf("inbox.%d", i), []byte("x"))
+	}
+	if len(r.byInbox) != recentMaxLines {
+		t.Errorf("%d lines kept, want %d", len(r.byInbox), recentMaxLines)
+	}
+	if _, ok := r.get("inbox.0"); ok {
+		t.Error("the oldest line was kept")
+	}
+	if b, ok := r.get(fmt.Sprintf("inbox.%d", recentMaxLines+9)); !ok || string(b) != "x" {
+		t.Error("the newest line was not kept")
+	}
+	big := make([]byte, recentMaxBytes/3)
+	for i := range 5 {
+		r.add(fmt.Sprintf("big.%d", i), big)
+	}
+	if r.bytes > recentMaxBytes {
+		t.Errorf("%d bytes kept, over %d", r.bytes, recentMaxBytes)
+	}
+	if _, ok := r.get("big.4"); !ok {
+		t.Error("the newest big line was not kept")
+	}
+	if len(r.order)-r.head != len(r.byInbox) {
+		t.Errorf("order holds %d live entries, map %d", len(r.order)-r.head, len(r.byInbox))
 	}
 }
