@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -104,7 +106,8 @@ func writeCopy(path string, data []byte) error {
 }
 
 // trimAccountCache removes the oldest files beyond accountCacheMax, never those in
-// keep. A run that found its copy a moment before another run removed it sees its
+// keep nor another run's temporary file younger than a minute (its rename would
+// fail). A run that found its copy a moment before another run removed it sees its
 // optional bind fail (the tool then runs without the account, as on a host where
 // the bind is impossible); with accountCacheMax versions that takes more host-file
 // versions and tool ids than a machine has.
@@ -123,9 +126,14 @@ func trimAccountCache(keep []spawner.MountOp) {
 		if slices.ContainsFunc(keep, func(op spawner.MountOp) bool { return op.Source == p }) {
 			continue
 		}
-		if info, err := e.Info(); err == nil {
-			all = append(all, aged{p, info.ModTime().UnixNano()})
+		info, err := e.Info()
+		if err != nil {
+			continue
 		}
+		if strings.Contains(e.Name(), ".tmp-") && time.Since(info.ModTime()) < time.Minute {
+			continue // another run's copy being written (writeCopy renames it)
+		}
+		all = append(all, aged{p, info.ModTime().UnixNano()})
 	}
 	slices.SortFunc(all, func(a, b aged) int { return cmp.Compare(a.mtime, b.mtime) })
 	for i := 0; i < len(ents)-accountCacheMax && i < len(all); i++ {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -134,5 +135,49 @@ func TestAccountCacheTrims(t *testing.T) {
 		if _, err := os.Stat(op.Source); err != nil {
 			t.Errorf("the run's own copy was removed: %v", err)
 		}
+	}
+}
+
+// trimAccountCache removes the oldest copies beyond accountCacheMax, but neither
+// those the caller binds nor another run's temporary file still being written
+// (removing it would fail that run's rename), even when it is the oldest.
+func TestAccountCacheTrimSparesWrites(t *testing.T) {
+	dir := t.TempDir()
+	useAccountCache(t, dir)
+	now := time.Now()
+	touch := func(name string, age time.Duration) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("x"), 0o444); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, now.Add(-age), now.Add(-age)); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	writing := touch("passwd-aaaa.tmp-4242", 30*time.Second) // the oldest, but in flight
+	stale := touch("passwd-bbbb.tmp-4343", 2*time.Hour)      // left by a run that died
+	kept := touch("group-keep", 29*time.Second)              // bound by the caller
+	for i := range accountCacheMax + 5 {
+		touch(fmt.Sprintf("passwd-%04d", i), time.Duration(20000-i)*time.Millisecond)
+	}
+	trimAccountCache([]spawner.MountOp{{Source: kept}})
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) > accountCacheMax+1 {
+		t.Errorf("%d files left, want at most %d (+1 in flight)", len(ents), accountCacheMax)
+	}
+	for _, p := range []string{writing, kept} {
+		if _, err := os.Lstat(p); err != nil {
+			t.Errorf("%s was removed: %v", filepath.Base(p), err)
+		}
+	}
+	if _, err := os.Lstat(stale); err == nil {
+		t.Error("a temporary file two hours old was kept")
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "passwd-0000")); err == nil {
+		t.Error("the oldest copy was kept")
 	}
 }
