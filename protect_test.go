@@ -87,6 +87,9 @@ var repoAttacks = []repoAttack{
 	// tools leave it out): the runtime creates it empty, so that it is kept
 	// read-only like any other.
 	{"no-hooks-dir", "", `mkdir -p .git/hooks; printf '#!/bin/sh\ntouch MARK\n' > .git/hooks/pre-commit; chmod +x .git/hooks/pre-commit`},
+	// Nor HEAD: not a repository for git at the start, it becomes one when the tool
+	// writes HEAD; its hooks/ is created and kept read-only all the same.
+	{"no-head", "", `echo 'ref: refs/heads/main' > .git/HEAD; mkdir -p .git/hooks; printf '#!/bin/sh\ntouch MARK\n' > .git/hooks/pre-commit; chmod +x .git/hooks/pre-commit`},
 	{"rename", "", `mv .git .git.old; git init -q .; ` + plantConfig},
 	{"remove", "", `rm -rf .git; git init -q .; ` + plantConfig},
 	{"rename-worktree", "..", `mv REPO REPO.old && mkdir REPO && cd REPO && git init -q . && ` + plantConfig},
@@ -99,8 +102,13 @@ var repoAttacks = []repoAttack{
 func makeAttackRepo(t *testing.T, a repoAttack, repo string) {
 	t.Helper()
 	makeRepo(t, repo)
-	if a.name == "no-hooks-dir" {
+	if a.name == "no-hooks-dir" || a.name == "no-head" {
 		if err := os.RemoveAll(filepath.Join(repo, ".git", "hooks")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.name == "no-head" {
+		if err := os.Remove(filepath.Join(repo, ".git", "HEAD")); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -768,18 +768,14 @@ func probeMountNS() (bool, string) {
 // read-only: a missing hooks/ could otherwise be created by a tool and filled with a
 // hook the agent's next git command runs. It returns the directories it made. Only
 // the main process of a root runtime calls it, before ScanProtection's result is
-// planned (the caller rescans). A git directory without HEAD is left alone.
+// planned (the caller rescans).
 func EnsureHookDirs(f *ProtectFacts) (made []string, err error) {
 	for _, r := range f.Repos {
 		for _, gd := range r.GitDirs {
-			var st, head unix.Stat_t
+			// Every git directory found, HEAD or not: a tool could write HEAD later
+			// and make one without it a repository whose hooks the agent's git runs.
+			var st unix.Stat_t
 			if unix.Lstat(gd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
-				continue
-			}
-			if unix.Lstat(filepath.Join(gd, "HEAD"), &head) != nil {
-				// Not a git directory (any more): git needs HEAD. A repository being
-				// deleted while a runtime starts would otherwise get hooks/ back
-				// after its remover emptied it, and its rmdir fail.
 				continue
 			}
 			for _, name := range []string{"hooks", "info"} {
