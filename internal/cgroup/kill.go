@@ -86,12 +86,12 @@ func (m *Manager) signalTree(dir string) (int, error) {
 // path for this one wait. A missing directory counts as reached (nothing is left in it
 // to wait for): for "populated 0", a removed group is an empty one. So does one
 // removed while we open or wait (kernfs then answers ENODEV, to open(2) or on the
-// open file): another
-// runtime removing the same stale group at the same moment does that.
+// open file): another runtime removing the same stale group at the same moment
+// does that.
 func waitEventPath(dir, key string, value int64, timeout time.Duration) error {
 	p := filepath.Join(dir, "cgroup.events")
 	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if removed(err) { // ENODEV: the group is being removed, its files still listed
+	if removed(err) {
 		return nil
 	}
 	if err != nil {
@@ -99,7 +99,7 @@ func waitEventPath(dir, key string, value int64, timeout time.Duration) error {
 	}
 	defer unix.Close(fd)
 	if err := waitEventFD(fd, key, value, timeout); err != nil {
-		if errors.Is(err, unix.ENODEV) {
+		if removed(err) {
 			return nil
 		}
 		return fmt.Errorf("%s: %w", dir, err)

@@ -54,15 +54,7 @@ func newStaleHostN(t testing.TB, name string, nLive, nDead int) *staleHost {
 	if !ok {
 		t.Fatal("no start time for", livePid)
 	}
-	// Pids above pid_max belong to no process.
-	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pidMax, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pidMax := pidMax(t)
 	mk := func(name string, sub ...string) string {
 		t.Helper()
 		p := filepath.Join(info.Dir, name)
@@ -244,14 +236,7 @@ func BenchmarkNewManagerStale(b *testing.B) {
 func TestStaleConcurrentRemoval(t *testing.T) {
 	const rounds, groups, removers = 20, 6, 3
 	h := newStaleHostN(t, "race", 0, 0)
-	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pidMax, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pidMax := pidMax(t)
 	for round := range rounds {
 		var dirs []string
 		for i := range groups {
@@ -289,4 +274,18 @@ func TestStaleConcurrentRemoval(t *testing.T) {
 			t.Fatalf("round %d: %d of %d stale groups left", round, n, len(dirs))
 		}
 	}
+}
+
+// pidMax is the kernel's pid_max: pids above it belong to no process.
+func pidMax(t testing.TB) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -269,14 +269,11 @@ func (w *Worker) handle(r micro.Request) {
 	case serve.TypeRun:
 		w.accept(r, m, data)
 	case serve.TypePing:
-		pong := &nats.Msg{Subject: reply, Data: mustJSON(&serve.Pong{Type: serve.TypePong, ID: m.ID, Version: w.cfg.Version})}
+		var hdr nats.Header
 		if inbox := r.Headers().Get(HeaderInflight); inbox != "" {
-			pong.Header = nats.Header{HeaderRequest: []string{w.requestState(inbox)}}
+			hdr = nats.Header{HeaderRequest: []string{w.requestState(inbox)}}
 		}
-		w.mu.Lock()
-		w.controls++
-		w.mu.Unlock()
-		w.publish(pong)
+		w.controlMsg(&nats.Msg{Subject: reply, Header: hdr, Data: mustJSON(&serve.Pong{Type: serve.TypePong, ID: m.ID, Version: w.cfg.Version})})
 	case serve.TypeStats:
 		w.control(reply, w.stats(m.ID))
 	case serve.TypePolicy:
@@ -307,10 +304,15 @@ func (w *Worker) requestState(inbox string) string {
 }
 
 func (w *Worker) control(reply string, v any) {
+	w.controlMsg(&nats.Msg{Subject: reply, Data: mustJSON(v)})
+}
+
+// controlMsg counts and sends the answer to a control message.
+func (w *Worker) controlMsg(m *nats.Msg) {
 	w.mu.Lock()
 	w.controls++
 	w.mu.Unlock()
-	w.publishJSON(reply, v)
+	w.publish(m)
 }
 
 // replyError answers a message that was not acted on with serve's error line (line
@@ -527,8 +529,7 @@ const (
 // client whose answer was lost gets it again (HeaderInflight).
 type recentFinals struct {
 	byInbox map[string][]byte
-	order   []string // insertion order; order[head:] are live
-	head    int
+	order   []string // insertion order, oldest first
 	bytes   int
 }
 
@@ -544,15 +545,10 @@ func (r *recentFinals) add(inbox string, final []byte) {
 	r.byInbox[inbox] = final
 	r.bytes += len(final)
 	for len(r.byInbox) > recentMaxLines || r.bytes > recentMaxBytes {
-		victim := r.order[r.head]
-		r.order[r.head] = ""
-		r.head++
+		victim := r.order[0]
+		r.order = r.order[1:] // append reallocates, dropping the evicted prefix
 		r.bytes -= len(r.byInbox[victim])
 		delete(r.byInbox, victim)
-	}
-	if r.head > len(r.order)/2 && r.head > 64 {
-		r.order = append([]string(nil), r.order[r.head:]...)
-		r.head = 0
 	}
 }
 

@@ -48,6 +48,13 @@ func startInProcessWorker(t testing.TB, rt *agentexec.Runtime, nc *nats.Conn, cf
 	if err != nil {
 		t.Fatal(err)
 	}
+	runWorker(t, w)
+	return w
+}
+
+// runWorker runs w until the test's cleanup, which checks Run's error.
+func runWorker(t testing.TB, w *Worker) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
@@ -57,7 +64,6 @@ func startInProcessWorker(t testing.TB, rt *agentexec.Runtime, nc *nats.Conn, cf
 			t.Errorf("worker Run: %v", err)
 		}
 	})
-	return w
 }
 
 // serveLines answers input through serve.Serve, as `agentexec serve` on stdin.
@@ -228,15 +234,7 @@ func TestLostAnswerResent(t *testing.T) {
 		return false
 	}
 	w.dropForTest.Store(&drop)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("worker Run: %v", err)
-		}
-	})
+	runWorker(t, w)
 	nc := c.connect(agentUser, agentPass)
 	cl := NewClient(nc, ClientOptions{ProbeInterval: 100 * time.Millisecond})
 	rctx, rcancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -299,7 +297,7 @@ func TestRecentFinalsBounded(t *testing.T) {
 	if _, ok := r.get("big.4"); !ok {
 		t.Error("the newest big line was not kept")
 	}
-	if len(r.order)-r.head != len(r.byInbox) {
-		t.Errorf("order holds %d live entries, map %d", len(r.order)-r.head, len(r.byInbox))
+	if len(r.order) != len(r.byInbox) {
+		t.Errorf("order holds %d entries, map %d", len(r.order), len(r.byInbox))
 	}
 }

@@ -84,12 +84,11 @@ func findOne(t *testing.T, marker string) int {
 	for {
 		var pids []int
 		for _, pid := range testutil.ProcsWith(marker) {
-			// The command line must be "sleep MARKER" itself: the shell's child
-			// forked for "sleep FG" still has the script's command line, which
-			// holds BG too, and can be named "sleep" by the time its comm is read
-			// (one CI run found two pids for BG so).
-			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-			if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); string(comm) == "sleep\n" && string(cmdline) == "sleep\x00"+marker+"\x00" {
+			// The command line must be "sleep MARKER" itself, read once: the
+			// shell's child forked for "sleep FG" still has the script's command
+			// line, which holds BG too, and a second read (comm) a moment later
+			// already saw it named sleep (one CI run found two pids for BG so).
+			if cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); string(cmdline) == "sleep\x00"+marker+"\x00" {
 				pids = append(pids, pid)
 			}
 		}
