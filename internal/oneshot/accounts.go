@@ -79,9 +79,12 @@ func validCopy(path string, size int) bool {
 		st.Mode&0o7777 == 0o444 && st.Size == int64(size)
 }
 
+// tmpInfix is in the name of a copy being written (path + tmpInfix + pid).
+const tmpInfix = ".tmp-"
+
 // writeCopy writes data to path atomically: a private temporary file, then rename.
 func writeCopy(path string, data []byte) error {
-	tmp := path + ".tmp-" + strconv.Itoa(os.Getpid())
+	tmp := path + tmpInfix + strconv.Itoa(os.Getpid())
 	_ = os.Remove(tmp) // left by a process of the same pid that died mid-write
 	fd, err := unix.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o444)
 	if err != nil {
@@ -130,7 +133,7 @@ func trimAccountCache(keep []spawner.MountOp) {
 		if err != nil {
 			continue
 		}
-		if strings.Contains(e.Name(), ".tmp-") && time.Since(info.ModTime()) < time.Minute {
+		if strings.Contains(e.Name(), tmpInfix) && time.Since(info.ModTime()) < time.Minute {
 			continue // another run's copy being written (writeCopy renames it)
 		}
 		all = append(all, aged{p, info.ModTime().UnixNano()})
