@@ -121,8 +121,9 @@ bench-setup:
 		(apt-get install -y --no-install-recommends bubblewrap || (apt-get update && apt-get install -y --no-install-recommends bubblewrap)) >/dev/null; }
 
 # `agentexec run`, one process per call, against a direct launch, bubblewrap,
-# landrun and run's Runtime path, interleaved (docs/performance.md, "agentexec run,
-# one-shot").
+# landrun (or llrun, scripts/llrun, a Landlock-only launcher of its kind, built by
+# runbench), `agentexec serve` through a client and run's Runtime path, interleaved
+# (docs/performance.md, "agentexec run, one-shot" and "Peers").
 RUNBENCH_CALLS ?= 40
 bench-run: bench-setup build
 	$(GO) run ./scripts/runbench -bin $(BIN) -workspace . -calls $(RUNBENCH_CALLS)

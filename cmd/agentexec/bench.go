@@ -28,7 +28,7 @@ func cmdBench(args []string) int {
 	fs.BoolVar(&cfg.Breakdown, "breakdown", false, "add diagnostic backends: agentexec without per-launch cgroups, and forkexec in cgo builds")
 	quick := fs.Bool("skip-extras", false, "skip the serve, start-up and memory measurements")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	peers := fs.Bool("peers", false, "also compare one process per call: `agentexec run` against a direct launch and bubblewrap and landrun when installed")
+	peers := fs.Bool("peers", false, "also compare one process per call (`agentexec run`, and `agentexec serve` through a client) against a direct launch and bubblewrap and landrun when installed")
 	peerCalls := fs.Int("peers-calls", 30, "calls per mix entry per backend in the --peers comparison")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: agentexec bench [flags]   (docs/performance.md)")
@@ -102,7 +102,7 @@ func cmdBench(args []string) int {
 	default:
 		err = rep.WriteText(os.Stdout)
 		if err == nil && peerRep != nil {
-			fmt.Println("\none process per call (--peers): `agentexec run` against a direct launch and the peers installed here")
+			fmt.Println("\npeers (--peers): `agentexec run`, one process per call, and `agentexec serve` through a client, against a direct launch and the peers installed here (every call's output a pipe read to its end)")
 			err = peerRep.WriteText(os.Stdout, false)
 		}
 	}
@@ -114,7 +114,9 @@ func cmdBench(args []string) int {
 }
 
 // benchPeers runs the bench's mix one process per call (internal/peerbench) in the
-// bench's workspace, with `agentexec run` under the bench's policy.
+// bench's workspace, with `agentexec run` and `agentexec serve` under the bench's
+// policy; every call's output is a pipe the harness reads to its end, as serve's
+// is (an agent reads its tools' output).
 func benchPeers(ctx context.Context, cfg bench.Config, rep *bench.Report, scratch string, calls int) (*peerbench.Report, error) {
 	pol := cfg.PolicyFile
 	if pol == "" {
@@ -139,5 +141,5 @@ func benchPeers(ctx context.Context, cfg bench.Config, rep *bench.Report, scratc
 		mix = append(mix, peerbench.Call{Name: c.Name, Argv: append([]string{c.Tool}, c.Args...)})
 	}
 	return peerbench.Run(ctx, peerbench.Config{Binary: cfg.Binary, Workspace: ws, WritableWorkspace: true, Policy: pol,
-		Mix: mix, Calls: calls, Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin", "LC_ALL=C"}})
+		Mix: mix, Calls: calls, Serve: true, OutputPipe: true, Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin", "LC_ALL=C"}})
 }

@@ -51,6 +51,14 @@ type Config struct {
 	Backends []string
 	// Runtime adds `agentexec run` on its Runtime path (AGENTEXEC_RUN_NO_FAST=1).
 	Runtime bool
+	// Serve adds `agentexec serve`: one serve process per binary for the whole
+	// run, started before the measurement, and a client that writes each call's
+	// request line and reads its result line (serve.go).
+	Serve bool
+	// Sketch is the path of llrun (scripts/llrun), landrun's kind of launcher
+	// (Landlock and exec), a row when set: a Landlock-only peer where landrun is not
+	// installed.
+	Sketch string
 	// Env is every backend's environment (and PATH is how tools are found).
 	Env []string
 	// OutputPipe gives every launch a pipe for stdout and stderr, read to the end
@@ -64,8 +72,14 @@ type Config struct {
 type Backend struct {
 	Name        string `json:"name"`
 	Description string `json:"description"`
-	argv        func(path, name string, args []string) []string
-	env         []string
+	// NoCPU: the backend's CPU time per call is not measured (its cells' CPU
+	// fields are zero and it has no CPU geometric mean).
+	NoCPU bool `json:"no_cpu,omitempty"`
+	argv  func(path, name string, args []string) []string
+	env   []string
+	// serve is the agentexec binary of a serve backend (client, once started).
+	serve  string
+	client *serveClient
 }
 
 // Cell is one call through one backend.
@@ -134,6 +148,15 @@ func Backends(cfg Config) ([]Backend, []string) {
 	} else {
 		notes = append(notes, "landrun: not installed (github.com/zouuup/landrun), no row")
 	}
+	if cfg.Sketch != "" {
+		p := cfg.Sketch
+		bs = append(bs, Backend{Name: "llrun", Description: "llrun (scripts/llrun), landrun's kind of launcher on go-landlock: Landlock (file system, TCP) and exec, nothing else; the paths of landrun's row",
+			argv: func(tool, _ string, args []string) []string {
+				a := append([]string{p, "--rox", "/usr,/bin,/lib,/lib64"}, landrunWS...)
+				a = append(a, "--env", "PATH", "--env", "LC_ALL", "--", tool)
+				return append(a, args...)
+			}})
+	}
 	add := func(prefix, bin string) {
 		// run names the policy's tool, as a user would.
 		run := func(_, tool string, args []string) []string {
@@ -147,6 +170,10 @@ func Backends(cfg Config) ([]Backend, []string) {
 			Backend{Name: prefix + "-version", Description: "`" + bin + " version`: the floor of starting the binary, launching nothing",
 				argv: func(string, string, []string) []string { return []string{bin, "version"} }},
 			Backend{Name: prefix + "-run", Description: "`" + bin + " run -- TOOL ARGS`, one process per call (the one-shot path where the policy allows)", argv: run})
+		if cfg.Serve {
+			bs = append(bs, Backend{Name: prefix + "-serve", NoCPU: true, serve: bin,
+				Description: "one `" + bin + " serve` for the whole run, a client writing each call's request line and reading its result line (the tool's output comes back in it: a pipe, whatever the other rows' output is); CPU not measured"})
+		}
 		if cfg.Runtime {
 			bs = append(bs, Backend{Name: prefix + "-run-runtime", Description: "`" + bin + " run` on the Runtime path (AGENTEXEC_RUN_NO_FAST=1: spawner, pools, templates)",
 				argv: run, env: []string{"AGENTEXEC_RUN_NO_FAST=1"}})
@@ -175,6 +202,20 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	bs, notes := Backends(cfg)
 	rep := &Report{Calls: cfg.Calls, Notes: notes}
+	for i := range bs {
+		if bs[i].serve == "" {
+			continue
+		}
+		if !cfg.OutputPipe {
+			rep.Notes = append(rep.Notes, bs[i].Name+": its tools write to a pipe (their output is in the result line), the other rows' to /dev/null, where some tools do less (rg stops at its first match): compare with output to a pipe (runbench -stdout pipe)")
+		}
+		c, err := startServe(ctx, bs[i].serve, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("peerbench: %s: %w", bs[i].Name, err)
+		}
+		defer func() { _ = c.stop() }() // measured already; how serve ends changes no figure
+		bs[i].client = c
+	}
 	devNull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
 		return nil, err
@@ -208,7 +249,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				err = fmt.Errorf("exit status %d", st.ExitStatus())
 			}
 			if err != nil {
-				rep.Notes = append(rep.Notes, fmt.Sprintf("%s: left out: call %s (%q) failed: %v", b.Name, c.Name, b.argv(c.path, c.Argv[0], c.Argv[1:]), err))
+				rep.Notes = append(rep.Notes, fmt.Sprintf("%s: left out: call %s (%q) failed: %v", b.Name, c.Name, b.describe(c.path, c.Argv[0], c.Argv[1:]), err))
 				return true
 			}
 		}
@@ -257,13 +298,20 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			cell := Cell{Median: m, CPUMedian: u, Ratio: ratio(m, base), CPURatio: ratio(u, cpuBase)}
 			cr.Cells[b.Name] = cell
 			logs[b.Name] += math.Log(cell.Ratio)
-			cpuLogs[b.Name] += math.Log(cell.CPURatio)
+			if b.NoCPU {
+				cell.CPURatio = 0
+				cr.Cells[b.Name] = cell
+			} else {
+				cpuLogs[b.Name] += math.Log(cell.CPURatio)
+			}
 		}
 		rep.Mix = append(rep.Mix, cr)
 	}
 	for _, b := range bs {
 		rep.Geomean[b.Name] = math.Exp(logs[b.Name] / float64(len(mix)))
-		rep.CPUGeomean[b.Name] = math.Exp(cpuLogs[b.Name] / float64(len(mix)))
+		if !b.NoCPU {
+			rep.CPUGeomean[b.Name] = math.Exp(cpuLogs[b.Name] / float64(len(mix)))
+		}
 	}
 	return rep, nil
 }
@@ -303,6 +351,9 @@ func lookPath(tool string, env []string) (string, error) {
 // a pid-namespace init that does not wait for it, as under bwrap: that CPU time is
 // an undercount, comparable only between agentexec binaries).
 func launch(b Backend, path, name string, args []string, cfg Config, devNull *os.File) (time.Duration, time.Duration, syscall.WaitStatus, error) {
+	if b.client != nil {
+		return b.client.call(name, args)
+	}
 	argv := b.argv(path, name, args)
 	env := append(slices.Clone(cfg.Env), b.env...)
 	fds := []uintptr{devNull.Fd(), devNull.Fd(), devNull.Fd()}
@@ -388,7 +439,7 @@ func median(ds []time.Duration) time.Duration {
 
 // WriteText prints the wall-time table, and the CPU-time table when cpu is set.
 func (r *Report) WriteText(w io.Writer, cpu bool) error {
-	table := func(what string, pick func(Cell) (time.Duration, float64), geo map[string]float64) error {
+	table := func(what string, pick func(Cell) (time.Duration, float64), geo map[string]float64, cpuTable bool) error {
 		fmt.Fprintf(w, "# %d calls per tool and backend, interleaved, %d tools, %s; %s (ratio to direct)\n",
 			r.Calls, len(r.Mix), r.Took.Round(time.Second), what)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -400,6 +451,10 @@ func (r *Report) WriteText(w io.Writer, cpu bool) error {
 		for _, c := range r.Mix {
 			line := c.Name + "\t"
 			for _, b := range r.Backends {
+				if b.NoCPU && cpuTable {
+					line += "n/a\t"
+					continue
+				}
 				d, x := pick(c.Cells[b.Name])
 				line += fmt.Sprintf("%.2f ms (%.2f×)\t", float64(d.Microseconds())/1000, x)
 			}
@@ -407,17 +462,21 @@ func (r *Report) WriteText(w io.Writer, cpu bool) error {
 		}
 		line := "geomean\t"
 		for _, b := range r.Backends {
+			if b.NoCPU && cpuTable {
+				line += "n/a\t"
+				continue
+			}
 			line += fmt.Sprintf("%.2f×\t", geo[b.Name])
 		}
 		fmt.Fprintln(tw, line)
 		return tw.Flush()
 	}
-	if err := table("median wall time per call", func(c Cell) (time.Duration, float64) { return c.Median, c.Ratio }, r.Geomean); err != nil {
+	if err := table("median wall time per call", func(c Cell) (time.Duration, float64) { return c.Median, c.Ratio }, r.Geomean, false); err != nil {
 		return err
 	}
 	if cpu {
 		fmt.Fprintln(w)
-		if err := table("median CPU time (user+sys, wait4) per call", func(c Cell) (time.Duration, float64) { return c.CPUMedian, c.CPURatio }, r.CPUGeomean); err != nil {
+		if err := table("median CPU time (user+sys, wait4) per call", func(c Cell) (time.Duration, float64) { return c.CPUMedian, c.CPURatio }, r.CPUGeomean, true); err != nil {
 			return err
 		}
 	}

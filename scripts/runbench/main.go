@@ -4,7 +4,10 @@
 // landrun when they are installed, and `agentexec run` on the Runtime path
 // (AGENTEXEC_RUN_NO_FAST=1), on an agent-like tool mix over this repository's
 // files; `agentexec version`, which launches nothing, shows the floor of starting
-// the binary at all. Calls are interleaved: each call of the mix runs once through
+// the binary at all. Two more rows: `agentexec serve` through a client (one serve
+// process for the run, a request line written and its result line read per call;
+// -serve=false leaves it out), and llrun (scripts/llrun), a Landlock-only launcher
+// of landrun's kind, built here with `go build` (-llrun off, or -llrun PATH). Calls are interleaved: each call of the mix runs once through
 // every backend, in an order that rotates from call to call, so that the machine's
 // drift hits all backends alike; the figures are medians per tool and backend,
 // their ratios to the direct launch measured in the same run, and the geometric
@@ -31,6 +34,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -59,6 +63,8 @@ func main() {
 	base := flag.String("base", "", "a second agentexec `BINARY` (e.g. a build of an earlier commit): its backends are added as base-…")
 	asJSON := flag.Bool("json", false, "print the report as JSON")
 	stdout := flag.String("stdout", "null", "every call's stdout and stderr: null (/dev/null) or pipe (read by the harness to its end)")
+	serve := flag.Bool("serve", true, "add `agentexec serve` through a client (agentexec-serve)")
+	llrun := flag.String("llrun", "auto", "llrun, the Landlock-only peer (scripts/llrun): auto (built with go build into a temporary directory), off, or its `PATH`")
 	flag.Parse()
 	if *stdout != "null" && *stdout != "pipe" {
 		fatal(fmt.Errorf("-stdout %q: want null or pipe", *stdout))
@@ -78,7 +84,7 @@ func main() {
 		}
 		mix = m
 	}
-	cfg := peerbench.Config{Mix: mix, Calls: *calls, Runtime: true, OutputPipe: *stdout == "pipe",
+	cfg := peerbench.Config{Mix: mix, Calls: *calls, Runtime: true, OutputPipe: *stdout == "pipe", Serve: *serve,
 		Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"}}
 	var err error
 	if cfg.Workspace, err = filepath.Abs(*ws); err != nil {
@@ -95,9 +101,33 @@ func main() {
 	if *only != "" {
 		cfg.Backends = strings.Split(*only, ",")
 	}
+	var buildNote string
+	switch *llrun {
+	case "off":
+	case "auto":
+		dir, err := os.MkdirTemp("", "runbench-llrun-")
+		if err != nil {
+			fatal(err)
+		}
+		defer os.RemoveAll(dir)
+		p := filepath.Join(dir, "llrun")
+		out, err := exec.Command("go", "build", "-trimpath", "-o", p, "github.com/agentexec/agentexec/scripts/llrun").CombinedOutput()
+		if err != nil {
+			buildNote = fmt.Sprintf("llrun: not built (%v: %s), no row", err, strings.TrimSpace(string(out)))
+			break
+		}
+		cfg.Sketch = p
+	default:
+		if cfg.Sketch, err = filepath.Abs(*llrun); err != nil {
+			fatal(err)
+		}
+	}
 	rep, err := peerbench.Run(context.Background(), cfg)
 	if err != nil {
 		fatal(err)
+	}
+	if buildNote != "" {
+		rep.Notes = append(rep.Notes, buildNote)
 	}
 	if *asJSON {
 		err = rep.WriteJSON(os.Stdout)
