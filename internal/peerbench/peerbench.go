@@ -211,11 +211,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		c, err := startServe(ctx, bs[i].serve, cfg)
 		if err != nil {
-			return nil, fmt.Errorf("peerbench: %s: %w", bs[i].Name, err)
+			rep.Notes = append(rep.Notes, fmt.Sprintf("%s: left out: %v", bs[i].Name, err))
+			continue
 		}
 		defer func() { _ = c.stop() }() // measured already; how serve ends changes no figure
 		bs[i].client = c
 	}
+	// A serve backend whose serve did not start has no client: left out above.
+	bs = slices.DeleteFunc(bs, func(b Backend) bool { return b.serve != "" && b.client == nil })
 	devNull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
 		return nil, err

@@ -204,6 +204,19 @@ func TestRunServe(t *testing.T) {
 			t.Errorf("%s: backends %+v, calls %d, notes %q; want serve left out", tool, rep.Backends, len(rep.Mix), rep.Notes)
 		}
 	}
+
+	// A serve that does not start (it exits at once) is left out with the reason;
+	// the rest is measured.
+	writeExe(t, bin, "#!/bin/sh\n[ \"$1\" = serve ] && { echo 'no policy here' >&2; exit 2; }\n"+strings.TrimPrefix(fakeAgentexec, "#!/bin/sh\n"))
+	cfg.Backends = []string{"agentexec-serve", "agentexec-version"}
+	cfg.Mix = []Call{{"true", []string{"true"}}}
+	if rep, err = Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if notes := strings.Join(rep.Notes, "\n"); len(rep.Backends) != 2 || rep.Backends[1].Name != "agentexec-version" ||
+		!strings.Contains(notes, "agentexec-serve: left out:") || !strings.Contains(notes, "no policy here") {
+		t.Errorf("serve that does not start: backends %+v, notes %q", rep.Backends, notes)
+	}
 }
 
 // Sketch adds llrun's column, called as landrun is: its path flags, then -- TOOL
