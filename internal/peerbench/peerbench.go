@@ -107,6 +107,8 @@ type Report struct {
 	// the ratios to the direct launch.
 	Geomean    map[string]float64 `json:"geomean"`
 	CPUGeomean map[string]float64 `json:"cpu_geomean"`
+	// Targets are issue 18's targets that the rows of the run can judge.
+	Targets []Target `json:"targets,omitempty"`
 	// Notes say what was left out and why (a peer not installed, a backend that
 	// failed a call in the check before the measurement).
 	Notes []string      `json:"notes,omitempty"`
@@ -316,6 +318,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			rep.CPUGeomean[b.Name] = math.Exp(cpuLogs[b.Name] / float64(len(mix)))
 		}
 	}
+	rep.judge()
 	return rep, nil
 }
 
@@ -483,6 +486,7 @@ func (r *Report) WriteText(w io.Writer, cpu bool) error {
 			return err
 		}
 	}
+	r.writeTargets(w)
 	fmt.Fprintln(w, "\nbackends:")
 	for _, b := range r.Backends {
 		fmt.Fprintf(w, "  %-22s %s\n", b.Name, b.Description)
