@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentexec/agentexec"
 	"github.com/agentexec/agentexec/internal/contain"
+	"github.com/agentexec/agentexec/internal/testutil"
 )
 
 // netProbe is run inside a launch: it tries one kind of network access.
@@ -105,15 +106,7 @@ func TestNetworkNoneRefusesEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tcp.Close()
-	go func() {
-		for {
-			c, err := tcp.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go testutil.AcceptAll(tcp)
 	udp, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

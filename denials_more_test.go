@@ -336,21 +336,7 @@ func TestKernelDenialsAttributedUnderConcurrency(t *testing.T) {
 func TestKernelDenialsHintApplied(t *testing.T) {
 	requireKernelDenials(t)
 	o := newOutsideRoots(t)
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	port := ln.Addr().(*net.TCPAddr).Port
+	port := testutil.LoopbackTCP(t)
 	tools := denialTools(o)
 	p, _ := denialPolicy(t, tools)
 	rt := newRuntime(t, p)

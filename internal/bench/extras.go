@@ -1,15 +1,10 @@
 package bench
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -17,6 +12,7 @@ import (
 	"time"
 
 	"github.com/agentexec/agentexec"
+	"github.com/agentexec/agentexec/internal/serveclient"
 	"github.com/agentexec/agentexec/policy"
 )
 
@@ -100,15 +96,6 @@ func measureStartup(ctx context.Context, cfg Config, ws string, rep *Report) {
 	s.Runs, s.MedianMS, s.MaxMS = sum.N, sum.MedianUS/1e3, float64(times[len(times)-1].Microseconds())/1e3
 }
 
-// serveResult is the part of a serve output line the benchmark reads.
-type serveResult struct {
-	Type     string `json:"type"`
-	ID       string `json:"id"`
-	Status   string `json:"status"`
-	ExitCode *int   `json:"exit_code"`
-	Error    string `json:"error"`
-}
-
 // measureServe starts `agentexec serve` with the 20-hot-tool policy (or the
 // user's), measures its start-up to the first pong and its idle memory, then runs
 // `true` alternately through serve (one request at a time over the pipe pair) and
@@ -133,57 +120,14 @@ func measureServe(ctx context.Context, cfg Config, ws string, lib *agentexec.Run
 		}
 		pfile = f.Name()
 	}
-	cmd := exec.CommandContext(ctx, cfg.Binary, "serve", "--policy", pfile, "--workspace", ws, "--log-level", "error")
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		return err
-	}
-	outPipe, err := cmd.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
 	t0 := time.Now()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s serve: %w", cfg.Binary, err)
-	}
-	defer func() {
-		in.Close()
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	}()
-	out := bufio.NewReaderSize(outPipe, 1<<16)
-	read := func(id string) (serveResult, error) {
-		for {
-			line, err := out.ReadBytes('\n')
-			if err != nil {
-				return serveResult{}, fmt.Errorf("serve output: %w (stderr: %s)", err, firstLine(stderr.Bytes()))
-			}
-			var r serveResult
-			if err := json.Unmarshal(line, &r); err != nil {
-				return serveResult{}, fmt.Errorf("serve output line %q: %w", firstLine(line), err)
-			}
-			if r.ID == id {
-				return r, nil
-			}
-		}
-	}
-	if _, err := io.WriteString(in, `{"type":"ping","id":"p0"}`+"\n"); err != nil {
-		return fmt.Errorf("serve input: %w", err)
-	}
-	pong, err := read("p0")
+	c, err := serveclient.Start(ctx, cfg.Binary, []string{"serve", "--policy", pfile, "--workspace", ws, "--log-level", "error"}, "", nil)
 	if err != nil {
 		return err
 	}
-	if pong.Type != "pong" {
-		return fmt.Errorf("serve answered ping with %q: %s", pong.Type, pong.Error)
+	defer func() { _ = c.Close() }()
+	if err := c.Ping("p0", 0); err != nil { // bounded by ctx, as the rest
+		return err
 	}
 	s := &rep.Startup
 	s.ServeReadyMS = float64(time.Since(t0).Microseconds()) / 1e3
@@ -194,14 +138,14 @@ func measureServe(ctx context.Context, cfg Config, ws string, lib *agentexec.Run
 		s.MemorySource = "idle `agentexec serve`, " + cfg.PolicyFile
 	}
 	s.MemoryNote = ""
-	s.MainRSSKiB = rssKiB(cmd.Process.Pid)
+	s.MainRSSKiB = rssKiB(c.Pid())
 	s.Spawners, s.SpawnersRSSKiB = 0, 0
-	for _, pid := range childPids(cmd.Process.Pid) {
+	for _, pid := range childPids(c.Pid()) {
 		s.Spawners++
 		s.SpawnersRSSKiB += treeRSS(pid)
 	}
 	s.DistinctKiB = 0
-	if kib, ok := distinctResidentKiB(treePids(cmd.Process.Pid)); ok {
+	if kib, ok := distinctResidentKiB(treePids(c.Pid())); ok {
 		s.DistinctKiB = kib
 	}
 
@@ -216,12 +160,9 @@ func measureServe(ctx context.Context, cfg Config, ws string, lib *agentexec.Run
 			return fmt.Errorf("library Run %s: exit %d: %w", call, r.ExitCode, err)
 		}
 		id := "r" + strconv.Itoa(i)
-		line := fmt.Sprintf(`{"id":%q,"tool":%q,"cwd":%q}`+"\n", id, call, ws)
+		line := fmt.Sprintf(`{"id":%q,"tool":%q,"cwd":%q}`, id, call, ws)
 		t2 := time.Now()
-		if _, err := io.WriteString(in, line); err != nil {
-			return fmt.Errorf("serve input: %w", err)
-		}
-		sr, err := read(id)
+		sr, err := c.RoundTrip(line, id)
 		ds := time.Since(t2)
 		if err != nil {
 			return err

@@ -310,32 +310,22 @@ func listeners(t *testing.T) probeTargets {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tcp.Close() })
-	go acceptAll(tcp)
+	go testutil.AcceptAll(tcp)
 	path := filepath.Join(t.TempDir(), "sock")
 	ul, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ul.Close() })
-	go acceptAll(ul)
+	go testutil.AcceptAll(ul)
 	abs := "agentexec-contain-test-" + strings.ReplaceAll(t.Name(), "/", "-")
 	al, err := net.Listen("unix", "@"+abs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { al.Close() })
-	go acceptAll(al)
+	go testutil.AcceptAll(al)
 	return probeTargets{UDP: udp.LocalAddr().String(), TCP: tcp.Addr().String(), UnixPath: path, UnixAbstract: abs, Agent: os.Getpid()}
-}
-
-func acceptAll(l net.Listener) {
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		c.Close()
-	}
 }
 
 var allProbes = []string{

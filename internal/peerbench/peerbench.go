@@ -140,24 +140,23 @@ func Backends(cfg Config) ([]Backend, []string) {
 	} else {
 		notes = append(notes, "bwrap: not installed (Debian: apt-get install bubblewrap), no row")
 	}
+	// landrunArgv calls a launcher with landrun's flags: landrun, or llrun.
+	landrunArgv := func(bin string) func(tool, _ string, args []string) []string {
+		return func(tool, _ string, args []string) []string {
+			a := append([]string{bin, "--rox", "/usr,/bin,/lib,/lib64"}, landrunWS...)
+			a = append(a, "--env", "PATH", "--env", "LC_ALL", "--", tool)
+			return append(a, args...)
+		}
+	}
 	if p, err := exec.LookPath("landrun"); err == nil {
 		bs = append(bs, Backend{Name: "landrun", Description: "landrun: Landlock; /usr and the library directories read+exec, /etc read-only, the workspace " + wsAccess,
-			argv: func(tool, _ string, args []string) []string {
-				a := append([]string{p, "--rox", "/usr,/bin,/lib,/lib64"}, landrunWS...)
-				a = append(a, "--env", "PATH", "--env", "LC_ALL", "--", tool)
-				return append(a, args...)
-			}})
+			argv: landrunArgv(p)})
 	} else {
 		notes = append(notes, "landrun: not installed (github.com/zouuup/landrun), no row")
 	}
 	if cfg.Sketch != "" {
-		p := cfg.Sketch
 		bs = append(bs, Backend{Name: "llrun", Description: "llrun (scripts/llrun), landrun's kind of launcher on go-landlock: Landlock (file system, TCP) and exec, nothing else; the paths of landrun's row",
-			argv: func(tool, _ string, args []string) []string {
-				a := append([]string{p, "--rox", "/usr,/bin,/lib,/lib64"}, landrunWS...)
-				a = append(a, "--env", "PATH", "--env", "LC_ALL", "--", tool)
-				return append(a, args...)
-			}})
+			argv: landrunArgv(cfg.Sketch)})
 	}
 	add := func(prefix, bin string) {
 		// run names the policy's tool, as a user would.
@@ -216,7 +215,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			rep.Notes = append(rep.Notes, fmt.Sprintf("%s: left out: %v", bs[i].Name, err))
 			continue
 		}
-		defer func() { _ = c.stop() }() // measured already; how serve ends changes no figure
+		defer func() { _ = c.Close() }() // measured already; how serve ends changes no figure
 		bs[i].client = c
 	}
 	// A serve backend whose serve did not start has no client: left out above.

@@ -1,9 +1,9 @@
 // Command llrun is a stand-in for landrun (github.com/zouuup/landrun), which
 // neither Debian 12 nor the Go module proxy offers on the machines this project is
-// measured on: a launcher of the same kind, built on the same library
-// (go-landlock), that restricts itself with Landlock — file system and TCP, as
-// landrun does by default — and then execs the tool, with nothing else (no
-// seccomp, no cgroup, no capability drop, no namespace). internal/peerbench uses it
+// measured on: a launcher of the same kind, on go-landlock, called with landrun's
+// path flags, that restricts itself with Landlock (file system and TCP) and then
+// execs the tool, with nothing else (no seccomp, no cgroup, no capability drop, no
+// namespace). How closely its start-up matches landrun's is not measured here. internal/peerbench uses it
 // as the Landlock-only peer of `agentexec run` and `agentexec serve`
 // (docs/performance.md, "Peers"); it is not part of agentexec.
 //
@@ -13,9 +13,8 @@
 // grants read and execute, --ro read, --rw read and write (without execute); a
 // directory's rule covers what is beneath it, a file's only the file. --env passes
 // the named variable from llrun's environment to the tool, whose environment is
-// otherwise empty (as landrun's). TOOL is looked up in llrun's PATH. Landlock is
-// requested at ABI 5 on a best-effort basis (landrun's choice): an older kernel
-// gets what it supports.
+// otherwise empty. TOOL is looked up in llrun's PATH. Landlock is requested at
+// ABI 5 on a best-effort basis: an older kernel gets what it supports.
 package main
 
 import (

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +9,8 @@ import (
 	"testing"
 
 	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
+
+	"github.com/agentexec/agentexec/internal/testutil"
 )
 
 // The test binary is llrun when LLRUN_TEST_MAIN is set.
@@ -71,21 +72,7 @@ func TestLlrunRestricts(t *testing.T) {
 	if err != nil {
 		t.Skip("no bash for the TCP connection")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	connect := "echo > /dev/tcp/127.0.0.1/" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	connect := "echo > /dev/tcp/127.0.0.1/" + strconv.Itoa(testutil.LoopbackTCP(t))
 	if out, err := exec.Command(bash, "-c", connect).CombinedOutput(); err != nil {
 		t.Fatalf("control: direct connect failed: %v %s", err, out)
 	}
